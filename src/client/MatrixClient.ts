@@ -1,0 +1,775 @@
+/**
+ * The main-thread client: HTTP, the sync loop, rooms and events. All Olm/Megolm work and all
+ * crypto-store access happen in the crypto worker ({@link CryptoWorkerHost}); this class only
+ * moves JSON between the homeserver and the worker, in the order DESIGN §3 prescribes.
+ */
+import { EventEmitter } from "eventemitter3";
+import { join } from "node:path";
+import type { Dispatcher } from "undici";
+import type { OutgoingRequest, RemoteCryptoWorkerApi, RoomDecryptResult, SyncChangesInput, SyncChangesResult, AccountInfo } from "../protocol/api.js";
+import {
+  ClientClosedError,
+  EncryptionDisabledError,
+  InvalidArgumentError,
+  MatrixHttpError,
+  MatrixSdkError,
+  UnknownDevicesError,
+  UnsupportedAlgorithmError,
+} from "../protocol/errors.js";
+import { MEGOLM_ALGORITHM, type DeviceInfo } from "../protocol/api.js";
+import type { StoreConfig } from "../protocol/store.js";
+import { HttpClient, makeTxnId, p } from "../http/HttpClient.js";
+import { computeBackoff, sleep } from "../util/backoff.js";
+import { KeyedMutex, SingleFlight } from "../util/KeyedMutex.js";
+import { childLogger, noopLogger, type Logger, type LogLevel } from "../util/logger.js";
+import { CryptoWorkerHost } from "./CryptoWorkerHost.js";
+import { Device } from "./Device.js";
+import type { MatrixClientEvents, RoomEvent, UndecryptableEvent } from "./events.js";
+import { userDataDir } from "./paths.js";
+import { Room, type RoomEncryptionSettings } from "./Room.js";
+
+/** Where and how the crypto store is kept. */
+export interface StoreConf {
+  /** Folder of the SQLite file (created if missing). Default: the platform's user data directory. */
+  dbPath?: string;
+  /** File name. Default `crypto.db`. */
+  dbName?: string;
+  /**
+   * Key that encrypts libolm pickles at rest. The default is a constant: it keeps keys out of
+   * casual view but protects nothing against someone who can read the file. Set your own secret
+   * to protect the keys at rest.
+   */
+  pickleKey?: string;
+}
+
+/** Encryption options. */
+export interface EncryptionConf {
+  storeConf?: StoreConf;
+  /** A store of your own, built inside the worker: module specifier or absolute path, export name, JSON options. */
+  store?: { module: string; export: string; options?: unknown };
+  /** Keep the crypto store in memory only (tests; everything is lost on exit). */
+  inMemoryStore?: boolean;
+  /** Live inbound Megolm sessions kept unpickled in the worker (default 2000). */
+  sessionCacheSize?: number;
+}
+
+/** Options of {@link MatrixClient}. */
+export interface MatrixClientOptions {
+  /** Enable end-to-end encryption (default false). */
+  encryption?: boolean;
+  /** Reuse the device ID stored for the user at login (needs `encryption` and a full user ID). */
+  restoreDeviceId?: boolean;
+  /** Refuse to send to encrypted rooms with devices that are neither verified, ignored nor blacklisted. */
+  verifyDevices?: boolean;
+  encryptionConf?: EncryptionConf;
+  /** Logger (no-op by default). Secrets are never logged. */
+  logger?: Logger;
+  /** Log level of the crypto worker (default: silent unless a logger is given, then "info"). */
+  workerLogLevel?: LogLevel | "silent";
+  /** undici dispatcher (e.g. MockAgent in tests). */
+  dispatcher?: Dispatcher;
+  /** Long-poll timeout of /sync (default 30 s). */
+  syncTimeoutMs?: number;
+  /** Sync backoff bounds (ms). */
+  syncBackoff?: { baseMs?: number; maxMs?: number };
+}
+
+/** Options of {@link MatrixClient.createRoom}. */
+export interface CreateRoomOptions {
+  encrypted?: boolean;
+  invite?: string[];
+  name?: string;
+  preset?: "private_chat" | "public_chat" | "trusted_private_chat";
+  isDirect?: boolean;
+  encryptionSettings?: { rotationPeriodMs?: number; rotationPeriodMsgs?: number };
+}
+
+const DEFAULT_PICKLE_KEY = "matrix-e2ee-worker-sdk default pickle key";
+
+type Json = Record<string, unknown>;
+const isObj = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * A Matrix client with end-to-end encryption running in a worker thread.
+ *
+ * ```ts
+ * const client = new MatrixClient("https://matrix.example.org", { encryption: true, restoreDeviceId: true });
+ * await client.login("@bot:example.org", "password");
+ * client.on("room.event", (ev) => console.log(ev.sender, ev.content.body));
+ * client.start();
+ * ```
+ */
+export class MatrixClient extends EventEmitter<MatrixClientEvents> {
+  /** Homeserver base URL. */
+  readonly homeserverUrl: string;
+  private readonly http: HttpClient;
+  private readonly log: Logger;
+  private readonly opts: MatrixClientOptions;
+  private host: CryptoWorkerHost | null = null;
+  private account: AccountInfo | null = null;
+  private _userId: string | null = null;
+  private _deviceId: string | null = null;
+  private readonly rooms = new Map<string, Room>();
+  private readonly roomLocks = new KeyedMutex();
+  private readonly claimLock = new KeyedMutex();
+  private readonly outgoing: SingleFlight;
+  private syncToken: string | null = null;
+  private syncAbort: AbortController | null = null;
+  private syncLoop: Promise<void> | null = null;
+  private closed = false;
+  /** The encryption flag (read-only after construction). */
+  readonly encryption: boolean;
+  /** Device verification default for new rooms. */
+  readonly verifyDevices: boolean;
+
+  constructor(homeserverUrl: string, opts: MatrixClientOptions = {}) {
+    super();
+    if (opts.restoreDeviceId && !opts.encryption) {
+      throw new InvalidArgumentError("restoreDeviceId only makes sense when encryption is enabled.");
+    }
+    this.homeserverUrl = homeserverUrl.replace(/\/+$/, "");
+    this.opts = opts;
+    this.encryption = opts.encryption === true;
+    this.verifyDevices = opts.verifyDevices === true;
+    this.log = opts.logger ?? noopLogger;
+    this.http = new HttpClient(this.homeserverUrl, { logger: childLogger(this.log, "[http]"), ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}) });
+    this.outgoing = new SingleFlight(() => this.processOutgoingRequests());
+  }
+
+  /** Logged-in user ID, or null. */
+  get userId(): string | null {
+    return this._userId;
+  }
+  /** This device's ID, or null before login. */
+  get deviceId(): string | null {
+    return this._deviceId;
+  }
+  /** Access token (never logged). */
+  get accessToken(): string | undefined {
+    return this.http.accessToken;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // crypto worker
+
+  private storeConfig(): StoreConfig {
+    const conf = this.opts.encryptionConf ?? {};
+    if (conf.store) return { kind: "module", module: conf.store.module, export: conf.store.export, options: conf.store.options };
+    if (conf.inMemoryStore) return { kind: "memory" };
+    const dir = conf.storeConf?.dbPath ?? userDataDir();
+    return { kind: "sqlite", path: join(dir, conf.storeConf?.dbName ?? "crypto.db") };
+  }
+
+  /** Start the worker (opens the store). Idempotent. */
+  private async ensureWorker(): Promise<CryptoWorkerHost> {
+    if (!this.encryption) throw new EncryptionDisabledError();
+    if (this.closed) throw new ClientClosedError();
+    if (!this.host) {
+      const host = new CryptoWorkerHost(
+        {
+          store: this.storeConfig(),
+          pickleKey: this.opts.encryptionConf?.storeConf?.pickleKey ?? DEFAULT_PICKLE_KEY,
+          logLevel: this.opts.workerLogLevel ?? (this.opts.logger ? "info" : "silent"),
+          ...(this.opts.encryptionConf?.sessionCacheSize ? { sessionCacheSize: this.opts.encryptionConf.sessionCacheSize } : {}),
+        },
+        childLogger(this.log, "[crypto]"),
+      );
+      host.on("crashed", (err) => this.emit("crypto.workerCrashed", err));
+      host.on("restarted", () => this.emit("crypto.workerRestarted"));
+      host.onRestart = async () => {
+        if (this.account) await host.apiDuringRestart.loadAccount(this.account.userId, this.account.deviceId);
+      };
+      this.host = host;
+      try {
+        await host.start();
+      } catch (err) {
+        this.host = null;
+        throw err;
+      }
+      this.log.info(`crypto store: ${host.location}`);
+    }
+    return this.host;
+  }
+
+  private get crypto(): RemoteCryptoWorkerApi {
+    if (!this.host || !this.account) throw new EncryptionDisabledError("Encryption is not set up: enable it and log in first.");
+    return this.host.api;
+  }
+
+  /** @internal the worker host (tests). */
+  get cryptoHostForTesting(): CryptoWorkerHost | null {
+    return this.host;
+  }
+
+  private async initCrypto(userId: string, deviceId: string): Promise<void> {
+    const host = await this.ensureWorker();
+    this.account = await host.api.loadAccount(userId, deviceId);
+    this.syncToken = await host.api.getSyncToken();
+    await this.outgoing.trigger();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // login
+
+  /**
+   * Log in with a password. With `restoreDeviceId`, the device ID stored for `userId` is reused
+   * (so the identity keys stay the same); an explicit `deviceId` starts or resumes that device.
+   */
+  async login(userId: string, password: string, opts: { deviceId?: string; initialDeviceDisplayName?: string } = {}): Promise<void> {
+    let deviceId = opts.deviceId;
+    if (this.opts.restoreDeviceId && !deviceId) {
+      if (!/^@[^:]+:.+$/.test(userId)) {
+        throw new InvalidArgumentError("When using restoreDeviceId, a full user ID (e.g. @bot:example.org) must be supplied when logging in.");
+      }
+      const host = await this.ensureWorker();
+      deviceId = (await host.api.getStoredDeviceId(userId)) ?? undefined;
+      if (deviceId) this.log.info(`reusing stored device ID ${deviceId}`);
+    }
+    const body: Json = { type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password };
+    if (deviceId) body.device_id = deviceId;
+    if (opts.initialDeviceDisplayName) body.initial_device_display_name = opts.initialDeviceDisplayName;
+    const res = await this.http.request<Json>("POST", "/_matrix/client/v3/login", { body, auth: false });
+    if (typeof res.access_token !== "string" || typeof res.user_id !== "string" || typeof res.device_id !== "string") {
+      throw new MatrixHttpError(200, "M_BAD_JSON", "login response lacks access_token, user_id or device_id");
+    }
+    await this.setSession(res.user_id, res.device_id, res.access_token);
+  }
+
+  /** Use an existing access token; the user and device are found with `/account/whoami`. */
+  async loginWithToken(accessToken: string): Promise<void> {
+    this.http.setAccessToken(accessToken);
+    const who = await this.http.request<Json>("GET", "/_matrix/client/v3/account/whoami");
+    if (typeof who.user_id !== "string" || (this.encryption && typeof who.device_id !== "string")) {
+      throw new MatrixHttpError(200, "M_BAD_JSON", "whoami response lacks user_id or device_id");
+    }
+    await this.setSession(who.user_id, typeof who.device_id === "string" ? who.device_id : "", accessToken);
+  }
+
+  private async setSession(userId: string, deviceId: string, token: string): Promise<void> {
+    this.http.setAccessToken(token);
+    this._userId = userId;
+    this._deviceId = deviceId;
+    if (this.encryption) await this.initCrypto(userId, deviceId);
+  }
+
+  /** Log out (invalidates the token), stop syncing and close. */
+  async logout(): Promise<void> {
+    await this.stop();
+    try {
+      await this.http.request("POST", "/_matrix/client/v3/logout", { body: {} });
+    } finally {
+      await this.close();
+    }
+  }
+
+  /** Stop syncing, close the worker and the store cleanly, close HTTP connections. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.stop();
+    this.closed = true;
+    await this.host?.close();
+    await this.http.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // identity and devices
+
+  /** This device's ed25519 fingerprint (unpadded base64). */
+  getFingerprint(): string {
+    if (!this.encryption) throw new EncryptionDisabledError("Encryption is not enabled, this device has no fingerprint.");
+    if (!this.account) throw new EncryptionDisabledError("Log in first: the device has no keys yet.");
+    return this.account.ed25519;
+  }
+
+  /** This device's curve25519 identity key. */
+  getIdentityKey(): string {
+    this.getFingerprint();
+    return this.account!.curve25519;
+  }
+
+  /** The fingerprint in groups of four characters, for reading aloud. */
+  getFingerprintForDisplay(): string {
+    return this.getFingerprint().match(/.{1,4}/g)!.join(" ");
+  }
+
+  /** Known devices of a user (from the worker's store). */
+  async getDevices(userId: string): Promise<Device[]> {
+    const infos = await this.crypto.getDevices(userId);
+    return infos.map((i) => new Device(i, this));
+  }
+
+  /** One device of a user, or null. */
+  async getDevice(userId: string, deviceId: string): Promise<Device | null> {
+    return (await this.getDevices(userId)).find((d) => d.deviceId === deviceId) ?? null;
+  }
+
+  /** @internal used by Device */
+  setDeviceFlags(userId: string, deviceId: string, flags: { verified?: boolean; blacklisted?: boolean; ignored?: boolean }): Promise<DeviceInfo> {
+    return this.crypto.setDeviceFlags(userId, deviceId, flags);
+  }
+
+  /** Remove another device's data (e.g. an old device ID) from the store file. */
+  async deleteStoredDevice(userId: string, deviceId: string): Promise<void> {
+    const host = await this.ensureWorker();
+    await host.api.deleteStoredDevice(userId, deviceId);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // outgoing requests loop (single flight, DESIGN §3)
+
+  private async processOutgoingRequests(): Promise<void> {
+    if (!this.account || !this.host) return;
+    const reqs = await this.crypto.outgoingRequests();
+    await Promise.all(reqs.map((r) => this.sendOutgoing(r)));
+  }
+
+  private async sendOutgoing(r: OutgoingRequest): Promise<void> {
+    try {
+      const res = await this.sendRequest(r);
+      await this.crypto.markRequestAsSent(r.id, r.kind, JSON.stringify(res ?? {}));
+    } catch (err) {
+      if (err instanceof MatrixHttpError) {
+        await this.crypto.markRequestAsFailed(r.id, r.kind, err.errcode ?? null, err.message);
+      } else {
+        await this.crypto.markRequestAsFailed(r.id, r.kind, null, err instanceof Error ? err.message : String(err)).catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  private sendRequest(r: OutgoingRequest): Promise<unknown> {
+    const body: unknown = JSON.parse(r.body);
+    switch (r.kind) {
+      case "keys_upload":
+        return this.http.request("POST", "/_matrix/client/v3/keys/upload", { body });
+      case "keys_query":
+        return this.http.request("POST", "/_matrix/client/v3/keys/query", { body });
+      case "keys_claim":
+        return this.http.request("POST", "/_matrix/client/v3/keys/claim", { body });
+      case "to_device":
+        return this.http.request("PUT", p`/_matrix/client/v3/sendToDevice/${r.eventType}/${r.txnId}`, { body });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // sync loop
+
+  /** Start the sync loop (returns at once). Errors are emitted as `error` and retried with backoff. */
+  start(): void {
+    if (this.closed) throw new ClientClosedError();
+    if (!this._userId) throw new InvalidArgumentError("log in before starting the sync loop");
+    if (this.syncLoop) return;
+    const abort = new AbortController();
+    this.syncAbort = abort;
+    this.syncLoop = this.runSyncLoop(abort.signal).finally(() => {
+      this.syncLoop = null;
+    });
+  }
+
+  /** Stop the sync loop; resolves once the current sync finished processing. */
+  async stop(): Promise<void> {
+    this.syncAbort?.abort(new ClientClosedError("sync stopped"));
+    await this.syncLoop?.catch(() => undefined);
+    this.syncAbort = null;
+  }
+
+  /** Run one sync now (for scripts and tests); resolves once it is processed and committed. */
+  async syncOnce(timeoutMs = 0): Promise<void> {
+    const res = await this.http.request<unknown>("GET", "/_matrix/client/v3/sync", {
+      query: { since: this.syncToken ?? undefined, timeout: timeoutMs },
+      timeoutMs: timeoutMs + 60_000,
+      retry: false,
+    });
+    await this.processSync(res);
+  }
+
+  private async runSyncLoop(signal: AbortSignal): Promise<void> {
+    const base = this.opts.syncBackoff?.baseMs ?? 500;
+    const max = this.opts.syncBackoff?.maxMs ?? 60_000;
+    const timeout = this.opts.syncTimeoutMs ?? 30_000;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        const res = await this.http.request<unknown>("GET", "/_matrix/client/v3/sync", {
+          query: { since: this.syncToken ?? undefined, timeout: this.syncToken ? timeout : 0 },
+          timeoutMs: timeout + 30_000,
+          retry: false,
+          signal,
+        });
+        if (signal.aborted) break;
+        await this.processSync(res);
+        failures = 0;
+      } catch (err) {
+        if (signal.aborted) break;
+        failures++;
+        const e = err instanceof Error ? err : new Error(String(err));
+        const wait = err instanceof MatrixHttpError && err.retryAfterMs !== undefined ? err.retryAfterMs : computeBackoff(failures, base, max);
+        this.log.warn(`sync failed (${MatrixSdkError.isSdkError(e) ? e.code : e.name}: ${e.message}); retrying in ${wait} ms`);
+        this.emit("error", e);
+        try {
+          await sleep(Math.max(wait, Math.min(base, 50)), signal);
+        } catch {
+          break;
+        }
+      }
+    }
+  }
+
+  /** Process one `/sync` response: crypto first, then timelines in order, then commit the token. */
+  private async processSync(res: unknown): Promise<void> {
+    if (!isObj(res) || typeof res.next_batch !== "string") throw new MatrixHttpError(200, "M_BAD_JSON", "sync response without next_batch");
+    const nextBatch = res.next_batch;
+    const roomsSection = isObj(res.rooms) ? res.rooms : {};
+    const join = isObj(roomsSection.join) ? roomsSection.join : {};
+    const invite = isObj(roomsSection.invite) ? roomsSection.invite : {};
+    const leave = isObj(roomsSection.leave) ? roomsSection.leave : {};
+    const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+    const events = (section: unknown, key: string): unknown[] => (isObj(section) && isObj(section[key]) ? arr((section[key] as Json).events) : []);
+
+    const cryptoRooms: SyncChangesInput["rooms"] = [];
+    const stateOf = (section: unknown): unknown[] => [...events(section, "state"), ...events(section, "timeline").filter((e) => isObj(e) && typeof e.state_key === "string")];
+    for (const [roomId, r] of Object.entries(join)) cryptoRooms.push({ roomId, membership: "join", stateEvents: stateOf(r) });
+    for (const [roomId, r] of Object.entries(leave)) cryptoRooms.push({ roomId, membership: "leave", stateEvents: stateOf(r) });
+    for (const [roomId, r] of Object.entries(invite)) cryptoRooms.push({ roomId, membership: "invite", stateEvents: events(r, "invite_state") });
+
+    // Main-thread room view.
+    for (const cr of cryptoRooms) {
+      const room = this.getOrCreateRoom(cr.roomId);
+      for (const ev of cr.stateEvents) {
+        if (!isObj(ev) || typeof ev.type !== "string" || typeof ev.state_key !== "string" || !isObj(ev.content)) continue;
+        if (ev.type === "m.room.member" && typeof ev.content.membership === "string") room.members.set(ev.state_key, ev.content.membership);
+        if (ev.type === "m.room.encryption" && ev.state_key === "" && !room.encrypted && typeof ev.content.algorithm === "string") {
+          room.encryption = ev.content as RoomEncryptionSettings;
+        }
+      }
+      if (room.encryption === undefined && cr.membership === "join" && this.isFullStateSync()) room.encryption = null;
+    }
+
+    let cryptoResult: SyncChangesResult | null = null;
+    if (this.encryption && this.account) {
+      const devLists = isObj(res.device_lists) ? res.device_lists : {};
+      const input: SyncChangesInput = {
+        nextBatch,
+        toDevice: events(res, "to_device"),
+        deviceLists: { changed: devLists.changed, left: devLists.left },
+        rooms: cryptoRooms,
+      };
+      if (isObj(res.device_one_time_keys_count)) input.oneTimeKeyCounts = res.device_one_time_keys_count;
+      const fb = res.device_unused_fallback_key_types ?? res["org.matrix.msc2732.device_unused_fallback_key_types"];
+      if (fb !== undefined) input.unusedFallbackKeyTypes = fb;
+      cryptoResult = await this.crypto.receiveSyncChanges(JSON.stringify(input));
+      for (const f of cryptoResult.toDeviceFailures) this.emit("toDevice.failure", f);
+      for (const t of cryptoResult.toDevice) {
+        this.emit("toDevice", { type: t.type, sender: t.sender, content: JSON.parse(t.contentJson) as Json, encrypted: t.encrypted, senderCurve25519: t.senderCurve25519 });
+      }
+      for (const k of cryptoResult.roomKeys) this.emit("room.key", k);
+      for (const e of cryptoResult.encryptedRooms) this.emit("room.encrypted", e.roomId, e.encryption);
+    } else {
+      for (const t of events(res, "to_device")) {
+        if (isObj(t) && typeof t.type === "string" && typeof t.sender === "string" && isObj(t.content)) {
+          this.emit("toDevice", { type: t.type, sender: t.sender, content: t.content, encrypted: false, senderCurve25519: null });
+        }
+      }
+    }
+
+    for (const [roomId, r] of Object.entries(invite)) {
+      const inv = events(r, "invite_state").find((e) => isObj(e) && e.type === "m.room.member" && e.state_key === this._userId);
+      this.emit("room.invite", roomId, isObj(inv) && typeof inv.sender === "string" ? inv.sender : null);
+    }
+
+    // Timelines: one worker call per room for its encrypted events, rooms in parallel, emitted in order.
+    let emitted = 0;
+    const timelines = Object.entries(join).map(([roomId, r]) => ({ roomId, events: events(r, "timeline").filter(isObj) }));
+    const decrypted = await Promise.all(
+      timelines.map(async (t) => {
+        const enc = t.events.filter((e) => e.type === "m.room.encrypted");
+        if (!enc.length || !this.encryption || !this.account) return new Map<string, RoomDecryptResult>();
+        const results = await this.crypto.decryptRoomEvents(t.roomId, JSON.stringify(enc));
+        return new Map(results.map((r) => [r.eventId, r]));
+      }),
+    );
+    timelines.forEach((t, i) => {
+      const results = decrypted[i]!;
+      for (const ev of t.events) {
+        const r = typeof ev.event_id === "string" ? results.get(ev.event_id) : undefined;
+        this.emitTimelineEvent(t.roomId, ev, r, false);
+        emitted++;
+      }
+    });
+    for (const batch of cryptoResult?.redecrypted ?? []) {
+      for (const r of batch.results) {
+        if (r.ok) this.emitDecrypted(batch.roomId, { event_id: r.eventId }, r, true);
+      }
+    }
+
+    if (this.encryption && this.account) await this.crypto.commitSyncToken(nextBatch);
+    this.syncToken = nextBatch;
+    this.emit("sync", { nextBatch, events: emitted });
+    void this.outgoing.trigger().catch((err: unknown) => {
+      this.log.warn(`outgoing crypto requests failed: ${String(err)}`);
+      this.emit("error", err instanceof Error ? err : new Error(String(err)));
+    });
+  }
+
+  private isFullStateSync(): boolean {
+    return this.syncToken === null;
+  }
+
+  private emitTimelineEvent(roomId: string, ev: Json, r: RoomDecryptResult | undefined, late: boolean): void {
+    const item = this.toTimelineItem(roomId, ev, r, late);
+    if ("code" in item) this.emit("room.undecryptable", item);
+    else this.emit("room.event", item);
+  }
+
+  private emitDecrypted(roomId: string, ev: Json, r: RoomDecryptResult & { ok: true }, late: boolean): void {
+    this.emit("room.event", this.toTimelineItem(roomId, ev, r, late) as RoomEvent);
+  }
+
+  /** A raw timeline event plus its decryption result → what listeners get. */
+  private toTimelineItem(roomId: string, ev: Json, r: RoomDecryptResult | undefined, late: boolean): RoomEvent | UndecryptableEvent {
+    if (r?.ok) {
+      const out: RoomEvent = {
+        roomId,
+        eventId: r.eventId,
+        sender: r.sender,
+        type: r.type,
+        content: JSON.parse(r.contentJson) as Json,
+        originServerTs: r.originServerTs,
+        encryption: {
+          senderCurve25519: r.senderCurve25519,
+          claimedEd25519: r.claimedEd25519,
+          senderDeviceId: r.senderDeviceId,
+          verification: r.verification,
+          sessionId: r.sessionId,
+          messageIndex: r.messageIndex,
+          forwardingChain: r.forwardingChain,
+        },
+      };
+      if (late) out.lateDecryption = true;
+      if (isObj(ev.unsigned)) out.unsigned = ev.unsigned;
+      return out;
+    }
+    if (ev.type === "m.room.encrypted") {
+      const content = isObj(ev.content) ? ev.content : {};
+      const utd: UndecryptableEvent = {
+        roomId,
+        eventId: typeof ev.event_id === "string" ? ev.event_id : "",
+        sender: typeof ev.sender === "string" ? ev.sender : "",
+        originServerTs: typeof ev.origin_server_ts === "number" ? ev.origin_server_ts : 0,
+        code: r && !r.ok ? r.code : this.encryption ? "malformed" : "missing_session",
+        message: r && !r.ok ? r.message : this.encryption ? "no decryption result" : "encryption is disabled",
+        sessionId: r && !r.ok ? r.sessionId : typeof content.session_id === "string" ? content.session_id : null,
+        raw: ev,
+      };
+      if (r && !r.ok && r.withheldCode) utd.withheldCode = r.withheldCode;
+      return utd;
+    }
+    const out: RoomEvent = {
+      roomId,
+      eventId: typeof ev.event_id === "string" ? ev.event_id : "",
+      sender: typeof ev.sender === "string" ? ev.sender : "",
+      type: typeof ev.type === "string" ? ev.type : "",
+      content: isObj(ev.content) ? ev.content : {},
+      originServerTs: typeof ev.origin_server_ts === "number" ? ev.origin_server_ts : 0,
+    };
+    if (typeof ev.state_key === "string") out.stateKey = ev.state_key;
+    if (isObj(ev.unsigned)) out.unsigned = ev.unsigned;
+    return out;
+  }
+
+  /**
+   * Fetch the last `limit` events of a room from the server (`/messages`), oldest first, decrypted
+   * where possible. Nothing is emitted.
+   */
+  async fetchRoomHistory(roomId: string, limit = 50): Promise<(RoomEvent | UndecryptableEvent)[]> {
+    const res = await this.http.request<Json>("GET", p`/_matrix/client/v3/rooms/${roomId}/messages`, { query: { dir: "b", limit } });
+    const chunk = (Array.isArray(res.chunk) ? res.chunk : []).filter(isObj).reverse();
+    const enc = chunk.filter((e) => e.type === "m.room.encrypted");
+    let results = new Map<string, RoomDecryptResult>();
+    if (enc.length && this.encryption && this.account) {
+      results = new Map((await this.crypto.decryptRoomEvents(roomId, JSON.stringify(enc))).map((r) => [r.eventId, r]));
+    }
+    return chunk.map((ev) => this.toTimelineItem(roomId, ev, typeof ev.event_id === "string" ? results.get(ev.event_id) : undefined, false));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // rooms
+
+  /** The room object for an ID (created on first use). */
+  getRoom(roomId: string): Room {
+    return this.getOrCreateRoom(roomId);
+  }
+
+  /** Rooms seen so far. */
+  getRooms(): Room[] {
+    return [...this.rooms.values()];
+  }
+
+  private getOrCreateRoom(roomId: string): Room {
+    let room = this.rooms.get(roomId);
+    if (!room) {
+      room = new Room(this, roomId, this.verifyDevices);
+      this.rooms.set(roomId, room);
+    }
+    return room;
+  }
+
+  /** Create a room, optionally encrypted, inviting users. */
+  async createRoom(opts: CreateRoomOptions = {}): Promise<Room> {
+    const body: Json = { preset: opts.preset ?? "private_chat", invite: opts.invite ?? [] };
+    if (opts.name) body.name = opts.name;
+    if (opts.isDirect) body.is_direct = true;
+    let encryption: RoomEncryptionSettings | null = null;
+    if (opts.encrypted) {
+      encryption = { algorithm: MEGOLM_ALGORITHM };
+      if (opts.encryptionSettings?.rotationPeriodMs) encryption.rotation_period_ms = opts.encryptionSettings.rotationPeriodMs;
+      if (opts.encryptionSettings?.rotationPeriodMsgs) encryption.rotation_period_msgs = opts.encryptionSettings.rotationPeriodMsgs;
+      body.initial_state = [{ type: "m.room.encryption", state_key: "", content: encryption }];
+    }
+    const res = await this.http.request<Json>("POST", "/_matrix/client/v3/createRoom", { body });
+    if (typeof res.room_id !== "string") throw new MatrixHttpError(200, "M_BAD_JSON", "createRoom response lacks room_id");
+    const room = this.getOrCreateRoom(res.room_id);
+    room.members.set(this._userId!, "join");
+    for (const u of opts.invite ?? []) room.members.set(u, "invite");
+    room.encryption = encryption;
+    if (encryption) await this.noteRoomEncryption(room, encryption);
+    return room;
+  }
+
+  /** Join a room by ID or alias. */
+  async joinRoom(roomIdOrAlias: string): Promise<Room> {
+    const res = await this.http.request<Json>("POST", p`/_matrix/client/v3/join/${roomIdOrAlias}`, { body: {} });
+    if (typeof res.room_id !== "string") throw new MatrixHttpError(200, "M_BAD_JSON", "join response lacks room_id");
+    const room = this.getOrCreateRoom(res.room_id);
+    room.members.set(this._userId!, "join");
+    room.membersLoaded = false;
+    return room;
+  }
+
+  /** @internal */
+  async inviteToRoom(roomId: string, userId: string): Promise<void> {
+    await this.http.request("POST", p`/_matrix/client/v3/rooms/${roomId}/invite`, { body: { user_id: userId } });
+  }
+
+  /** @internal */
+  async leaveRoom(roomId: string): Promise<void> {
+    await this.http.request("POST", p`/_matrix/client/v3/rooms/${roomId}/leave`, { body: {} });
+  }
+
+  /** Kick a user. */
+  async kick(roomId: string, userId: string, reason?: string): Promise<void> {
+    await this.http.request("POST", p`/_matrix/client/v3/rooms/${roomId}/kick`, { body: reason ? { user_id: userId, reason } : { user_id: userId } });
+  }
+
+  /** Ban a user. */
+  async ban(roomId: string, userId: string, reason?: string): Promise<void> {
+    await this.http.request("POST", p`/_matrix/client/v3/rooms/${roomId}/ban`, { body: reason ? { user_id: userId, reason } : { user_id: userId } });
+  }
+
+  /** @internal */
+  async getJoinedMembers(roomId: string): Promise<string[]> {
+    const res = await this.http.request<Json>("GET", p`/_matrix/client/v3/rooms/${roomId}/joined_members`);
+    return isObj(res.joined) ? Object.keys(res.joined) : [];
+  }
+
+  /** Send a state event; resolves with the event ID. */
+  async sendStateEvent(roomId: string, type: string, stateKey: string, content: Record<string, unknown>): Promise<string> {
+    const res = await this.http.request<Json>("PUT", p`/_matrix/client/v3/rooms/${roomId}/state/${type}/${stateKey}`, { body: content });
+    return typeof res.event_id === "string" ? res.event_id : "";
+  }
+
+  /** @internal record that a room is encrypted (main thread and worker). */
+  async noteRoomEncryption(room: Room, encryption: RoomEncryptionSettings): Promise<void> {
+    if (!room.encrypted) room.encryption = encryption;
+    if (this.encryption && this.account) await this.crypto.setRoomEncryption(room.roomId, room.encryption as Json);
+  }
+
+  /** @internal Make sure we know whether a room is encrypted (asks the worker, then the server). */
+  async refreshRoomEncryption(room: Room): Promise<void> {
+    if (room.encrypted) return;
+    if (this.encryption && this.account) {
+      const info = await this.crypto.getRoomInfo(room.roomId);
+      if (info.encryption) {
+        room.encryption = info.encryption as RoomEncryptionSettings;
+        return;
+      }
+    }
+    try {
+      const content = await this.http.request<Json>("GET", p`/_matrix/client/v3/rooms/${room.roomId}/state/m.room.encryption/`);
+      if (typeof content.algorithm === "string") await this.noteRoomEncryption(room, content as RoomEncryptionSettings);
+      else room.encryption = null;
+    } catch (err) {
+      if (err instanceof MatrixHttpError && err.status === 404) room.encryption = null;
+      else throw err;
+    }
+  }
+
+  /**
+   * @internal Send an event, encrypting in encrypted rooms. Per room, claim → share → encrypt →
+   * send run under the room's FIFO lock, so concurrent sends share the key once and keep their order.
+   */
+  async sendRoomEvent(room: Room, type: string, content: Record<string, unknown>): Promise<string> {
+    if (this.closed) throw new ClientClosedError();
+    return this.roomLocks.run(room.roomId, async () => {
+      if (room.encryption === undefined || (!room.encrypted && this.encryption)) await this.refreshRoomEncryption(room);
+      if (!room.encrypted) {
+        const res = await this.http.request<Json>("PUT", p`/_matrix/client/v3/rooms/${room.roomId}/send/${type}/${makeTxnId()}`, { body: content });
+        return typeof res.event_id === "string" ? res.event_id : "";
+      }
+      if (!this.encryption) throw new EncryptionDisabledError(`Room ${room.roomId} is encrypted but encryption is not enabled in this client; refusing to send in plaintext.`);
+      if (room.encryption!.algorithm !== MEGOLM_ALGORITHM) throw new UnsupportedAlgorithmError(room.roomId, room.encryption!.algorithm);
+      const encrypted = await this.encryptForRoom(room, type, content);
+      const res = await this.http.request<Json>("PUT", p`/_matrix/client/v3/rooms/${room.roomId}/send/m.room.encrypted/${makeTxnId()}`, { body: encrypted });
+      return typeof res.event_id === "string" ? res.event_id : "";
+    });
+  }
+
+  private async encryptForRoom(room: Room, type: string, content: Record<string, unknown>): Promise<Json> {
+    const crypto = this.crypto;
+    if (!room.membersLoaded) {
+      const res = await this.http.request<Json>("GET", p`/_matrix/client/v3/rooms/${room.roomId}/members`);
+      const members = (Array.isArray(res.chunk) ? res.chunk : [])
+        .filter(isObj)
+        .filter((e) => typeof e.state_key === "string" && isObj(e.content) && typeof e.content.membership === "string")
+        .map((e) => ({ userId: e.state_key as string, membership: (e.content as Json).membership as string }));
+      await crypto.setRoomMembers(room.roomId, members);
+      for (const m of members) room.members.set(m.userId, m.membership);
+      room.membersLoaded = true;
+    }
+    // keys/query for members' devices, then keys/claim for missing Olm sessions (single flight).
+    for (let i = 0; i < 4; i++) {
+      const step = await crypto.prepareRoomKeyShare(room.roomId, room.verifyDevices);
+      if (step.ready) break;
+      if (step.request.kind === "keys_claim") await this.claimLock.run("claim", () => this.sendOutgoing(step.request));
+      else await this.sendOutgoing(step.request);
+    }
+    let shares: OutgoingRequest[];
+    try {
+      shares = await crypto.shareRoomKey(room.roomId, room.verifyDevices);
+    } catch (err) {
+      if (err instanceof UnknownDevicesError) throw await this.withDeviceObjects(err);
+      throw err;
+    }
+    try {
+      await Promise.all(shares.map((r) => this.sendOutgoing(r)));
+    } catch (err) {
+      await crypto.discardRoomKey(room.roomId);
+      throw err;
+    }
+    return JSON.parse(await crypto.encryptRoomEvent(room.roomId, type, JSON.stringify(content))) as Json;
+  }
+
+  private async withDeviceObjects(err: UnknownDevicesError): Promise<UnknownDevicesError> {
+    const userDevices: Record<string, Device[]> = {};
+    for (const [userId, list] of Object.entries(err.userDevices)) {
+      userDevices[userId] = (list as DeviceInfo[]).map((d) => new Device(d, this));
+    }
+    err.userDevices = userDevices;
+    return err;
+  }
+
+  /** Send a to-device message in the clear (e.g. custom protocols). */
+  async sendToDevice(eventType: string, messages: Record<string, Record<string, Record<string, unknown>>>): Promise<void> {
+    await this.http.request("PUT", p`/_matrix/client/v3/sendToDevice/${eventType}/${makeTxnId()}`, { body: { messages } });
+  }
+}

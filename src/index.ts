@@ -1,0 +1,26 @@
+/**
+ * matrix-e2ee-worker-sdk: a Matrix client whose end-to-end encryption (libolm) and crypto store
+ * run in a dedicated worker thread.
+ * @packageDocumentation
+ */
+export { MatrixClient } from "./client/MatrixClient.js";
+export type { MatrixClientOptions, EncryptionConf, StoreConf, CreateRoomOptions } from "./client/MatrixClient.js";
+export { Room } from "./client/Room.js";
+export type { RoomEncryptionSettings } from "./client/Room.js";
+export { Device } from "./client/Device.js";
+export type { MatrixClientEvents, RoomEvent, UndecryptableEvent, ToDeviceEvent, SyncInfo, EventEncryptionInfo } from "./client/events.js";
+export { userDataDir, APP_NAME } from "./client/paths.js";
+export * from "./protocol/errors.js";
+export {
+  DecryptionFailureCode,
+  VerificationStatus,
+  OLM_ALGORITHM,
+  MEGOLM_ALGORITHM,
+  PROTOCOL_VERSION,
+} from "./protocol/api.js";
+export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, AccountInfo } from "./protocol/api.js";
+export type * from "./protocol/store.js";
+export { HttpClient, makeTxnId } from "./http/HttpClient.js";
+export type { HttpClientOptions, RequestOptions } from "./http/HttpClient.js";
+export { consoleLogger, noopLogger } from "./util/logger.js";
+export type { Logger, LogLevel } from "./util/logger.js";

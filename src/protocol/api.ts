@@ -1,0 +1,226 @@
+/**
+ * The contract between the main thread and the crypto worker.
+ *
+ * The engine in the worker does no network I/O. The main thread pushes sync data in
+ * ({@link CryptoWorkerApi.receiveSyncChanges}), pulls requests out
+ * ({@link CryptoWorkerApi.outgoingRequests}), sends them and reports each response back
+ * ({@link CryptoWorkerApi.markRequestAsSent}). Bodies cross the boundary as JSON strings.
+ *
+ * @packageDocumentation
+ */
+import type { StoreConfig } from "./store.js";
+import type { LogLevel } from "../util/logger.js";
+
+/** Bumped on any incompatible change of {@link CryptoWorkerApi}. */
+export const PROTOCOL_VERSION = 1;
+
+/** Olm algorithm name. */
+export const OLM_ALGORITHM = "m.olm.v1.curve25519-aes-sha2";
+/** Megolm algorithm name. */
+export const MEGOLM_ALGORITHM = "m.megolm.v1.aes-sha2";
+
+/** Options the worker is started with (structured-cloneable). */
+export interface WorkerOptions {
+  store: StoreConfig;
+  /** Key that encrypts libolm pickles at rest. */
+  pickleKey: string;
+  logLevel: LogLevel | "silent";
+  /** Capacity of the live inbound Megolm session cache. */
+  sessionCacheSize?: number;
+}
+
+/** A request the engine wants sent. `body` is the JSON request body. */
+export type OutgoingRequest =
+  | { id: string; kind: "keys_upload"; body: string }
+  | { id: string; kind: "keys_query"; body: string }
+  | { id: string; kind: "keys_claim"; body: string }
+  | { id: string; kind: "to_device"; eventType: string; txnId: string; body: string };
+
+/** This device's identity. */
+export interface AccountInfo {
+  userId: string;
+  deviceId: string;
+  ed25519: string;
+  curve25519: string;
+}
+
+/** The crypto-relevant part of one `/sync` response, as the main thread extracts it. */
+export interface SyncChangesInput {
+  nextBatch: string;
+  toDevice: unknown[];
+  deviceLists?: { changed?: unknown; left?: unknown };
+  oneTimeKeyCounts?: Record<string, unknown>;
+  /** `device_unused_fallback_key_types`, or undefined when the server did not send it. */
+  unusedFallbackKeyTypes?: unknown;
+  /** Per room: our membership and the state events seen in this sync (state + timeline). */
+  rooms: { roomId: string; membership: "join" | "invite" | "leave"; stateEvents: unknown[] }[];
+}
+
+/** Why a room event could not be decrypted. */
+export const DecryptionFailureCode = {
+  /** We do not have the Megolm session (yet): the key may still arrive. */
+  MissingSession: "missing_session",
+  /** We have the session, but only from a later index. */
+  UnknownIndex: "unknown_index",
+  /** The sender said it will not send the key (see `withheldCode`). */
+  Withheld: "withheld",
+  /** Same session and index seen earlier with another event ID or timestamp. */
+  Replay: "replay",
+  /** The decrypted `room_id` differs from the room the event came in. */
+  RoomMismatch: "room_mismatch",
+  /** The sending device's keys do not match the keys the session or event claims (possible forgery). */
+  SenderMismatch: "sender_mismatch",
+  /** Unknown or unsupported `algorithm`. */
+  UnknownAlgorithm: "unknown_algorithm",
+  /** Missing fields, bad base64, bad MAC, bad JSON. */
+  Malformed: "malformed",
+} as const;
+
+/** One of the {@link DecryptionFailureCode} values. */
+export type DecryptionFailureCodeValue = (typeof DecryptionFailureCode)[keyof typeof DecryptionFailureCode];
+
+/** How much the sender of a decrypted event can be trusted. */
+export const VerificationStatus = {
+  /** Sent by one of our own device's sessions. */
+  Own: "own",
+  /** The sending device is known and marked verified, and its keys match. */
+  Verified: "verified",
+  /** The sending device is known, its keys match, but it is not verified. */
+  Unverified: "unverified",
+  /** The sending device is not (yet) known. */
+  UnknownDevice: "unknown_device",
+  /** The key came from a forwarded or imported session; authenticity cannot be guaranteed. */
+  Unauthenticated: "unauthenticated",
+} as const;
+
+/** One of the {@link VerificationStatus} values. */
+export type VerificationStatusValue = (typeof VerificationStatus)[keyof typeof VerificationStatus];
+
+/** Result of decrypting one room event. */
+export type RoomDecryptResult =
+  | {
+      ok: true;
+      eventId: string;
+      sender: string;
+      originServerTs: number;
+      /** Decrypted event type and content (JSON). */
+      type: string;
+      contentJson: string;
+      senderCurve25519: string;
+      claimedEd25519: string;
+      senderDeviceId: string | null;
+      sessionId: string;
+      messageIndex: number;
+      verification: VerificationStatusValue;
+      forwardingChain: string[];
+    }
+  | {
+      ok: false;
+      eventId: string;
+      code: DecryptionFailureCodeValue;
+      message: string;
+      sessionId: string | null;
+      withheldCode?: string;
+    };
+
+/** A decrypted to-device event handed to the application. */
+export interface DecryptedToDevice {
+  type: string;
+  sender: string;
+  contentJson: string;
+  senderCurve25519: string | null;
+  encrypted: boolean;
+}
+
+/** What a sync changed, as the main thread needs to know it. */
+export interface SyncChangesResult {
+  /** To-device events for listeners (decrypted where they were encrypted). */
+  toDevice: DecryptedToDevice[];
+  /** To-device messages that failed, with reason codes (already logged). */
+  toDeviceFailures: { sender: string; type: string; code: string; message: string }[];
+  /** New inbound sessions. */
+  roomKeys: { roomId: string; sessionId: string; senderKey: string }[];
+  /** Events that were waiting for these sessions and are now decrypted, per room. */
+  redecrypted: { roomId: string; results: RoomDecryptResult[] }[];
+  /** Rooms whose encryption state changed. */
+  encryptedRooms: { roomId: string; encryption: Record<string, unknown> }[];
+}
+
+/** A device as the main thread sees it. */
+export interface DeviceInfo {
+  userId: string;
+  deviceId: string;
+  displayName: string | null;
+  ed25519: string;
+  curve25519: string;
+  verified: boolean;
+  blacklisted: boolean;
+  ignored: boolean;
+  deleted: boolean;
+}
+
+/** Next step of preparing a room for sending, see {@link CryptoWorkerApi.prepareRoomKeyShare}. */
+export type PrepareShareStep = { ready: true } | { ready: false; request: OutgoingRequest };
+
+/**
+ * The worker facade. Every method commits its changes in one store transaction before it returns.
+ */
+export interface CryptoWorkerApi {
+  /** Protocol version of the worker; must equal {@link PROTOCOL_VERSION}. */
+  protocolVersion(): number;
+  /** The device ID stored for `userId` (device ID reuse), or null. */
+  getStoredDeviceId(userId: string): string | null;
+  /** Load the account of this device, creating and persisting it when missing. */
+  loadAccount(userId: string, deviceId: string): AccountInfo;
+  /** Delete a stored account (another device's data in the same file). */
+  deleteStoredDevice(userId: string, deviceId: string): void;
+  /** Path/URL of the store, for logs. */
+  storeLocation(): string;
+  /** The sync token committed last, or null. */
+  getSyncToken(): string | null;
+
+  /** Requests to send now: key upload, key queries. Locking rule: one caller at a time. */
+  outgoingRequests(): OutgoingRequest[];
+  /** Report a response. `responseJson` is the response body. */
+  markRequestAsSent(id: string, kind: OutgoingRequest["kind"], responseJson: string): void;
+  /** Report a definitive failure (after HTTP retries), with the error's errcode and message. */
+  markRequestAsFailed(id: string, kind: OutgoingRequest["kind"], errcode: string | null, message: string): void;
+
+  /** Process the crypto parts of one sync. Commits everything except the token. */
+  receiveSyncChanges(inputJson: string): SyncChangesResult;
+  /** Commit the sync token once everything that sync carried was handled. */
+  commitSyncToken(token: string): void;
+  /** Decrypt a batch of `m.room.encrypted` events of one room (JSON array). */
+  decryptRoomEvents(roomId: string, eventsJson: string): RoomDecryptResult[];
+
+  /** Record a room's encryption (e.g. right after creating it). */
+  setRoomEncryption(roomId: string, encryption: Record<string, unknown>): void;
+  /** Replace what the engine knows of a room's members (from `/members`). */
+  setRoomMembers(roomId: string, members: { userId: string; membership: string }[]): void;
+  /** What the engine knows of a room. */
+  getRoomInfo(roomId: string): { encryption: Record<string, unknown> | null; membersKnown: boolean };
+
+  /**
+   * Next request needed before a room key can be shared (keys/query, then keys/claim), or ready.
+   * Locking rule: caller holds the room's lock; keys/claim must be single flight.
+   */
+  prepareRoomKeyShare(roomId: string, verifyDevices: boolean): PrepareShareStep;
+  /** Share the room's outbound session (creating or rotating it): to-device requests to send. */
+  shareRoomKey(roomId: string, verifyDevices: boolean): OutgoingRequest[];
+  /** Forget the room's outbound session (sharing failed). */
+  discardRoomKey(roomId: string): void;
+  /** Encrypt one event with the room's shared session; returns the `m.room.encrypted` content JSON. */
+  encryptRoomEvent(roomId: string, eventType: string, contentJson: string): string;
+
+  /** Devices of a user. */
+  getDevices(userId: string): DeviceInfo[];
+  /** Set trust flags; throws UnknownDeviceKeysError when the device's keys are unknown. */
+  setDeviceFlags(userId: string, deviceId: string, flags: { verified?: boolean; blacklisted?: boolean; ignored?: boolean }): DeviceInfo;
+  /** Simulated fatal error (tests of the supervisor). */
+  crashForTesting(how: "throw" | "exit"): void;
+}
+
+/** The async view of the API as the main thread gets it through Comlink. */
+export type RemoteCryptoWorkerApi = {
+  [K in keyof CryptoWorkerApi]: CryptoWorkerApi[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
+};

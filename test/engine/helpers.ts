@@ -1,0 +1,160 @@
+/**
+ * Engine-layer test helpers: real engines with real libolm and a memory store, and a tiny
+ * in-process key directory standing in for the homeserver's keys and to-device endpoints.
+ */
+import Olm from "@matrix-org/olm";
+import { CryptoEngine } from "../../workers/engine/CryptoEngine.js";
+import { MemoryCryptoStore } from "../../workers/store/MemoryCryptoStore.js";
+import type { OutgoingRequest, SyncChangesInput, SyncChangesResult } from "../../src/protocol/api.js";
+import { noopLogger } from "../../src/util/logger.js";
+
+let olmReady: Promise<void> | null = null;
+export function initOlm(): Promise<void> {
+  olmReady ??= Olm.init();
+  return olmReady;
+}
+
+type Json = Record<string, unknown>;
+
+/** In-memory stand-in for the homeserver's /keys and /sendToDevice endpoints. */
+export class KeyServer {
+  deviceKeys = new Map<string, Map<string, Json>>();
+  otks = new Map<string, Map<string, Json>>(); // user|device -> keyId -> key obj
+  fallback = new Map<string, Json>();
+  inbox = new Map<string, Json[]>(); // user|device -> to-device events
+  changed = new Set<string>();
+
+  handle(userId: string, deviceId: string, r: OutgoingRequest): Json {
+    const body = JSON.parse(r.body) as Json;
+    const me = `${userId}|${deviceId}`;
+    switch (r.kind) {
+      case "keys_upload": {
+        if (body.device_keys) {
+          if (!this.deviceKeys.has(userId)) this.deviceKeys.set(userId, new Map());
+          this.deviceKeys.get(userId)!.set(deviceId, body.device_keys as Json);
+          this.changed.add(userId);
+        }
+        const mine = this.otks.get(me) ?? new Map<string, Json>();
+        for (const [k, v] of Object.entries((body.one_time_keys as Json) ?? {})) {
+          if (mine.has(k)) throw Object.assign(new Error(`One time key ${k} already exists`), { errcode: "M_INVALID_PARAM" });
+          mine.set(k, v as Json);
+        }
+        this.otks.set(me, mine);
+        for (const [k, v] of Object.entries((body.fallback_keys as Json) ?? {})) this.fallback.set(me, { [k]: v });
+        return { one_time_key_counts: { signed_curve25519: mine.size } };
+      }
+      case "keys_query": {
+        const out: Json = {};
+        for (const u of Object.keys(body.device_keys as Json)) {
+          const devs = this.deviceKeys.get(u);
+          if (devs) out[u] = Object.fromEntries(devs);
+        }
+        return { device_keys: out, failures: {} };
+      }
+      case "keys_claim": {
+        const out: Json = {};
+        for (const [u, devs] of Object.entries(body.one_time_keys as Record<string, Json>)) {
+          for (const d of Object.keys(devs)) {
+            const pool = this.otks.get(`${u}|${d}`);
+            let entry: [string, Json] | undefined = pool ? [...pool.entries()][0] : undefined;
+            if (entry) pool!.delete(entry[0]);
+            else {
+              const fb = this.fallback.get(`${u}|${d}`);
+              if (fb) entry = Object.entries(fb)[0] as [string, Json];
+            }
+            if (entry) ((out[u] ??= {}) as Json)[d] = { [entry[0]]: entry[1] };
+          }
+        }
+        return { one_time_keys: out, failures: {} };
+      }
+      case "to_device": {
+        const msgs = body.messages as Record<string, Record<string, Json>>;
+        for (const [u, devs] of Object.entries(msgs)) {
+          for (const [d, content] of Object.entries(devs)) {
+            const k = `${u}|${d}`;
+            if (!this.inbox.has(k)) this.inbox.set(k, []);
+            this.inbox.get(k)!.push({ type: r.eventType, sender: userId, content });
+          }
+        }
+        return {};
+      }
+    }
+  }
+}
+
+/** A test participant: an engine plus helpers to run its requests against the KeyServer. */
+export class Peer {
+  engine: CryptoEngine;
+  store = new MemoryCryptoStore();
+  ed25519 = "";
+  curve25519 = "";
+  constructor(
+    readonly server: KeyServer,
+    readonly userId: string,
+    readonly deviceId: string,
+    store?: MemoryCryptoStore,
+  ) {
+    if (store) this.store = store;
+    this.engine = new CryptoEngine({ olm: Olm, store: this.store, pickleKey: "test", logger: noopLogger });
+  }
+
+  static async create(server: KeyServer, userId: string, deviceId: string, store?: MemoryCryptoStore): Promise<Peer> {
+    await initOlm();
+    const p = new Peer(server, userId, deviceId, store);
+    if (!store) await p.store.open();
+    const info = await p.engine.loadAccount(userId, deviceId);
+    p.ed25519 = info.ed25519;
+    p.curve25519 = info.curve25519;
+    await p.flush();
+    return p;
+  }
+
+  async send(r: OutgoingRequest): Promise<void> {
+    let res: Json;
+    try {
+      res = this.server.handle(this.userId, this.deviceId, r);
+    } catch (e) {
+      await this.engine.markRequestAsFailed(r.id, r.kind, "M_INVALID_PARAM", (e as Error).message);
+      return;
+    }
+    await this.engine.markRequestAsSent(r.id, r.kind, JSON.stringify(res));
+  }
+
+  /** Run the outgoing-requests loop until it has nothing more to send. */
+  async flush(): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      const reqs = await this.engine.outgoingRequests();
+      if (!reqs.length) return;
+      for (const r of reqs) await this.send(r);
+    }
+  }
+
+  /** Deliver this peer's to-device inbox (and optional room state) as one sync. */
+  async sync(extra: Partial<SyncChangesInput> = {}): Promise<SyncChangesResult> {
+    const k = `${this.userId}|${this.deviceId}`;
+    const toDevice = this.server.inbox.get(k) ?? [];
+    this.server.inbox.set(k, []);
+    const input: SyncChangesInput = { nextBatch: "s", toDevice, rooms: [], ...extra };
+    if (extra.toDevice) input.toDevice = [...toDevice, ...extra.toDevice];
+    return this.engine.receiveSyncChanges(input);
+  }
+
+  /** Share the room key (query/claim/share) and encrypt one message; returns the room event. */
+  async encrypt(roomId: string, body: string, eventId: string, verify = false): Promise<Json> {
+    for (let i = 0; i < 4; i++) {
+      const step = await this.engine.prepareRoomKeyShare(roomId, verify);
+      if (step.ready) break;
+      await this.send(step.request);
+    }
+    for (const r of await this.engine.shareRoomKey(roomId, verify)) await this.send(r);
+    const content = await this.engine.encryptRoomEvent(roomId, "m.room.message", { msgtype: "m.text", body });
+    return { type: "m.room.encrypted", event_id: eventId, sender: this.userId, origin_server_ts: 1000 + eventId.length, content };
+  }
+}
+
+/** Room state events making `members` joined in an encrypted room. */
+export function roomState(roomId: string, members: Record<string, string>, encryption: Json = { algorithm: "m.megolm.v1.aes-sha2" }): SyncChangesInput["rooms"][number] {
+  const stateEvents: Json[] = [{ type: "m.room.encryption", state_key: "", content: encryption }];
+  for (const [u, m] of Object.entries(members)) stateEvents.push({ type: "m.room.member", state_key: u, content: { membership: m } });
+  return { roomId, membership: "join", stateEvents };
+}

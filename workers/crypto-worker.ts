@@ -1,0 +1,104 @@
+/**
+ * Entry point of the crypto worker thread: opens the store, initialises libolm, builds the
+ * engine and exposes a narrow, frozen facade through Comlink. Posts `ready` (or `init-error`)
+ * once the store is open and migrated.
+ *
+ * Every facade method returns an envelope (`{ ok, value } | { ok: false, error }`) so typed
+ * errors keep their code and details across the boundary; calls run one at a time.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import * as Comlink from "comlink/dist/esm/comlink.mjs";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
+import Olm from "@matrix-org/olm";
+import { PROTOCOL_VERSION, type WorkerOptions, type CryptoWorkerApi } from "../src/protocol/api.js";
+import { serializeError, type SerializedError } from "../src/protocol/errors.js";
+import type { CryptoStore } from "../src/protocol/store.js";
+import { consoleLogger, noopLogger, type Logger } from "../src/util/logger.js";
+import { CryptoEngine } from "./engine/CryptoEngine.js";
+import { openStore } from "./store/openStore.js";
+
+/** Envelope every facade call resolves with. @internal */
+export type Envelope<T> = { ok: true; value: T } | { ok: false; error: SerializedError };
+
+/** The facade's shape as seen by the host. @internal */
+export type WorkerFacade = {
+  [K in keyof CryptoWorkerApi]: CryptoWorkerApi[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Envelope<Awaited<R>>> : never;
+} & { close(): Promise<Envelope<void>> };
+
+async function main(): Promise<void> {
+  if (!parentPort) throw new Error("crypto-worker must run in a worker thread");
+  const port = parentPort;
+  const opts = workerData as WorkerOptions;
+  const logger: Logger = opts.logLevel === "silent" ? noopLogger : consoleLogger(opts.logLevel, "[crypto-worker] ");
+  let store: CryptoStore;
+  let engine: CryptoEngine;
+  try {
+    store = await openStore(opts.store, logger);
+    await Olm.init();
+    engine = new CryptoEngine({ olm: Olm, store, pickleKey: opts.pickleKey, logger, ...(opts.sessionCacheSize ? { sessionCacheSize: opts.sessionCacheSize } : {}) });
+  } catch (err) {
+    port.postMessage({ __sdk: "init-error", error: serializeError(err) });
+    return;
+  }
+
+  // One call at a time: engine calls commit with one transaction each and must not interleave.
+  let queue: Promise<unknown> = Promise.resolve();
+  const run = <T>(fn: () => T | Promise<T>): Promise<Envelope<T>> => {
+    const p = queue.then(async (): Promise<Envelope<T>> => {
+      try {
+        return { ok: true, value: await fn() };
+      } catch (err) {
+        return { ok: false, error: serializeError(err) };
+      }
+    });
+    queue = p;
+    return p;
+  };
+
+  let closed = false;
+  const facade: WorkerFacade = Object.freeze({
+    protocolVersion: () => run(() => PROTOCOL_VERSION),
+    getStoredDeviceId: (userId: string) => run(() => engine.getStoredDeviceId(userId)),
+    loadAccount: (userId: string, deviceId: string) => run(() => engine.loadAccount(userId, deviceId)),
+    deleteStoredDevice: (userId: string, deviceId: string) => run(() => engine.deleteStoredDevice(userId, deviceId)),
+    storeLocation: () => run(() => store.location),
+    getSyncToken: () => run(() => engine.getSyncToken()),
+    outgoingRequests: () => run(() => engine.outgoingRequests()),
+    markRequestAsSent: (id, kind, responseJson) => run(() => engine.markRequestAsSent(id, kind, responseJson)),
+    markRequestAsFailed: (id, kind, errcode, message) => run(() => engine.markRequestAsFailed(id, kind, errcode, message)),
+    receiveSyncChanges: (inputJson: string) => run(() => engine.receiveSyncChanges(JSON.parse(inputJson))),
+    commitSyncToken: (token: string) => run(() => engine.commitSyncToken(token)),
+    decryptRoomEvents: (roomId: string, eventsJson: string) => run(() => engine.decryptRoomEvents(roomId, JSON.parse(eventsJson) as unknown[])),
+    setRoomEncryption: (roomId, encryption) => run(() => engine.setRoomEncryption(roomId, encryption)),
+    setRoomMembers: (roomId, members) => run(() => engine.setRoomMembers(roomId, members)),
+    getRoomInfo: (roomId: string) => run(() => engine.getRoomInfo(roomId)),
+    prepareRoomKeyShare: (roomId: string, verify: boolean) => run(() => engine.prepareRoomKeyShare(roomId, verify)),
+    shareRoomKey: (roomId: string, verify: boolean) => run(() => engine.shareRoomKey(roomId, verify)),
+    discardRoomKey: (roomId: string) => run(() => engine.discardRoomKey(roomId)),
+    encryptRoomEvent: (roomId: string, type: string, contentJson: string) =>
+      run(async () => JSON.stringify(await engine.encryptRoomEvent(roomId, type, JSON.parse(contentJson) as Record<string, unknown>))),
+    getDevices: (userId: string) => run(() => engine.getDevices(userId)),
+    setDeviceFlags: (userId, deviceId, flags) => run(() => engine.setDeviceFlags(userId, deviceId, flags)),
+    crashForTesting: (how: "throw" | "exit") =>
+      run(() => {
+        if (how === "exit") process.exit(3);
+        setImmediate(() => {
+          throw new Error("crash requested for testing");
+        });
+      }),
+    close: () =>
+      run(async () => {
+        if (closed) return;
+        closed = true;
+        engine.release();
+        await store.close();
+      }),
+  } satisfies WorkerFacade);
+
+  Comlink.expose(facade, nodeEndpoint(port as unknown as Parameters<typeof nodeEndpoint>[0]));
+  port.postMessage({ __sdk: "ready", protocolVersion: PROTOCOL_VERSION, location: store.location });
+}
+
+void main().catch((err: unknown) => {
+  parentPort?.postMessage({ __sdk: "init-error", error: serializeError(err) });
+});

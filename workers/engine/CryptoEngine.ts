@@ -1,0 +1,1194 @@
+/**
+ * The sans-I/O crypto engine: Olm account, Olm sessions, Megolm sessions, device tracking.
+ *
+ * It never touches the network. Callers push sync data in, pull requests out and report the
+ * responses (the same contract as matrix-rust-sdk's `OlmMachine`). Every public method builds one
+ * {@link Transaction} and commits it with a single `saveChanges` before returning, so a crash can
+ * lose at most the call in progress, never half of it.
+ *
+ * Locking rules (the caller's duty, see DESIGN §3): calls must not interleave — the worker facade
+ * runs them one at a time. Per room, the caller runs prepareRoomKeyShare → shareRoomKey →
+ * encryptRoomEvent under the room's lock; keys/claim is single flight.
+ */
+import type Olm from "@matrix-org/olm";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  MEGOLM_ALGORITHM,
+  OLM_ALGORITHM,
+  DecryptionFailureCode,
+  VerificationStatus,
+  type AccountInfo,
+  type DecryptedToDevice,
+  type DeviceInfo,
+  type OutgoingRequest,
+  type PrepareShareStep,
+  type RoomDecryptResult,
+  type SyncChangesInput,
+  type SyncChangesResult,
+  type DecryptionFailureCodeValue,
+} from "../../src/protocol/api.js";
+import {
+  EncryptionDisabledError,
+  InternalError,
+  InvalidArgumentError,
+  UnknownDeviceKeysError,
+  UnknownDevicesError,
+  UnsupportedAlgorithmError,
+} from "../../src/protocol/errors.js";
+import type {
+  AccountRecord,
+  CryptoStore,
+  DeviceRecord,
+  InboundGroupSessionRecord,
+  OlmSessionRecord,
+  OutboundGroupSessionRecord,
+  SharedWithEntry,
+} from "../../src/protocol/store.js";
+import type { Logger } from "../../src/util/logger.js";
+import { canonicalJson, signablePart } from "./canonicalJson.js";
+import { GroupSessionCache } from "./GroupSessionCache.js";
+import { Transaction } from "./Transaction.js";
+
+type OlmModule = typeof Olm;
+type Json = Record<string, unknown>;
+
+/** Default rotation: 100 messages or one week (spec defaults for `m.room.encryption`). */
+const DEFAULT_ROTATION_MSGS = 100;
+const DEFAULT_ROTATION_MS = 7 * 24 * 3600 * 1000;
+/** Messages per `/sendToDevice` request. */
+const TO_DEVICE_CHUNK = 250;
+/** Do not claim again for a device whose claim returned no key for this long. */
+const FAILED_CLAIM_RETRY_MS = 60 * 1000;
+/** Upper bound on events kept waiting for their keys. */
+const MAX_PENDING_EVENTS = 20_000;
+/** Limits on untrusted input sizes. */
+const MAX_CIPHERTEXT_LENGTH = 1 << 20;
+
+/** Dependencies of the engine. */
+export interface EngineOptions {
+  olm: OlmModule;
+  store: CryptoStore;
+  pickleKey: string;
+  logger: Logger;
+  now?: () => number;
+  sessionCacheSize?: number;
+}
+
+class DecryptFailure extends Error {
+  constructor(
+    readonly code: DecryptionFailureCodeValue | string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const isObj = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+const isStr = (v: unknown): v is string => typeof v === "string";
+
+/** @internal */
+export class CryptoEngine {
+  private readonly olm: OlmModule;
+  private readonly store: CryptoStore;
+  private readonly pickleKey: string;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly cache: GroupSessionCache;
+  private readonly utility: Olm.Utility;
+
+  private account: Olm.Account | null = null;
+  private accountRecord: AccountRecord | null = null;
+  private ids: AccountInfo | null = null;
+
+  /** Signed one-time key count on the server, when known. */
+  private otkCount: number | null = null;
+  private fallbackNeeded = false;
+  private readonly inFlight = new Map<string, { kind: OutgoingRequest["kind"]; users?: Map<string, number>; share?: { roomId: string; sessionId: string; devices: [string, string][] } }>();
+  private uploadInFlight = false;
+  /** Bumped each time a user's device list is reported changed; a query answer only clears dirty if unchanged. */
+  private readonly dirtyGeneration = new Map<string, number>();
+  private readonly failedClaims = new Map<string, number>();
+
+  constructor(opts: EngineOptions) {
+    this.olm = opts.olm;
+    this.store = opts.store;
+    this.pickleKey = opts.pickleKey;
+    this.log = opts.logger;
+    this.now = opts.now ?? Date.now;
+    this.cache = new GroupSessionCache(opts.sessionCacheSize ?? 2000);
+    this.utility = new this.olm.Utility();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // account
+
+  /** Device ID of the most recent stored account of `userId`. */
+  getStoredDeviceId(userId: string): string | null {
+    return this.store.getStoredDeviceId(userId);
+  }
+
+  /** Load this device's account, creating it on first use. */
+  async loadAccount(userId: string, deviceId: string): Promise<AccountInfo> {
+    if (!isStr(userId) || !userId.startsWith("@") || !isStr(deviceId) || deviceId === "") {
+      throw new InvalidArgumentError("loadAccount needs a full user ID and a device ID");
+    }
+    this.release();
+    const rec = await this.store.useAccount(userId, deviceId);
+    const account = new this.olm.Account();
+    const tx = new Transaction(this.store);
+    if (rec) {
+      account.unpickle(this.pickleKey, rec.pickle);
+      this.accountRecord = rec;
+      this.log.info(`loaded Olm account of ${userId}/${deviceId}`);
+    } else {
+      account.create();
+      this.accountRecord = { userId, deviceId, pickle: account.pickle(this.pickleKey), deviceKeysUploaded: false, createdTs: this.now() };
+      tx.account = this.accountRecord;
+      this.log.info(`created new Olm account for ${userId}/${deviceId}`);
+    }
+    this.account = account;
+    const keys = JSON.parse(account.identity_keys()) as { ed25519: string; curve25519: string };
+    this.ids = { userId, deviceId, ed25519: keys.ed25519, curve25519: keys.curve25519 };
+    // Our own user is always tracked: our other devices are recipients too.
+    const tracked = tx.getTracked();
+    if (!tracked.has(userId)) tx.putTracked({ userId, dirty: true });
+    await this.commit(tx);
+    return { ...this.ids };
+  }
+
+  /** Delete a stored account. Refuses to delete the loaded one. */
+  async deleteStoredDevice(userId: string, deviceId: string): Promise<void> {
+    if (this.ids && this.ids.userId === userId && this.ids.deviceId === deviceId) {
+      throw new InvalidArgumentError("cannot delete the account that is in use");
+    }
+    await this.store.deleteAccount(userId, deviceId);
+  }
+
+  /** Free libolm objects. */
+  release(): void {
+    this.cache.clear();
+    this.account?.free();
+    this.account = null;
+    this.ids = null;
+    this.inFlight.clear();
+    this.uploadInFlight = false;
+  }
+
+  private me(): AccountInfo {
+    if (!this.ids) throw new EncryptionDisabledError("No account is loaded; log in first.");
+    return this.ids;
+  }
+
+  private acct(): Olm.Account {
+    if (!this.account) throw new EncryptionDisabledError("No account is loaded; log in first.");
+    return this.account;
+  }
+
+  private saveAccount(tx: Transaction): void {
+    const rec = { ...this.accountRecord!, pickle: this.acct().pickle(this.pickleKey) };
+    this.accountRecord = rec;
+    tx.account = rec;
+  }
+
+  private async commit(tx: Transaction): Promise<void> {
+    const changes = tx.toChanges();
+    if (changes) await this.store.saveChanges(changes);
+  }
+
+  getSyncToken(): string | null {
+    return this.store.getSyncToken();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // signing
+
+  private signJson(obj: Json): Json {
+    const { userId, deviceId } = this.me();
+    const sig = this.acct().sign(canonicalJson(signablePart(obj)));
+    const signatures = isObj(obj.signatures) ? { ...obj.signatures } : {};
+    signatures[userId] = { ...(isObj(signatures[userId]) ? signatures[userId] : {}), [`ed25519:${deviceId}`]: sig };
+    return { ...obj, signatures };
+  }
+
+  /** Check `obj`'s signature by `userId`'s key `ed25519:<keyId>` with the public key `key`. */
+  private verifySignature(obj: Json, userId: string, keyId: string, key: string): boolean {
+    const sigs = obj.signatures;
+    if (!isObj(sigs)) return false;
+    const mine = sigs[userId];
+    if (!isObj(mine)) return false;
+    const sig = mine[`ed25519:${keyId}`];
+    if (!isStr(sig)) return false;
+    try {
+      this.utility.ed25519_verify(key, canonicalJson(signablePart(obj)), sig);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // outgoing requests
+
+  /** Requests to send now (keys/upload, keys/query). Single flight per kind. */
+  async outgoingRequests(): Promise<OutgoingRequest[]> {
+    const tx = new Transaction(this.store);
+    const out: OutgoingRequest[] = [];
+    if (!this.uploadInFlight) {
+      const body = this.buildKeysUpload(tx);
+      if (body) {
+        const id = this.newId();
+        this.inFlight.set(id, { kind: "keys_upload" });
+        this.uploadInFlight = true;
+        out.push({ id, kind: "keys_upload", body: JSON.stringify(body) });
+      }
+    }
+    const dirty = [...tx.getTracked()].filter(([, d]) => d).map(([u]) => u);
+    const queried = new Set<string>();
+    for (const r of this.inFlight.values()) if (r.kind === "keys_query") for (const u of r.users!.keys()) queried.add(u);
+    const toQuery = dirty.filter((u) => !queried.has(u));
+    if (toQuery.length) out.push(this.buildKeysQuery(toQuery));
+    await this.commit(tx);
+    return out;
+  }
+
+  private buildKeysQuery(users: string[]): OutgoingRequest {
+    const id = this.newId();
+    const gens = new Map(users.map((u) => [u, this.dirtyGeneration.get(u) ?? 0]));
+    this.inFlight.set(id, { kind: "keys_query", users: gens });
+    const device_keys: Record<string, string[]> = {};
+    for (const u of users) device_keys[u] = [];
+    return { id, kind: "keys_query", body: JSON.stringify({ device_keys, timeout: 10_000 }) };
+  }
+
+  private otkTarget(): number {
+    return Math.floor(this.acct().max_number_of_one_time_keys() / 2);
+  }
+
+  private buildKeysUpload(tx: Transaction): Json | null {
+    const me = this.me();
+    const account = this.acct();
+    const body: Json = {};
+    let changed = false;
+    if (!this.accountRecord!.deviceKeysUploaded) {
+      const keys = JSON.parse(account.identity_keys()) as Record<string, string>;
+      body.device_keys = this.signJson({
+        user_id: me.userId,
+        device_id: me.deviceId,
+        algorithms: [OLM_ALGORITHM, MEGOLM_ALGORITHM],
+        keys: { [`curve25519:${me.deviceId}`]: keys.curve25519, [`ed25519:${me.deviceId}`]: keys.ed25519 },
+      });
+      this.fallbackNeeded = true;
+    }
+    let unpublished = Object.entries((JSON.parse(account.one_time_keys()) as { curve25519: Record<string, string> }).curve25519);
+    const count = this.otkCount ?? (this.accountRecord!.deviceKeysUploaded ? null : 0);
+    if (count !== null && count < this.otkTarget()) {
+      const need = this.otkTarget() - count;
+      if (unpublished.length < need) {
+        account.generate_one_time_keys(need - unpublished.length);
+        changed = true;
+        unpublished = Object.entries((JSON.parse(account.one_time_keys()) as { curve25519: Record<string, string> }).curve25519);
+      }
+    }
+    if (unpublished.length) {
+      const otks: Json = {};
+      for (const [id, key] of unpublished) otks[`signed_curve25519:${id}`] = this.signJson({ key });
+      body.one_time_keys = otks;
+    }
+    if (this.fallbackNeeded) {
+      let fb = Object.entries((JSON.parse(account.unpublished_fallback_key()) as { curve25519: Record<string, string> }).curve25519 ?? {});
+      if (!fb.length) {
+        account.generate_fallback_key();
+        changed = true;
+        fb = Object.entries((JSON.parse(account.unpublished_fallback_key()) as { curve25519: Record<string, string> }).curve25519 ?? {});
+      }
+      const fallback: Json = {};
+      for (const [id, key] of fb) fallback[`signed_curve25519:${id}`] = this.signJson({ key, fallback: true });
+      body.fallback_keys = fallback;
+    }
+    // Keys about to be published are committed before the request leaves.
+    if (changed) this.saveAccount(tx);
+    return Object.keys(body).length ? body : null;
+  }
+
+  /** Report a response to a request from {@link outgoingRequests} or a share/claim step. */
+  async markRequestAsSent(id: string, kind: OutgoingRequest["kind"], responseJson: string): Promise<void> {
+    const req = this.inFlight.get(id);
+    this.inFlight.delete(id);
+    let response: Json;
+    try {
+      const parsed: unknown = JSON.parse(responseJson);
+      response = isObj(parsed) ? parsed : {};
+    } catch {
+      response = {};
+    }
+    const tx = new Transaction(this.store);
+    switch (kind) {
+      case "keys_upload":
+        this.uploadInFlight = false;
+        this.onKeysUploaded(tx, response);
+        break;
+      case "keys_query":
+        this.onKeysQueried(tx, response, req?.users ?? new Map());
+        break;
+      case "keys_claim":
+        this.onKeysClaimed(tx, response, req?.users ?? new Map());
+        break;
+      case "to_device":
+        if (req?.share) this.onRoomKeySent(tx, req.share);
+        break;
+    }
+    await this.commit(tx);
+  }
+
+  /** Report a definitive failure of a request. */
+  async markRequestAsFailed(id: string, kind: OutgoingRequest["kind"], errcode: string | null, message: string): Promise<void> {
+    const req = this.inFlight.get(id);
+    this.inFlight.delete(id);
+    const tx = new Transaction(this.store);
+    if (kind === "keys_upload") {
+      this.uploadInFlight = false;
+      if (/already exists/i.test(message)) {
+        // An earlier upload succeeded but its answer was lost: the keys are on the server.
+        this.log.warn("keys/upload: server already has these one-time keys; marking them as published");
+        this.onKeysUploaded(tx, {});
+      } else {
+        this.log.warn(`keys/upload failed (${errcode ?? "network"}); will retry`);
+      }
+    } else if (kind === "keys_claim" && req?.users) {
+      for (const u of req.users.keys()) this.failedClaims.set(u, this.now());
+    } else {
+      this.log.warn(`${kind} request failed (${errcode ?? "network"})`);
+    }
+    await this.commit(tx);
+  }
+
+  private onKeysUploaded(tx: Transaction, response: Json): void {
+    const account = this.acct();
+    account.mark_keys_as_published();
+    this.fallbackNeeded = false;
+    this.accountRecord = { ...this.accountRecord!, deviceKeysUploaded: true };
+    this.saveAccount(tx);
+    const counts = response.one_time_key_counts;
+    if (isObj(counts)) {
+      const n = counts.signed_curve25519;
+      this.otkCount = typeof n === "number" ? n : 0;
+    }
+  }
+
+  private onKeysQueried(tx: Transaction, response: Json, users: Map<string, number>): void {
+    const me = this.me();
+    const deviceKeys = isObj(response.device_keys) ? response.device_keys : {};
+    const failures = isObj(response.failures) ? response.failures : {};
+    if (Object.keys(failures).length) this.log.warn(`keys/query failures for servers: ${Object.keys(failures).join(", ")}`);
+    const tracked = tx.getTracked();
+    for (const [userId, gen] of users) {
+      const devices = deviceKeys[userId];
+      if (!isObj(devices)) continue; // server failure or unknown user: stays dirty
+      const seen = new Set<string>();
+      for (const [deviceId, payload] of Object.entries(devices)) {
+        const rec = this.validateDeviceKeys(userId, deviceId, payload);
+        if (!rec) continue;
+        seen.add(deviceId);
+        if (userId === me.userId && deviceId === me.deviceId) {
+          if (rec.ed25519 !== me.ed25519 || rec.curve25519 !== me.curve25519) {
+            this.log.error("the server lists different identity keys for this very device; ignoring them");
+          }
+          continue;
+        }
+        const existing = tx.getDevice(userId, deviceId);
+        if (existing) {
+          if (existing.ed25519 !== rec.ed25519 || existing.curve25519 !== rec.curve25519) {
+            this.log.warn(`device ${deviceId} of ${userId} changed its identity keys; refusing the change and keeping the known keys`);
+            continue;
+          }
+          if (existing.deleted || existing.displayName !== rec.displayName) {
+            const upd: DeviceRecord = { ...existing, deleted: false };
+            if (rec.displayName !== undefined) upd.displayName = rec.displayName;
+            tx.putDevice(upd);
+          }
+        } else {
+          tx.putDevice(rec);
+        }
+      }
+      for (const d of tx.getUserDevices(userId)) {
+        if (!seen.has(d.deviceId) && !d.deleted) tx.putDevice({ ...d, deleted: true });
+      }
+      if (tracked.has(userId) && (this.dirtyGeneration.get(userId) ?? 0) === gen) tx.putTracked({ userId, dirty: false });
+    }
+  }
+
+  private validateDeviceKeys(userId: string, deviceId: string, payload: unknown): DeviceRecord | null {
+    const bad = (why: string): null => {
+      this.log.warn(`rejected device keys of ${userId}/${deviceId}: ${why}`);
+      return null;
+    };
+    if (!isObj(payload)) return bad("not an object");
+    if (payload.user_id !== userId || payload.device_id !== deviceId) return bad("user_id/device_id do not match");
+    const keys = payload.keys;
+    if (!isObj(keys)) return bad("no keys");
+    const ed = keys[`ed25519:${deviceId}`];
+    const curve = keys[`curve25519:${deviceId}`];
+    if (!isStr(ed) || !isStr(curve)) return bad("missing identity keys");
+    if (!this.verifySignature(payload, userId, deviceId, ed)) return bad("bad self-signature");
+    const algorithms = Array.isArray(payload.algorithms) ? payload.algorithms.filter(isStr) : [];
+    const unsigned = isObj(payload.unsigned) ? payload.unsigned : {};
+    const rec: DeviceRecord = {
+      userId,
+      deviceId,
+      ed25519: ed,
+      curve25519: curve,
+      algorithms,
+      verified: false,
+      blacklisted: false,
+      ignored: false,
+      deleted: false,
+      keysJson: JSON.stringify(payload),
+      firstSeenTs: this.now(),
+    };
+    if (isStr(unsigned.device_display_name)) rec.displayName = unsigned.device_display_name;
+    return rec;
+  }
+
+  private onKeysClaimed(tx: Transaction, response: Json, users: Map<string, number>): void {
+    const otks = isObj(response.one_time_keys) ? response.one_time_keys : {};
+    const claimed = new Set<string>();
+    for (const [userId, devices] of Object.entries(otks)) {
+      if (!isObj(devices)) continue;
+      for (const [deviceId, keyMap] of Object.entries(devices)) {
+        if (!isObj(keyMap)) continue;
+        const device = tx.getDevice(userId, deviceId);
+        if (!device) continue;
+        const entry = Object.entries(keyMap).find(([k]) => k.startsWith("signed_curve25519:"));
+        if (!entry || !isObj(entry[1]) || !isStr(entry[1].key)) {
+          this.log.warn(`keys/claim: no signed_curve25519 key for ${userId}/${deviceId}`);
+          continue;
+        }
+        if (!this.verifySignature(entry[1], userId, deviceId, device.ed25519)) {
+          this.log.warn(`keys/claim: bad signature on the one-time key of ${userId}/${deviceId}`);
+          continue;
+        }
+        const session = new this.olm.Session();
+        try {
+          session.create_outbound(this.acct(), device.curve25519, entry[1].key);
+          const now = this.now();
+          tx.putOlmSession({ senderKey: device.curve25519, sessionId: session.session_id(), pickle: session.pickle(this.pickleKey), createdTs: now, lastUsedTs: now });
+          claimed.add(`${userId}|${deviceId}`);
+          this.failedClaims.delete(`${userId}|${deviceId}`);
+        } catch (e) {
+          this.log.warn(`could not create an Olm session with ${userId}/${deviceId}: ${String(e)}`);
+        } finally {
+          session.free();
+        }
+      }
+    }
+    for (const k of users.keys()) if (!claimed.has(k)) this.failedClaims.set(k, this.now());
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // sync
+
+  /** Process the crypto-relevant parts of one sync. The token is committed later. */
+  async receiveSyncChanges(input: SyncChangesInput): Promise<SyncChangesResult> {
+    const me = this.me();
+    const tx = new Transaction(this.store);
+    const result: SyncChangesResult = { toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [] };
+
+    // 1. room state: encryption, history visibility, members
+    for (const room of Array.isArray(input.rooms) ? input.rooms : []) {
+      if (!isObj(room) || !isStr(room.roomId)) continue;
+      this.applyRoomState(tx, room.roomId, Array.isArray(room.stateEvents) ? room.stateEvents : [], result);
+      if (room.membership === "leave") {
+        tx.putMember({ roomId: room.roomId, userId: me.userId, membership: "leave" });
+        if (tx.getOutbound(room.roomId)) tx.deleteOutbound(room.roomId);
+      }
+    }
+
+    // 2. device lists
+    const tracked = tx.getTracked();
+    const dl = isObj(input.deviceLists) ? input.deviceLists : {};
+    for (const u of Array.isArray(dl.changed) ? dl.changed : []) {
+      if (isStr(u) && tracked.has(u)) this.markDirty(tx, u);
+    }
+    for (const u of Array.isArray(dl.left) ? dl.left : []) {
+      if (isStr(u) && u !== me.userId && tracked.has(u)) tx.untrack(u);
+    }
+
+    // 3. one-time keys and fallback key
+    if (isObj(input.oneTimeKeyCounts)) {
+      const n = input.oneTimeKeyCounts.signed_curve25519;
+      this.otkCount = typeof n === "number" && n >= 0 ? n : 0;
+    }
+    if (Array.isArray(input.unusedFallbackKeyTypes) && this.accountRecord!.deviceKeysUploaded) {
+      if (!input.unusedFallbackKeyTypes.includes("signed_curve25519")) {
+        if (!this.fallbackNeeded) this.log.info("fallback key was used; rotating it");
+        this.fallbackNeeded = true;
+      }
+    }
+
+    // 4. to-device
+    for (const ev of Array.isArray(input.toDevice) ? input.toDevice : []) {
+      this.handleToDevice(tx, ev, result);
+    }
+
+    // 5. events waiting for the sessions that just arrived
+    for (const k of result.roomKeys) {
+      const waiting = this.store.getPendingEvents(k.roomId, k.sessionId);
+      if (!waiting.length) continue;
+      const events = waiting.map((p) => JSON.parse(p.eventJson) as unknown);
+      const results = this.decryptBatch(tx, k.roomId, events, false);
+      for (const r of results) if (r.ok) tx.deletePending(k.roomId, r.eventId);
+      const ok = results.filter((r) => r.ok);
+      if (ok.length) result.redecrypted.push({ roomId: k.roomId, results: ok });
+    }
+    await this.commit(tx);
+    return result;
+  }
+
+  /** Commit the sync token once the sync is fully handled. */
+  async commitSyncToken(token: string): Promise<void> {
+    if (!isStr(token)) throw new InvalidArgumentError("sync token must be a string");
+    await this.store.saveChanges({ syncToken: token });
+  }
+
+  private markDirty(tx: Transaction, userId: string): void {
+    this.dirtyGeneration.set(userId, (this.dirtyGeneration.get(userId) ?? 0) + 1);
+    tx.putTracked({ userId, dirty: true });
+  }
+
+  private applyRoomState(tx: Transaction, roomId: string, events: unknown[], result: SyncChangesResult): void {
+    let room = tx.getRoom(roomId) ?? { roomId, encryption: null, historyVisibility: null };
+    let roomChanged = false;
+    const wasEncrypted = room.encryption !== null;
+    for (const ev of events) {
+      if (!isObj(ev) || !isStr(ev.type) || !isObj(ev.content) || !isStr(ev.state_key)) continue;
+      if (ev.type === "m.room.encryption" && ev.state_key === "") {
+        if (room.encryption === null && isStr(ev.content.algorithm)) {
+          room = { ...room, encryption: ev.content };
+          roomChanged = true;
+        } else if (room.encryption !== null && ev.content.algorithm !== room.encryption.algorithm) {
+          this.log.warn(`ignoring a change of encryption algorithm in ${roomId}: encryption cannot be turned off or changed`);
+        }
+      } else if (ev.type === "m.room.history_visibility" && ev.state_key === "" && isStr(ev.content.history_visibility)) {
+        room = { ...room, historyVisibility: ev.content.history_visibility };
+        roomChanged = true;
+      } else if (ev.type === "m.room.member" && ev.state_key.startsWith("@") && isStr(ev.content.membership)) {
+        tx.putMember({ roomId, userId: ev.state_key, membership: ev.content.membership });
+      }
+    }
+    if (roomChanged || !tx.getRoom(roomId)) tx.putRoom(room);
+    if (!wasEncrypted && room.encryption !== null) result.encryptedRooms.push({ roomId, encryption: room.encryption });
+    if (room.encryption !== null) this.trackRoomMembers(tx, roomId);
+  }
+
+  private trackRoomMembers(tx: Transaction, roomId: string): void {
+    const tracked = tx.getTracked();
+    for (const m of tx.getMembers(roomId)) {
+      if ((m.membership === "join" || m.membership === "invite") && !tracked.has(m.userId)) {
+        this.markDirty(tx, m.userId);
+        tracked.set(m.userId, true);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // to-device
+
+  private handleToDevice(tx: Transaction, ev: unknown, result: SyncChangesResult): void {
+    if (!isObj(ev) || !isStr(ev.type) || !isStr(ev.sender) || !isObj(ev.content)) {
+      result.toDeviceFailures.push({ sender: isObj(ev) && isStr(ev.sender) ? ev.sender : "", type: isObj(ev) && isStr(ev.type) ? ev.type : "", code: "malformed", message: "to-device event without type, sender or content" });
+      this.log.warn("dropped a malformed to-device event (reason: malformed)");
+      return;
+    }
+    const digest = createHash("sha256").update(canonicalJsonSafe(ev)).digest("base64");
+    if (tx.hasDigest(digest)) {
+      this.log.debug(`skipping to-device ${ev.type} from ${ev.sender}: already processed`);
+      return;
+    }
+    tx.addDigest(digest);
+    if (ev.type !== "m.room.encrypted") {
+      result.toDevice.push({ type: ev.type, sender: ev.sender, contentJson: JSON.stringify(ev.content), senderCurve25519: null, encrypted: false });
+      return;
+    }
+    try {
+      const { plaintext, senderKey } = this.decryptOlm(tx, ev.sender, ev.content);
+      const type = plaintext.type as string;
+      const content = plaintext.content as Json;
+      if (type === "m.room_key") {
+        this.handleRoomKey(tx, senderKey, plaintext, result);
+      } else {
+        result.toDevice.push({ type, sender: ev.sender, contentJson: JSON.stringify(content), senderCurve25519: senderKey, encrypted: true });
+      }
+    } catch (e) {
+      const code = e instanceof DecryptFailure ? e.code : "olm_error";
+      const message = e instanceof Error ? e.message : String(e);
+      this.log.warn(`failed to decrypt a to-device message from ${ev.sender} (reason: ${code}): ${message}`);
+      result.toDeviceFailures.push({ sender: ev.sender, type: ev.type, code, message });
+    }
+  }
+
+  private decryptOlm(tx: Transaction, sender: string, content: Json): { plaintext: Json; senderKey: string } {
+    const me = this.me();
+    if (content.algorithm !== OLM_ALGORITHM) throw new DecryptFailure(DecryptionFailureCode.UnknownAlgorithm, `unsupported algorithm ${String(content.algorithm)}`);
+    const senderKey = content.sender_key;
+    if (!isStr(senderKey) || senderKey.length > 128) throw new DecryptFailure(DecryptionFailureCode.Malformed, "missing sender_key");
+    if (!isObj(content.ciphertext)) throw new DecryptFailure(DecryptionFailureCode.Malformed, "missing ciphertext");
+    const mine = content.ciphertext[me.curve25519];
+    if (!isObj(mine)) throw new DecryptFailure("not_for_us", "this message was not encrypted for this device");
+    const type = mine.type;
+    const body = mine.body;
+    if ((type !== 0 && type !== 1) || !isStr(body) || body.length > MAX_CIPHERTEXT_LENGTH) throw new DecryptFailure(DecryptionFailureCode.Malformed, "bad Olm message type or body");
+
+    const records = tx.getOlmSessions(senderKey).sort((a, b) => b.lastUsedTs - a.lastUsedTs);
+    let plaintextStr: string | null = null;
+    for (const rec of records) {
+      const s = new this.olm.Session();
+      try {
+        s.unpickle(this.pickleKey, rec.pickle);
+        if (type === 0 && !s.matches_inbound_from(senderKey, body)) continue;
+        try {
+          plaintextStr = s.decrypt(type, body);
+        } catch (e) {
+          if (type === 0) throw new DecryptFailure("olm_decrypt", `pre-key message matches session ${rec.sessionId} but failed to decrypt: ${String(e)}`);
+          continue;
+        }
+        tx.putOlmSession({ ...rec, pickle: s.pickle(this.pickleKey), lastUsedTs: this.now() });
+        break;
+      } finally {
+        s.free();
+      }
+    }
+    if (plaintextStr === null) {
+      if (type === 1) throw new DecryptFailure("olm_no_session", records.length ? "no Olm session could decrypt this message" : "no Olm session with this device");
+      const s = new this.olm.Session();
+      try {
+        try {
+          s.create_inbound_from(this.acct(), senderKey, body);
+        } catch (e) {
+          throw new DecryptFailure("olm_bad_prekey", `could not create an inbound Olm session: ${String(e)}`);
+        }
+        try {
+          plaintextStr = s.decrypt(type, body);
+        } catch (e) {
+          throw new DecryptFailure("olm_decrypt", `pre-key message failed to decrypt: ${String(e)}`);
+        }
+        this.acct().remove_one_time_keys(s);
+        this.saveAccount(tx);
+        const now = this.now();
+        tx.putOlmSession({ senderKey, sessionId: s.session_id(), pickle: s.pickle(this.pickleKey), createdTs: now, lastUsedTs: now });
+      } finally {
+        s.free();
+      }
+    }
+    let plaintext: unknown;
+    try {
+      plaintext = JSON.parse(plaintextStr);
+    } catch {
+      throw new DecryptFailure(DecryptionFailureCode.Malformed, "Olm plaintext is not JSON");
+    }
+    if (!isObj(plaintext) || !isStr(plaintext.type) || !isObj(plaintext.content)) throw new DecryptFailure(DecryptionFailureCode.Malformed, "Olm plaintext lacks type or content");
+    if (plaintext.sender !== sender) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, "plaintext sender differs from the event sender");
+    if (plaintext.recipient !== me.userId) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, "plaintext recipient is not us");
+    if (!isObj(plaintext.recipient_keys) || plaintext.recipient_keys.ed25519 !== me.ed25519) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, "plaintext recipient_keys is not our key");
+    if (!isObj(plaintext.keys) || !isStr(plaintext.keys.ed25519)) throw new DecryptFailure(DecryptionFailureCode.Malformed, "plaintext lacks the sender's ed25519 key");
+    const device = tx.getDeviceByCurve(senderKey);
+    if (device && (device.userId !== sender || device.ed25519 !== plaintext.keys.ed25519)) {
+      throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, `keys do not match the known device ${device.userId}/${device.deviceId}`);
+    }
+    return { plaintext, senderKey };
+  }
+
+  private handleRoomKey(tx: Transaction, senderKey: string, plaintext: Json, result: SyncChangesResult): void {
+    const c = plaintext.content as Json;
+    const claimedEd = (plaintext.keys as Json).ed25519 as string;
+    if (c.algorithm !== MEGOLM_ALGORITHM) {
+      this.log.warn(`ignoring m.room_key with algorithm ${String(c.algorithm)} (reason: unknown_algorithm)`);
+      return;
+    }
+    if (!isStr(c.room_id) || !isStr(c.session_id) || !isStr(c.session_key) || c.session_key.length > 4096) {
+      this.log.warn("ignoring malformed m.room_key (reason: malformed)");
+      return;
+    }
+    this.addInboundSession(tx, { roomId: c.room_id, senderKey, sessionId: c.session_id, sessionKey: c.session_key, claimedEd25519: claimedEd, source: "room_key", forwardingChain: [], exported: false }, result);
+  }
+
+  /** Store an inbound Megolm session unless we already have it from an earlier index. */
+  private addInboundSession(
+    tx: Transaction,
+    s: { roomId: string; senderKey: string; sessionId: string; sessionKey: string; claimedEd25519: string; source: InboundGroupSessionRecord["source"]; forwardingChain: string[]; exported: boolean },
+    result: SyncChangesResult | null,
+  ): boolean {
+    const session = new this.olm.InboundGroupSession();
+    let keep = false;
+    try {
+      try {
+        if (s.exported) session.import_session(s.sessionKey);
+        else session.create(s.sessionKey);
+      } catch (e) {
+        this.log.warn(`rejected room key ${s.sessionId} (reason: malformed): ${String(e)}`);
+        return false;
+      }
+      if (session.session_id() !== s.sessionId) {
+        this.log.warn(`rejected room key: session ID mismatch (reason: malformed)`);
+        return false;
+      }
+      const existing = tx.getInbound(s.roomId, s.senderKey, s.sessionId);
+      const firstKnownIndex = session.first_known_index();
+      if (existing && existing.firstKnownIndex <= firstKnownIndex) {
+        this.log.debug(`already have room key ${s.sessionId} from index ${existing.firstKnownIndex}`);
+        return false;
+      }
+      const record: InboundGroupSessionRecord = {
+        roomId: s.roomId,
+        senderKey: s.senderKey,
+        sessionId: s.sessionId,
+        pickle: session.pickle(this.pickleKey),
+        claimedEd25519: s.claimedEd25519,
+        forwardingChain: s.forwardingChain,
+        firstKnownIndex,
+        source: s.source,
+        createdTs: this.now(),
+      };
+      tx.putInbound(record);
+      this.cache.set(GroupSessionCache.key(s.roomId, s.senderKey, s.sessionId), { session, record });
+      keep = true;
+      result?.roomKeys.push({ roomId: s.roomId, sessionId: s.sessionId, senderKey: s.senderKey });
+      return true;
+    } finally {
+      if (!keep) session.free();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // room decryption
+
+  /** Decrypt a batch of `m.room.encrypted` events of one room. */
+  async decryptRoomEvents(roomId: string, events: unknown[]): Promise<RoomDecryptResult[]> {
+    this.me();
+    const tx = new Transaction(this.store);
+    const results = this.decryptBatch(tx, roomId, Array.isArray(events) ? events : [], true);
+    await this.commit(tx);
+    return results;
+  }
+
+  private decryptBatch(tx: Transaction, roomId: string, events: unknown[], keepPending: boolean): RoomDecryptResult[] {
+    const out: RoomDecryptResult[] = [];
+    let pendingBudget = keepPending ? MAX_PENDING_EVENTS - this.store.countPendingEvents() : 0;
+    for (const ev of events) {
+      const eventId = isObj(ev) && isStr(ev.event_id) ? ev.event_id : "";
+      try {
+        out.push(this.decryptOne(tx, roomId, ev));
+      } catch (e) {
+        const code = e instanceof DecryptFailure ? (e.code as DecryptionFailureCodeValue) : DecryptionFailureCode.Malformed;
+        const message = e instanceof Error ? e.message : String(e);
+        const content = isObj(ev) && isObj(ev.content) ? ev.content : {};
+        const sessionId = isStr(content.session_id) ? content.session_id : null;
+        out.push({ ok: false, eventId, code, message, sessionId });
+        if ((code === DecryptionFailureCode.MissingSession || code === DecryptionFailureCode.UnknownIndex) && keepPending && sessionId && eventId) {
+          if (pendingBudget > 0 && !tx.hasPending(roomId, eventId)) {
+            tx.putPending({ roomId, sessionId, eventId, eventJson: JSON.stringify(ev), receivedTs: this.now() });
+            pendingBudget--;
+          }
+        } else if (code !== DecryptionFailureCode.MissingSession) {
+          this.log.warn(`could not decrypt ${eventId} in ${roomId} (reason: ${code}): ${message}`);
+        }
+      }
+    }
+    return out;
+  }
+
+  private loadInbound(tx: Transaction, roomId: string, senderKey: string, sessionId: string): { session: Olm.InboundGroupSession; record: InboundGroupSessionRecord } | null {
+    const key = GroupSessionCache.key(roomId, senderKey, sessionId);
+    const live = this.cache.get(key);
+    if (live) return live;
+    const record = tx.getInbound(roomId, senderKey, sessionId);
+    if (!record) return null;
+    const session = new this.olm.InboundGroupSession();
+    try {
+      session.unpickle(this.pickleKey, record.pickle);
+    } catch (e) {
+      session.free();
+      throw new InternalError(`could not unpickle inbound session ${sessionId}: ${String(e)}`);
+    }
+    const v = { session, record };
+    this.cache.set(key, v);
+    return v;
+  }
+
+  private decryptOne(tx: Transaction, roomId: string, ev: unknown): RoomDecryptResult & { ok: true } {
+    const me = this.me();
+    if (!isObj(ev) || !isStr(ev.event_id) || !isStr(ev.sender) || !isObj(ev.content)) throw new DecryptFailure(DecryptionFailureCode.Malformed, "event lacks event_id, sender or content");
+    const c = ev.content;
+    if (c.algorithm !== MEGOLM_ALGORITHM) throw new DecryptFailure(DecryptionFailureCode.UnknownAlgorithm, `unsupported algorithm ${String(c.algorithm)}`);
+    if (!isStr(c.ciphertext) || !isStr(c.session_id) || !isStr(c.sender_key) || c.ciphertext.length > MAX_CIPHERTEXT_LENGTH) {
+      throw new DecryptFailure(DecryptionFailureCode.Malformed, "missing ciphertext, session_id or sender_key");
+    }
+    const live = this.loadInbound(tx, roomId, c.sender_key, c.session_id);
+    if (!live) throw new DecryptFailure(DecryptionFailureCode.MissingSession, `no session ${c.session_id} from ${c.sender_key}`);
+    let dec: { plaintext: string; message_index: number };
+    try {
+      dec = live.session.decrypt(c.ciphertext);
+    } catch (e) {
+      const msg = String(e instanceof Error ? e.message : e);
+      if (msg.includes("UNKNOWN_MESSAGE_INDEX")) throw new DecryptFailure(DecryptionFailureCode.UnknownIndex, `unknown message index, first known index ${live.record.firstKnownIndex}`);
+      throw new DecryptFailure(DecryptionFailureCode.Malformed, `Megolm decryption failed: ${msg}`);
+    }
+    let payload: unknown;
+    try {
+      payload = JSON.parse(dec.plaintext);
+    } catch {
+      throw new DecryptFailure(DecryptionFailureCode.Malformed, "plaintext is not JSON");
+    }
+    if (!isObj(payload) || !isStr(payload.type) || !isObj(payload.content)) throw new DecryptFailure(DecryptionFailureCode.Malformed, "plaintext lacks type or content");
+    if (payload.room_id !== roomId) throw new DecryptFailure(DecryptionFailureCode.RoomMismatch, `decrypted room_id ${String(payload.room_id)} differs from ${roomId}`);
+
+    // replay detection (persistent)
+    const ts = typeof ev.origin_server_ts === "number" ? ev.origin_server_ts : 0;
+    const seen = tx.getReplay(c.sender_key, c.session_id, dec.message_index);
+    if (seen) {
+      if (seen.eventId !== ev.event_id || seen.originServerTs !== ts) {
+        throw new DecryptFailure(DecryptionFailureCode.Replay, `message index ${dec.message_index} of session ${c.session_id} was already used by ${seen.eventId}`);
+      }
+    } else {
+      tx.putReplay({ senderKey: c.sender_key, sessionId: c.session_id, messageIndex: dec.message_index, eventId: ev.event_id, originServerTs: ts });
+    }
+
+    // sender checks and verification status, from the store (same answer after a restart)
+    const rec = live.record;
+    let verification: RoomDecryptResult extends infer R ? (R extends { ok: true; verification: infer V } ? V : never) : never;
+    let senderDeviceId: string | null = isStr(c.device_id) ? c.device_id : null;
+    if (rec.source === "own" || (c.sender_key === me.curve25519 && rec.claimedEd25519 === me.ed25519)) {
+      if (ev.sender !== me.userId) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, "event from another user uses our own session");
+      verification = VerificationStatus.Own;
+      senderDeviceId = me.deviceId;
+    } else if (rec.source === "forwarded" || rec.source === "imported") {
+      verification = VerificationStatus.Unauthenticated;
+    } else {
+      const device = tx.getDeviceByCurve(c.sender_key);
+      if (!device) {
+        verification = VerificationStatus.UnknownDevice;
+      } else {
+        if (device.userId !== ev.sender) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, `session belongs to ${device.userId}, event claims ${ev.sender}`);
+        if (device.ed25519 !== rec.claimedEd25519) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, "the session's claimed ed25519 key differs from the device's key (possible forgery)");
+        if (senderDeviceId !== null && senderDeviceId !== device.deviceId) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, "device_id differs from the device owning sender_key");
+        senderDeviceId = device.deviceId;
+        verification = device.verified ? VerificationStatus.Verified : VerificationStatus.Unverified;
+      }
+    }
+    return {
+      ok: true,
+      eventId: ev.event_id,
+      sender: ev.sender,
+      originServerTs: ts,
+      type: payload.type,
+      contentJson: JSON.stringify(payload.content),
+      senderCurve25519: c.sender_key,
+      claimedEd25519: rec.claimedEd25519,
+      senderDeviceId,
+      sessionId: c.session_id,
+      messageIndex: dec.message_index,
+      verification,
+      forwardingChain: rec.forwardingChain,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // rooms and sending
+
+  async setRoomEncryption(roomId: string, encryption: Json): Promise<void> {
+    if (!isStr(encryption.algorithm)) throw new InvalidArgumentError("encryption content needs an algorithm");
+    const tx = new Transaction(this.store);
+    const room = tx.getRoom(roomId) ?? { roomId, encryption: null, historyVisibility: null };
+    if (room.encryption === null) tx.putRoom({ ...room, encryption });
+    this.trackRoomMembers(tx, roomId);
+    await this.commit(tx);
+  }
+
+  async setRoomMembers(roomId: string, members: { userId: string; membership: string }[]): Promise<void> {
+    const tx = new Transaction(this.store);
+    const room = tx.getRoom(roomId) ?? { roomId, encryption: null, historyVisibility: null };
+    tx.putRoom(room);
+    for (const m of members) if (isStr(m.userId) && isStr(m.membership)) tx.putMember({ roomId, userId: m.userId, membership: m.membership });
+    tx.setValue(`members_loaded:${roomId}`, "1");
+    if (room.encryption) this.trackRoomMembers(tx, roomId);
+    await this.commit(tx);
+  }
+
+  getRoomInfo(roomId: string): { encryption: Json | null; membersKnown: boolean } {
+    const room = this.store.getRoom(roomId);
+    return { encryption: room?.encryption ?? null, membersKnown: this.store.getValue(`members_loaded:${roomId}`) === "1" };
+  }
+
+  private requireMegolmRoom(tx: Transaction, roomId: string): Json {
+    const room = tx.getRoom(roomId);
+    if (!room || !room.encryption) throw new InvalidArgumentError(`room ${roomId} is not encrypted`);
+    if (room.encryption.algorithm !== MEGOLM_ALGORITHM) throw new UnsupportedAlgorithmError(roomId, room.encryption.algorithm);
+    return room.encryption;
+  }
+
+  /** User IDs whose devices receive the room key: joined members, and invited ones unless history is "joined" only. */
+  private recipientUsers(tx: Transaction, roomId: string): string[] {
+    const room = tx.getRoom(roomId);
+    const withInvited = room?.historyVisibility !== "joined";
+    const users = new Set<string>();
+    for (const m of tx.getMembers(roomId)) {
+      if (m.membership === "join" || (withInvited && m.membership === "invite")) users.add(m.userId);
+    }
+    users.add(this.me().userId);
+    return [...users];
+  }
+
+  private recipientDevices(tx: Transaction, roomId: string, verifyDevices: boolean): DeviceRecord[] {
+    const me = this.me();
+    const out: DeviceRecord[] = [];
+    const unknown: Record<string, DeviceInfo[]> = {};
+    for (const userId of this.recipientUsers(tx, roomId)) {
+      for (const d of tx.getUserDevices(userId)) {
+        if (d.deleted || (d.userId === me.userId && d.deviceId === me.deviceId)) continue;
+        if (d.blacklisted) continue;
+        if (verifyDevices && !d.verified && !d.ignored) (unknown[userId] ??= []).push(toDeviceInfo(d));
+        else out.push(d);
+      }
+    }
+    if (Object.keys(unknown).length) throw new UnknownDevicesError(unknown);
+    return out;
+  }
+
+  /** Next request needed before sharing the room key: keys/query, then keys/claim; or ready. */
+  async prepareRoomKeyShare(roomId: string, verifyDevices: boolean): Promise<PrepareShareStep> {
+    const tx = new Transaction(this.store);
+    this.requireMegolmRoom(tx, roomId);
+    const tracked = tx.getTracked();
+    const users = this.recipientUsers(tx, roomId);
+    for (const u of users) {
+      if (!tracked.has(u)) {
+        this.markDirty(tx, u);
+        tracked.set(u, true);
+      }
+    }
+    const dirty = users.filter((u) => tracked.get(u));
+    let step: PrepareShareStep = { ready: true };
+    if (dirty.length) {
+      step = { ready: false, request: this.buildKeysQuery(dirty) };
+    } else {
+      const devices = this.recipientDevices(tx, roomId, verifyDevices);
+      const missing: Record<string, Record<string, string>> = {};
+      const keys = new Map<string, number>();
+      for (const d of devices) {
+        const k = `${d.userId}|${d.deviceId}`;
+        const failedAt = this.failedClaims.get(k);
+        if (failedAt !== undefined && this.now() - failedAt < FAILED_CLAIM_RETRY_MS) continue;
+        if (tx.getOlmSessions(d.curve25519).length) continue;
+        (missing[d.userId] ??= {})[d.deviceId] = "signed_curve25519";
+        keys.set(k, 0);
+      }
+      if (keys.size) {
+        const id = this.newId();
+        this.inFlight.set(id, { kind: "keys_claim", users: keys });
+        step = { ready: false, request: { id, kind: "keys_claim", body: JSON.stringify({ one_time_keys: missing, timeout: 10_000 }) } };
+      }
+    }
+    await this.commit(tx);
+    return step;
+  }
+
+  /** Share the room's outbound session with every recipient device that lacks it; rotate first when needed. */
+  async shareRoomKey(roomId: string, verifyDevices: boolean): Promise<OutgoingRequest[]> {
+    const me = this.me();
+    const tx = new Transaction(this.store);
+    const settings = this.requireMegolmRoom(tx, roomId);
+    const devices = this.recipientDevices(tx, roomId, verifyDevices);
+    const existing = tx.getOutbound(roomId);
+    const reason = existing ? this.rotationReason(existing, devices) : "no session";
+    if (existing && reason) this.log.info(`rotating the room key of ${roomId}: ${reason}`);
+    const outbound = !existing || reason ? this.createOutbound(tx, roomId, settings) : existing;
+    const og = new this.olm.OutboundGroupSession();
+    let sessionKey: string;
+    try {
+      og.unpickle(this.pickleKey, outbound.pickle);
+      sessionKey = og.session_key();
+    } finally {
+      og.free();
+    }
+    const roomKeyContent = { algorithm: MEGOLM_ALGORITHM, room_id: roomId, session_id: outbound.sessionId, session_key: sessionKey };
+    const shared = new Map(outbound.sharedWith.map((e) => [`${e.userId}|${e.deviceId}`, e]));
+    const messages: { userId: string; deviceId: string; content: Json }[] = [];
+    for (const d of devices) {
+      const k = `${d.userId}|${d.deviceId}`;
+      if (shared.get(k)?.state === "shared") continue;
+      const content = this.encryptOlm(tx, d, "m.room_key", roomKeyContent);
+      if (!content) {
+        shared.set(k, { userId: d.userId, deviceId: d.deviceId, curve25519: d.curve25519, state: "withheld", withheldCode: "m.no_olm" });
+        continue;
+      }
+      shared.set(k, { userId: d.userId, deviceId: d.deviceId, curve25519: d.curve25519, state: "pending" });
+      messages.push({ userId: d.userId, deviceId: d.deviceId, content });
+    }
+    tx.putOutbound({ ...outbound, sharedWith: [...shared.values()] });
+    const requests: OutgoingRequest[] = [];
+    for (let i = 0; i < messages.length; i += TO_DEVICE_CHUNK) {
+      const chunk = messages.slice(i, i + TO_DEVICE_CHUNK);
+      const body: Record<string, Record<string, Json>> = {};
+      for (const m of chunk) (body[m.userId] ??= {})[m.deviceId] = m.content;
+      const id = this.newId();
+      this.inFlight.set(id, { kind: "to_device", share: { roomId, sessionId: outbound.sessionId, devices: chunk.map((m) => [m.userId, m.deviceId]) } });
+      requests.push({ id, kind: "to_device", eventType: "m.room.encrypted", txnId: `${me.deviceId}.${id}`, body: JSON.stringify({ messages: body }) });
+    }
+    await this.commit(tx);
+    return requests;
+  }
+
+  private rotationReason(o: OutboundGroupSessionRecord, devices: DeviceRecord[]): string | null {
+    if (o.messageCount >= o.rotationPeriodMsgs) return `${o.messageCount} messages sent`;
+    if (this.now() - o.createdTs >= o.rotationPeriodMs) return "rotation period elapsed";
+    const current = new Map(devices.map((d) => [`${d.userId}|${d.deviceId}`, d.curve25519]));
+    for (const e of o.sharedWith) {
+      if (e.state === "withheld") continue;
+      const curve = current.get(`${e.userId}|${e.deviceId}`);
+      if (curve === undefined) return `${e.userId}/${e.deviceId} is no longer a recipient`;
+      if (curve !== e.curve25519) return `${e.userId}/${e.deviceId} changed keys`;
+    }
+    return null;
+  }
+
+  private createOutbound(tx: Transaction, roomId: string, settings: Json): OutboundGroupSessionRecord {
+    const me = this.me();
+    const og = new this.olm.OutboundGroupSession();
+    try {
+      og.create();
+      const msgs = settings.rotation_period_msgs;
+      const ms = settings.rotation_period_ms;
+      const rec: OutboundGroupSessionRecord = {
+        roomId,
+        sessionId: og.session_id(),
+        pickle: og.pickle(this.pickleKey),
+        createdTs: this.now(),
+        messageCount: 0,
+        rotationPeriodMsgs: typeof msgs === "number" && msgs > 0 ? Math.min(msgs, 10_000) : DEFAULT_ROTATION_MSGS,
+        rotationPeriodMs: typeof ms === "number" && ms > 0 ? Math.min(ms, DEFAULT_ROTATION_MS) : DEFAULT_ROTATION_MS,
+        sharedWith: [],
+      };
+      tx.deleteOutbound(roomId);
+      tx.putOutbound(rec);
+      // Keep an inbound copy so we can read our own messages.
+      this.addInboundSession(tx, { roomId, senderKey: me.curve25519, sessionId: rec.sessionId, sessionKey: og.session_key(), claimedEd25519: me.ed25519, source: "own", forwardingChain: [], exported: false }, null);
+      return rec;
+    } finally {
+      og.free();
+    }
+  }
+
+  /** Olm-encrypt a to-device payload for one device, or null when we have no Olm session with it. */
+  private encryptOlm(tx: Transaction, device: DeviceRecord, type: string, content: Json): Json | null {
+    const me = this.me();
+    const records = tx.getOlmSessions(device.curve25519).sort((a, b) => b.lastUsedTs - a.lastUsedTs);
+    const rec = records[0];
+    if (!rec) return null;
+    const s = new this.olm.Session();
+    try {
+      s.unpickle(this.pickleKey, rec.pickle);
+      const payload = {
+        type,
+        content,
+        sender: me.userId,
+        sender_device: me.deviceId,
+        keys: { ed25519: me.ed25519 },
+        recipient: device.userId,
+        recipient_keys: { ed25519: device.ed25519 },
+      };
+      const msg = s.encrypt(JSON.stringify(payload));
+      // The ratchet moved: committed before the message leaves.
+      tx.putOlmSession({ ...rec, pickle: s.pickle(this.pickleKey), lastUsedTs: this.now() });
+      return { algorithm: OLM_ALGORITHM, sender_key: me.curve25519, ciphertext: { [device.curve25519]: { type: msg.type, body: msg.body } } };
+    } finally {
+      s.free();
+    }
+  }
+
+  private onRoomKeySent(tx: Transaction, share: { roomId: string; sessionId: string; devices: [string, string][] }): void {
+    const o = tx.getOutbound(share.roomId);
+    if (!o || o.sessionId !== share.sessionId) return;
+    const sent = new Set(share.devices.map(([u, d]) => `${u}|${d}`));
+    const sharedWith: SharedWithEntry[] = o.sharedWith.map((e) => (sent.has(`${e.userId}|${e.deviceId}`) && e.state === "pending" ? { ...e, state: "shared" } : e));
+    tx.putOutbound({ ...o, sharedWith });
+  }
+
+  async discardRoomKey(roomId: string): Promise<void> {
+    const tx = new Transaction(this.store);
+    if (tx.getOutbound(roomId)) tx.deleteOutbound(roomId);
+    for (const [id, r] of this.inFlight) if (r.share?.roomId === roomId) this.inFlight.delete(id);
+    await this.commit(tx);
+  }
+
+  /** Encrypt one event with the room's fully shared outbound session. */
+  async encryptRoomEvent(roomId: string, eventType: string, content: Json): Promise<Json> {
+    const me = this.me();
+    const tx = new Transaction(this.store);
+    this.requireMegolmRoom(tx, roomId);
+    const o = tx.getOutbound(roomId);
+    if (!o) throw new InternalError(`no outbound session for ${roomId}; share the room key first`);
+    if (o.sharedWith.some((e) => e.state === "pending")) throw new InternalError(`the room key of ${roomId} is not fully shared yet`);
+    const og = new this.olm.OutboundGroupSession();
+    let ciphertext: string;
+    try {
+      og.unpickle(this.pickleKey, o.pickle);
+      ciphertext = og.encrypt(JSON.stringify({ type: eventType, content, room_id: roomId }));
+      tx.putOutbound({ ...o, pickle: og.pickle(this.pickleKey), messageCount: o.messageCount + 1 });
+    } finally {
+      og.free();
+    }
+    await this.commit(tx);
+    return { algorithm: MEGOLM_ALGORITHM, sender_key: me.curve25519, ciphertext, session_id: o.sessionId, device_id: me.deviceId };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // devices
+
+  getDevices(userId: string): DeviceInfo[] {
+    return this.store.getUserDevices(userId).map(toDeviceInfo);
+  }
+
+  async setDeviceFlags(userId: string, deviceId: string, flags: { verified?: boolean; blacklisted?: boolean; ignored?: boolean }): Promise<DeviceInfo> {
+    const tx = new Transaction(this.store);
+    const d = tx.getDevice(userId, deviceId);
+    if (!d || !d.ed25519) throw new UnknownDeviceKeysError(userId, deviceId);
+    const upd: DeviceRecord = { ...d };
+    if (typeof flags.verified === "boolean") upd.verified = flags.verified;
+    if (typeof flags.blacklisted === "boolean") upd.blacklisted = flags.blacklisted;
+    if (typeof flags.ignored === "boolean") upd.ignored = flags.ignored;
+    tx.putDevice(upd);
+    await this.commit(tx);
+    return toDeviceInfo(upd);
+  }
+
+  identity(): AccountInfo {
+    return { ...this.me() };
+  }
+
+  private newId(): string {
+    return randomBytes(9).toString("base64url");
+  }
+}
+
+function toDeviceInfo(d: DeviceRecord): DeviceInfo {
+  return {
+    userId: d.userId,
+    deviceId: d.deviceId,
+    displayName: d.displayName ?? null,
+    ed25519: d.ed25519,
+    curve25519: d.curve25519,
+    verified: d.verified,
+    blacklisted: d.blacklisted,
+    ignored: d.ignored,
+    deleted: d.deleted,
+  };
+}
+
+function canonicalJsonSafe(v: unknown): string {
+  try {
+    return canonicalJson(v);
+  } catch {
+    return JSON.stringify(v);
+  }
+}
+
+export type { OlmSessionRecord };
