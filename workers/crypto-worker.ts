@@ -60,6 +60,7 @@ async function main(): Promise<void> {
     protocolVersion: () => run(() => PROTOCOL_VERSION),
     getStoredDeviceId: (userId: string) => run(() => engine.getStoredDeviceId(userId)),
     loadAccount: (userId: string, deviceId: string) => run(() => engine.loadAccount(userId, deviceId)),
+    identity: () => run(() => engine.identity()),
     deleteStoredDevice: (userId: string, deviceId: string) => run(() => engine.deleteStoredDevice(userId, deviceId)),
     storeLocation: () => run(() => store.location),
     getSyncToken: () => run(() => engine.getSyncToken()),

@@ -172,6 +172,8 @@ export interface CryptoWorkerApi {
   getStoredDeviceId(userId: string): string | null;
   /** Load the account of this device, creating and persisting it when missing. */
   loadAccount(userId: string, deviceId: string): AccountInfo;
+  /** The loaded account's identity. */
+  identity(): AccountInfo;
   /** Delete a stored account (another device's data in the same file). */
   deleteStoredDevice(userId: string, deviceId: string): void;
   /** Path/URL of the store, for logs. */

@@ -560,7 +560,8 @@ class SynapseServer implements SynapseHandle {
     for (;;) {
       if (spawnError) throw new Error(`could not start Synapse (${this.python}): ${spawnError.message}`);
       if (child.exitCode !== null || child.signalCode !== null) {
-        await new Promise<void>((r) => setImmediate(r)); // let stdio drain
+        // Let stdout/stderr drain ('close' follows 'exit' once the pipes are empty).
+        await Promise.race([new Promise<void>((r) => child.once("close", () => r())), sleep(1_000)]);
         throw new Error(
           `Synapse exited during startup (code ${child.exitCode}, signal ${child.signalCode}); dir ${this.dir}\n${this.logTail()}`,
         );

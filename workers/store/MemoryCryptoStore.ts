@@ -23,8 +23,10 @@ import type {
 
 /** To-device digests older than this are pruned. */
 const DIGEST_TTL_MS = 7 * 24 * 60 * 60 * 1000;
-/** Prune digests at most once per this many batches. */
+/** Prune digests at most once per this many batches… */
 const PRUNE_EVERY_BATCHES = 256;
+/** …or once per this interval, whichever comes first. */
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
 
 const clone = <T>(v: T): T => structuredClone(v);
 
@@ -306,6 +308,7 @@ export class MemoryCryptoStore implements CryptoStore {
   private closed = false;
   private seq = 0;
   private batchesSincePrune = 0;
+  private lastPruneTs = 0;
 
   /** @param _options - Ignored; accepted so the store can be named in `StoreConfig` `module` form. */
   constructor(_options?: unknown) {}
@@ -564,8 +567,9 @@ export class MemoryCryptoStore implements CryptoStore {
       else a.values.set(k, v);
     }
     if (c.syncToken !== undefined) a.syncToken = c.syncToken;
-    if (++this.batchesSincePrune >= PRUNE_EVERY_BATCHES) {
+    if (++this.batchesSincePrune >= PRUNE_EVERY_BATCHES || now - this.lastPruneTs >= PRUNE_EVERY_MS) {
       this.batchesSincePrune = 0;
+      this.lastPruneTs = now;
       const cutoff = now - DIGEST_TTL_MS;
       for (const data of this.accounts.values()) {
         for (const [dg, ts] of data.digests) if (ts < cutoff) data.digests.delete(dg);

@@ -1,0 +1,104 @@
+/**
+ * The crypto worker as a real thread: handshake, typed errors across the boundary, crash →
+ * pending calls rejected → restart → state intact.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CryptoWorkerHost } from "../../src/client/CryptoWorkerHost.js";
+import { CryptoWorkerCrashedError, InvalidArgumentError, MatrixSdkError, StoreLockedError, UnknownDeviceKeysError } from "../../src/protocol/errors.js";
+import { noopLogger } from "../../src/util/logger.js";
+
+function dbPath(): string {
+  return join(mkdtempSync(join(tmpdir(), "sdk-worker-")), "crypto.db");
+}
+
+function host(path: string): CryptoWorkerHost {
+  return new CryptoWorkerHost({ store: { kind: "sqlite", path }, pickleKey: "k", logLevel: "silent" }, noopLogger);
+}
+
+describe("crypto worker host", () => {
+  it("starts, creates an account, and reloads the same identity from the store", async () => {
+    const path = dbPath();
+    const h1 = host(path);
+    await h1.start();
+    assert.equal(await h1.api.protocolVersion(), 1);
+    const a = await h1.api.loadAccount("@a:example.org", "DEV");
+    assert.match(a.ed25519, /^[A-Za-z0-9+/]{43}$/);
+    await h1.close();
+    const h2 = host(path);
+    const b = await h2.api.loadAccount("@a:example.org", "DEV");
+    assert.deepEqual(b, a);
+    assert.equal(await h2.api.getStoredDeviceId("@a:example.org"), "DEV");
+    await h2.close();
+  });
+
+  it("carries typed errors with their codes across the boundary", async () => {
+    const h = host(dbPath());
+    await h.api.loadAccount("@a:example.org", "DEV");
+    await assert.rejects(h.api.setDeviceFlags("@b:example.org", "X", { verified: true }), (e: unknown) => {
+      assert.ok(e instanceof UnknownDeviceKeysError);
+      assert.equal(e.code, "M_SDK_UNKNOWN_DEVICE_KEYS");
+      assert.equal(e.details.userId, "@b:example.org");
+      return true;
+    });
+    await assert.rejects(h.api.loadAccount("not-a-user", ""), InvalidArgumentError);
+    await h.close();
+  });
+
+  it("gives a second opener of the same database a StoreLockedError naming the path", async () => {
+    const path = dbPath();
+    const h1 = host(path);
+    await h1.start();
+    const h2 = host(path);
+    await assert.rejects(h2.start(), (e: unknown) => e instanceof StoreLockedError && e.path === path && /one database per process/.test(e.message));
+    await h2.close();
+    // The first one still works.
+    await h1.api.loadAccount("@a:example.org", "DEV");
+    await h1.close();
+  });
+
+  for (const how of ["exit", "throw"] as const) {
+    it(`rejects pending calls when the worker dies (${how}), restarts and reloads state`, async () => {
+      const path = dbPath();
+      const h = host(path);
+      const a = await h.api.loadAccount("@a:example.org", "DEV");
+      h.onRestart = async () => {
+        await h.apiDuringRestart.loadAccount("@a:example.org", "DEV");
+      };
+      const restarted = new Promise<void>((resolve) => h.once("restarted", () => resolve()));
+      const crashed = new Promise<Error>((resolve) => h.once("crashed", (e) => resolve(e)));
+      if (how === "exit") {
+        await assert.rejects(h.api.crashForTesting("exit"), CryptoWorkerCrashedError);
+      } else {
+        await h.api.crashForTesting("throw");
+        // A call issued right after the fatal error is pending when the worker dies, or waits for the restart.
+        await h.api.getSyncToken().catch((e: unknown) => assert.ok(e instanceof CryptoWorkerCrashedError));
+      }
+      assert.ok((await crashed) instanceof CryptoWorkerCrashedError);
+      await restarted;
+      const b = await h.api.identity();
+      assert.deepEqual(b, a);
+      await h.close();
+    });
+  }
+
+  it("rejects pending calls on terminate() and is usable again after the restart", async () => {
+    const h = host(dbPath());
+    await h.api.loadAccount("@a:example.org", "DEV");
+    h.onRestart = async () => {
+      await h.apiDuringRestart.loadAccount("@a:example.org", "DEV");
+    };
+    const pending = h.api.outgoingRequests();
+    await h.terminateForTesting();
+    await pending.then(
+      () => undefined,
+      (e: unknown) => assert.ok(MatrixSdkError.isSdkError(e) && e.code === "M_SDK_WORKER_CRASHED"),
+    );
+    const reqs = await h.api.outgoingRequests();
+    assert.ok(Array.isArray(reqs));
+    await h.close();
+  });
+});
