@@ -1,11 +1,18 @@
 /**
  * A conformance suite for {@link CryptoStore} implementations, built on `node:test`.
  *
- * Use it to check your own store against the same behaviour the built-in stores have:
+ * Use it to check your own store against the same behaviour the built-in stores have, from a
+ * test file run with `node --test`:
  *
  * ```ts
- * import { runCryptoStoreConformanceTests } from "matrix-e2ee-worker-sdk/dist/src/testing/storeConformance.js";
- * runCryptoStoreConformanceTests("MyStore", async () => ({ store: new MyStore(), cleanup: async () => {} }));
+ * runCryptoStoreConformanceTests("MyStore", async () => {
+ *   const dir = await makeTempDir();
+ *   return {
+ *     store: new MyStore(dir),
+ *     reopen: async () => new MyStore(dir),
+ *     cleanup: async () => removeDir(dir),
+ *   };
+ * });
  * ```
  *
  * @packageDocumentation

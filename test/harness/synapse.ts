@@ -186,7 +186,8 @@ async function importedSynapseVersion(python: string): Promise<string | undefine
   if (!existsSync(python)) return undefined;
   try {
     const r = await run(python, ["-c", "import synapse; print(synapse.__version__)"], { timeoutMs: 60_000 });
-    return r.code === 0 ? r.stdout.trim() : undefined;
+    // Inside a git checkout Synapse appends build info ("1.163.2 (b=main,6e4682a)"): keep the version.
+    return r.code === 0 ? r.stdout.trim().split(/\s+/)[0] : undefined;
   } catch {
     return undefined;
   }

@@ -2,6 +2,8 @@ import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
+import { once } from "node:events";
+import { Worker } from "node:worker_threads";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -132,8 +134,13 @@ describe("SqliteCryptoStore specifics", () => {
 
   it("a second open in the same process fails with StoreLockedError naming the path; the first keeps working", async () => {
     const path = join(tempDir(), "crypto.db");
-    const first = await openWithAccount(path);
-    first.saveChanges({ syncToken: "s1" });
+    const setup = await openWithAccount(path);
+    setup.saveChanges({ syncToken: "s1" });
+    await setup.close();
+    // open() alone (no migration or write to do) must already hold the lock.
+    const first = new SqliteCryptoStore(path);
+    await first.open();
+    await first.useAccount(ACCOUNT.userId, ACCOUNT.deviceId);
     const before = [fileHash(path), fileHash(`${path}-wal`)];
     const second = new SqliteCryptoStore(path);
     await assert.rejects(second.open(), lockedAt(path));
@@ -184,6 +191,34 @@ describe("SqliteCryptoStore specifics", () => {
       }
     });
   }
+
+  it("a lock held by another worker thread of this process gives StoreLockedError", async () => {
+    const path = join(tempDir(), "crypto.db");
+    const setup = new SqliteCryptoStore(path);
+    await setup.open();
+    await setup.close();
+    const worker = new Worker(
+      `const { parentPort, workerData } = require("node:worker_threads");
+       import(workerData.module).then(async ({ SqliteCryptoStore }) => {
+         const s = new SqliteCryptoStore(workerData.path);
+         await s.open();
+         parentPort.postMessage("ready");
+         parentPort.once("message", async () => { await s.close(); parentPort.postMessage("closed"); });
+       }, (e) => parentPort.postMessage("error: " + e));`,
+      { eval: true, workerData: { module: COMPILED_STORE, path } },
+    );
+    try {
+      assert.equal(await once(worker, "message").then(([m]) => m), "ready");
+      const s = new SqliteCryptoStore(path);
+      await assert.rejects(s.open(), lockedAt(path));
+      worker.postMessage("close");
+      assert.equal(await once(worker, "message").then(([m]) => m), "closed");
+      await s.open();
+      await s.close();
+    } finally {
+      await worker.terminate();
+    }
+  });
 
   it("a lock held by a process that was killed is released", async () => {
     const path = join(tempDir(), "crypto.db");
