@@ -301,7 +301,10 @@ function sub<K, V>(m: Map<K, Map<string, V>>, k: K): Map<string, V> {
  */
 export class MemoryCryptoStore implements CryptoStore {
   /** Always `"memory"`. */
-  readonly location = "memory";
+  /** Always "memory". */
+  get location(): string {
+    return "memory";
+  }
   /** k2(userId, deviceId) → data. */
   private readonly accounts = new Map<string, AccountData>();
   private scope: { userId: string; deviceId: string } | null = null;
