@@ -1,0 +1,218 @@
+/**
+ * A tiny homeserver stand-in for the benchmark (a fixture, not a test): node:http on 127.0.0.1,
+ * run in its own process (so serving responses costs the measured process nothing, and the
+ * pre-serialised sync responses do not count in its memory).
+ *
+ * Serves /login, /account/whoami, /keys/upload (records the receiver's keys), /keys/query (the
+ * senders' signed device keys), /keys/claim, /sendToDevice, and /sync: the workload's batches in
+ * order, the first one carrying the room state and the Olm-encrypted room keys (built on the
+ * parent's "prepare" message, once the receiver has uploaded its one-time keys). Past the last
+ * batch, /sync long-polls like a real server.
+ *
+ * Started with fork(): argv[2] is a JSON config; talks to the parent over IPC.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { RECEIVER_DEVICE, initOlm, type Batch, type Json, type Manifest } from "./common.js";
+import { buildRoomKeyToDevice, roomStateEvents, type ReceiverKeys } from "./workload.js";
+
+export interface FixtureConfig {
+  manifestDir: string;
+  /** `since` token the client sends for the first batch (null: a fresh client sends none). */
+  initialSince: string | null;
+  /** Include room state (encryption, members) in the first batch. */
+  includeState: boolean;
+  userId: string;
+}
+
+export type FixtureMessage =
+  | { type: "ready"; port: number }
+  | { type: "prepared"; toDevice: number; usedOneTimeKeys: number; ms: number }
+  | { type: "stats"; requests: Record<string, number>; syncBytes: number; syncServed: number }
+  | { type: "error"; message: string };
+
+const cfg = JSON.parse(process.argv[2] ?? "{}") as FixtureConfig;
+const manifest = JSON.parse(readFileSync(join(cfg.manifestDir, "manifest.json"), "utf8")) as Manifest;
+const batches: Batch[] = readFileSync(join(cfg.manifestDir, "batches.jsonl"), "utf8")
+  .split("\n")
+  .filter((l) => l.length)
+  .map((l) => JSON.parse(l) as Batch);
+
+const send = (m: FixtureMessage): void => {
+  process.send?.(m);
+};
+
+/** Pre-serialised sync bodies; index 0 is built on "prepare". */
+const bodies: (string | null)[] = batches.map(() => null);
+let toDeviceEvents: Json[] = [];
+const requests: Record<string, number> = {};
+let syncBytes = 0;
+let syncServed = 0;
+
+function syncBody(k: number): string {
+  const batch = batches[k]!;
+  const join: Json = {};
+  const roomIds = k === 0 && cfg.includeState ? manifest.rooms : Object.keys(batch);
+  for (const roomId of roomIds) {
+    const room: Json = { timeline: { events: batch[roomId] ?? [], limited: false, prev_batch: `p${k}` } };
+    if (k === 0 && cfg.includeState) room.state = { events: roomStateEvents(manifest, roomId, cfg.userId) };
+    join[roomId] = room;
+  }
+  const body: Json = {
+    next_batch: `b${k + 1}`,
+    rooms: { join },
+    device_one_time_keys_count: { signed_curve25519: otkCount() },
+    device_unused_fallback_key_types: ["signed_curve25519"],
+  };
+  if (k === 0) {
+    body.to_device = { events: toDeviceEvents };
+    body.device_lists = { changed: manifest.senders.map((s) => s.userId), left: [] };
+  }
+  return JSON.stringify(body);
+}
+
+for (let k = 1; k < batches.length; k++) bodies[k] = syncBody(k);
+
+// Receiver keys, as uploaded.
+let receiverDeviceKeys: Json | null = null;
+const otks = new Map<string, string>();
+let fallbackKey: string | null = null;
+let claimed = 0;
+const otkCount = (): number => Math.max(0, otks.size - claimed);
+
+function indexForSince(since: string | null): number {
+  if (since === cfg.initialSince || (since === null && cfg.initialSince === null)) return 0;
+  const m = since ? /^b(\d+)$/.exec(since) : null;
+  return m ? Number(m[1]) : batches.length;
+}
+
+function json(res: ServerResponse, status: number, body: string | Json): void {
+  const s = typeof body === "string" ? body : JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(s) });
+  res.end(s);
+}
+
+function readBody(req: IncomingMessage): Promise<Json> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      try {
+        resolve(chunks.length ? (JSON.parse(Buffer.concat(chunks).toString("utf8")) as Json) : {});
+      } catch {
+        resolve({});
+      }
+    });
+  });
+}
+
+const held = new Set<ServerResponse>();
+
+const server = createServer((req, res) => {
+  void handle(req, res).catch((err: unknown) => json(res, 500, { errcode: "M_UNKNOWN", error: String(err) }));
+});
+
+async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://127.0.0.1");
+  const path = url.pathname.replace(/^\/_matrix\/client\/(v3|r0)/, "");
+  const route = path.startsWith("/sendToDevice/") ? "/sendToDevice" : path;
+  requests[route] = (requests[route] ?? 0) + 1;
+  const body = req.method === "GET" ? {} : await readBody(req);
+  switch (route) {
+    case "/login":
+      return json(res, 200, { user_id: cfg.userId, access_token: "bench-token", device_id: typeof body.device_id === "string" ? body.device_id : RECEIVER_DEVICE });
+    case "/account/whoami":
+      return json(res, 200, { user_id: cfg.userId, device_id: RECEIVER_DEVICE });
+    case "/keys/upload": {
+      if (body.device_keys && typeof body.device_keys === "object") receiverDeviceKeys = body.device_keys as Json;
+      for (const v of Object.values((body.one_time_keys as Json | undefined) ?? {})) {
+        const key = (v as Json).key;
+        if (typeof key === "string") otks.set(key, key);
+      }
+      for (const v of Object.values((body.fallback_keys as Json | undefined) ?? {})) {
+        const key = (v as Json).key;
+        if (typeof key === "string") fallbackKey = key;
+      }
+      return json(res, 200, { one_time_key_counts: { signed_curve25519: otkCount() } });
+    }
+    case "/keys/query": {
+      const wanted = Object.keys((body.device_keys as Json | undefined) ?? {});
+      const device_keys: Json = {};
+      for (const u of wanted) {
+        const devs: Json = {};
+        for (const s of manifest.senders) if (s.userId === u) devs[s.deviceId] = s.deviceKeys;
+        if (u === cfg.userId && receiverDeviceKeys) devs[String(receiverDeviceKeys.device_id)] = receiverDeviceKeys;
+        device_keys[u] = devs;
+      }
+      return json(res, 200, { device_keys, failures: {} });
+    }
+    case "/keys/claim":
+      return json(res, 200, { one_time_keys: {}, failures: {} });
+    case "/sendToDevice":
+      return json(res, 200, {});
+    case "/sync": {
+      const since = url.searchParams.get("since");
+      const k = indexForSince(since);
+      if (k < batches.length) {
+        const s = bodies[k] ?? (bodies[k] = syncBody(k));
+        syncBytes += s.length;
+        syncServed++;
+        return json(res, 200, s);
+      }
+      // Past the end: long-poll like a real server.
+      const timeout = Math.min(Number(url.searchParams.get("timeout") ?? "0") || 0, 30_000);
+      held.add(res);
+      const t = setTimeout(() => {
+        held.delete(res);
+        json(res, 200, { next_batch: since ?? "end" });
+      }, timeout);
+      res.on("close", () => {
+        clearTimeout(t);
+        held.delete(res);
+      });
+      return;
+    }
+    default:
+      return json(res, 404, { errcode: "M_UNRECOGNIZED", error: `bench fixture does not serve ${req.method} ${path}` });
+  }
+}
+
+process.on("message", (m: { cmd: string }) => {
+  if (m.cmd === "prepare") {
+    void (async () => {
+      const t0 = performance.now();
+      await initOlm();
+      const dk = receiverDeviceKeys;
+      if (!dk) throw new Error("the receiver has not uploaded its device keys");
+      const deviceId = String(dk.device_id);
+      const keys = dk.keys as Record<string, string>;
+      const receiver: ReceiverKeys = {
+        userId: cfg.userId,
+        deviceId,
+        ed25519: keys[`ed25519:${deviceId}`]!,
+        curve25519: keys[`curve25519:${deviceId}`]!,
+        oneTimeKeys: [...otks.keys()],
+        fallbackKey,
+      };
+      const built = buildRoomKeyToDevice(manifest, receiver);
+      toDeviceEvents = built.events;
+      claimed = Math.min(built.usedOneTimeKeys, otks.size);
+      bodies[0] = syncBody(0);
+      send({ type: "prepared", toDevice: built.events.length, usedOneTimeKeys: built.usedOneTimeKeys, ms: performance.now() - t0 });
+    })().catch((err: unknown) => send({ type: "error", message: String(err) }));
+  } else if (m.cmd === "stats") {
+    send({ type: "stats", requests, syncBytes, syncServed });
+  } else if (m.cmd === "exit") {
+    for (const r of held) r.destroy();
+    server.close();
+    process.exit(0);
+  }
+});
+process.on("disconnect", () => process.exit(0));
+
+server.keepAliveTimeout = 60_000;
+server.listen(0, "127.0.0.1", () => {
+  const addr = server.address();
+  send({ type: "ready", port: typeof addr === "object" && addr ? addr.port : 0 });
+});
