@@ -24,6 +24,8 @@ export interface FixtureConfig {
   /** Include room state (encryption, members) in the first batch. */
   includeState: boolean;
   userId: string;
+  /** One-time key count reported in every sync (default: what the server holds). */
+  otkCountOverride?: number;
 }
 
 export type FixtureMessage =
@@ -59,10 +61,11 @@ function syncBody(k: number): string {
     if (k === 0 && cfg.includeState) room.state = { events: roomStateEvents(manifest, roomId, cfg.userId) };
     join[roomId] = room;
   }
+  // The one-time key count is spliced in when served (OTK_PLACEHOLDER), so it is current.
   const body: Json = {
+    device_one_time_keys_count: { signed_curve25519: OTK_PLACEHOLDER },
     next_batch: `b${k + 1}`,
     rooms: { join },
-    device_one_time_keys_count: { signed_curve25519: otkCount() },
     device_unused_fallback_key_types: ["signed_curve25519"],
   };
   if (k === 0) {
@@ -72,14 +75,13 @@ function syncBody(k: number): string {
   return JSON.stringify(body);
 }
 
-for (let k = 1; k < batches.length; k++) bodies[k] = syncBody(k);
-
 // Receiver keys, as uploaded.
 let receiverDeviceKeys: Json | null = null;
 const otks = new Map<string, string>();
 let fallbackKey: string | null = null;
 let claimed = 0;
-const otkCount = (): number => Math.max(0, otks.size - claimed);
+const otkCount = (): number => cfg.otkCountOverride ?? Math.max(0, otks.size - claimed);
+const OTK_PLACEHOLDER = "__BENCH_OTK_COUNT__";
 
 function indexForSince(since: string | null): number {
   if (since === cfg.initialSince || (since === null && cfg.initialSince === null)) return 0;
@@ -155,7 +157,7 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
       const since = url.searchParams.get("since");
       const k = indexForSince(since);
       if (k < batches.length) {
-        const s = bodies[k] ?? (bodies[k] = syncBody(k));
+        const s = (bodies[k] ?? (bodies[k] = syncBody(k))).replace(`"${OTK_PLACEHOLDER}"`, String(otkCount()));
         syncBytes += s.length;
         syncServed++;
         return json(res, 200, s);
@@ -211,6 +213,7 @@ process.on("message", (m: { cmd: string }) => {
 });
 process.on("disconnect", () => process.exit(0));
 
+for (let k = 1; k < batches.length; k++) bodies[k] = syncBody(k);
 server.keepAliveTimeout = 60_000;
 server.listen(0, "127.0.0.1", () => {
   const addr = server.address();

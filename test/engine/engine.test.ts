@@ -164,7 +164,8 @@ describe("engine: Olm and Megolm between two engines", () => {
     server.inbox.set(`${bob.userId}|BOBDEV`, []);
     const e2 = await alice.encrypt(ROOM, "after", "$2");
     assert.notEqual((e2.content as Json).session_id, (e1.content as Json).session_id);
-    assert.equal(server.inbox.get(`${bob.userId}|BOBDEV`)!.length, 0);
+    const inbox = server.inbox.get(`${bob.userId}|BOBDEV`)!;
+    assert.deepEqual(inbox.map((e) => e.type), ["m.room_key.withheld"]);
   });
 
   it("throws UnknownDevicesError with verifyDevices until devices are marked", async () => {
@@ -223,5 +224,20 @@ describe("engine: Olm and Megolm between two engines", () => {
     assert.equal(r1.roomKeys.length, 1);
     const r2 = await bob.sync({ toDevice: batch });
     assert.equal(r2.toDeviceFailures.length, 0);
+  });
+
+  it("tells blacklisted devices the key is withheld, and the recipient reports the withheld code", async () => {
+    const { alice, bob } = await pair();
+    await alice.engine.setDeviceFlags(bob.userId, "BOBDEV", { blacklisted: true });
+    const ev = await alice.encrypt(ROOM, "not for bob", "$w");
+    const res = await bob.sync();
+    assert.equal(res.roomKeys.length, 0);
+    const [r] = await bob.engine.decryptRoomEvents(ROOM, [ev]);
+    assert.equal(r!.ok, false);
+    assert.equal(!r!.ok && r!.code, "withheld");
+    assert.equal(!r!.ok && r!.withheldCode, "m.blacklisted");
+    // Only once per session: a second message sends no second notice.
+    await alice.encrypt(ROOM, "still not", "$w2");
+    assert.equal(alice.server.inbox.get(`${bob.userId}|BOBDEV`)!.length, 0);
   });
 });

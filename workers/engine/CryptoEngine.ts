@@ -78,10 +78,14 @@ class DecryptFailure extends Error {
   constructor(
     readonly code: DecryptionFailureCodeValue | string,
     message: string,
+    readonly withheldCode?: string,
   ) {
     super(message);
   }
 }
+
+/** To-device event types of withheld notices (stable and the pre-stable prefix). */
+const WITHHELD_TYPES = new Set(["m.room_key.withheld", "org.matrix.room_key.withheld"]);
 
 const isObj = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
 const isStr = (v: unknown): v is string => typeof v === "string";
@@ -605,6 +609,7 @@ export class CryptoEngine {
       return;
     }
     tx.addDigest(digest);
+    if (WITHHELD_TYPES.has(ev.type)) this.recordWithheld(tx, ev.sender, ev.content);
     if (ev.type !== "m.room.encrypted") {
       result.toDevice.push({ type: ev.type, sender: ev.sender, contentJson: JSON.stringify(ev.content), senderCurve25519: null, encrypted: false });
       return;
@@ -624,6 +629,15 @@ export class CryptoEngine {
       this.log.warn(`failed to decrypt a to-device message from ${ev.sender} (reason: ${code}): ${message}`);
       result.toDeviceFailures.push({ sender: ev.sender, type: ev.type, code, message });
     }
+  }
+
+  /** Remember that a sender refused (or could not) share a session with us. */
+  private recordWithheld(tx: Transaction, sender: string, c: Json): void {
+    if (!isStr(c.room_id) || !isStr(c.session_id) || !isStr(c.code) || c.code.length > 100) {
+      this.log.warn(`ignoring malformed m.room_key.withheld from ${sender} (reason: malformed)`);
+      return;
+    }
+    tx.setValue(`withheld:${c.room_id}|${c.session_id}`, JSON.stringify({ code: c.code, reason: isStr(c.reason) ? c.reason.slice(0, 500) : null, sender }));
   }
 
   private decryptOlm(tx: Transaction, sender: string, content: Json): { plaintext: Json; senderKey: string } {
@@ -782,8 +796,11 @@ export class CryptoEngine {
         const message = e instanceof Error ? e.message : String(e);
         const content = isObj(ev) && isObj(ev.content) ? ev.content : {};
         const sessionId = isStr(content.session_id) ? content.session_id : null;
-        out.push({ ok: false, eventId, code, message, sessionId });
-        if ((code === DecryptionFailureCode.MissingSession || code === DecryptionFailureCode.UnknownIndex) && keepPending && sessionId && eventId) {
+        const failure: RoomDecryptResult = { ok: false, eventId, code, message, sessionId };
+        if (e instanceof DecryptFailure && e.withheldCode) failure.withheldCode = e.withheldCode;
+        out.push(failure);
+        const mayArrive = code === DecryptionFailureCode.MissingSession || code === DecryptionFailureCode.UnknownIndex || code === DecryptionFailureCode.Withheld;
+        if (mayArrive && keepPending && sessionId && eventId) {
           if (pendingBudget > 0 && !tx.hasPending(roomId, eventId)) {
             tx.putPending({ roomId, sessionId, eventId, eventJson: JSON.stringify(ev), receivedTs: this.now() });
             pendingBudget--;
@@ -823,7 +840,14 @@ export class CryptoEngine {
       throw new DecryptFailure(DecryptionFailureCode.Malformed, "missing ciphertext, session_id or sender_key");
     }
     const live = this.loadInbound(tx, roomId, c.sender_key, c.session_id);
-    if (!live) throw new DecryptFailure(DecryptionFailureCode.MissingSession, `no session ${c.session_id} from ${c.sender_key}`);
+    if (!live) {
+      const w = tx.getValue(`withheld:${roomId}|${c.session_id}`);
+      if (w) {
+        const { code, reason } = JSON.parse(w) as { code: string; reason: string | null };
+        throw new DecryptFailure(DecryptionFailureCode.Withheld, `the sender withheld the key: ${code}${reason ? ` (${reason})` : ""}`, code);
+      }
+      throw new DecryptFailure(DecryptionFailureCode.MissingSession, `no session ${c.session_id} from ${c.sender_key}`);
+    }
     let dec: { plaintext: string; message_index: number };
     try {
       dec = live.session.decrypt(c.ciphertext);
@@ -937,20 +961,24 @@ export class CryptoEngine {
     return [...users];
   }
 
-  private recipientDevices(tx: Transaction, roomId: string, verifyDevices: boolean): DeviceRecord[] {
+  private recipientDevices(tx: Transaction, roomId: string, verifyDevices: boolean): { devices: DeviceRecord[]; blacklisted: DeviceRecord[] } {
     const me = this.me();
     const out: DeviceRecord[] = [];
+    const blacklisted: DeviceRecord[] = [];
     const unknown: Record<string, DeviceInfo[]> = {};
     for (const userId of this.recipientUsers(tx, roomId)) {
       for (const d of tx.getUserDevices(userId)) {
         if (d.deleted || (d.userId === me.userId && d.deviceId === me.deviceId)) continue;
-        if (d.blacklisted) continue;
+        if (d.blacklisted) {
+          blacklisted.push(d);
+          continue;
+        }
         if (verifyDevices && !d.verified && !d.ignored) (unknown[userId] ??= []).push(toDeviceInfo(d));
         else out.push(d);
       }
     }
     if (Object.keys(unknown).length) throw new UnknownDevicesError(unknown);
-    return out;
+    return { devices: out, blacklisted };
   }
 
   /** Next request needed before sharing the room key: keys/query, then keys/claim; or ready. */
@@ -970,7 +998,7 @@ export class CryptoEngine {
     if (dirty.length) {
       step = { ready: false, request: this.buildKeysQuery(dirty) };
     } else {
-      const devices = this.recipientDevices(tx, roomId, verifyDevices);
+      const { devices } = this.recipientDevices(tx, roomId, verifyDevices);
       const missing: Record<string, Record<string, string>> = {};
       const keys = new Map<string, number>();
       for (const d of devices) {
@@ -996,7 +1024,7 @@ export class CryptoEngine {
     const me = this.me();
     const tx = new Transaction(this.store);
     const settings = this.requireMegolmRoom(tx, roomId);
-    const devices = this.recipientDevices(tx, roomId, verifyDevices);
+    const { devices, blacklisted } = this.recipientDevices(tx, roomId, verifyDevices);
     const existing = tx.getOutbound(roomId);
     const reason = existing ? this.rotationReason(existing, devices) : "no session";
     if (existing && reason) this.log.info(`rotating the room key of ${roomId}: ${reason}`);
@@ -1012,11 +1040,20 @@ export class CryptoEngine {
     const roomKeyContent = { algorithm: MEGOLM_ALGORITHM, room_id: roomId, session_id: outbound.sessionId, session_key: sessionKey };
     const shared = new Map(outbound.sharedWith.map((e) => [`${e.userId}|${e.deviceId}`, e]));
     const messages: { userId: string; deviceId: string; content: Json }[] = [];
+    // Devices our policy excludes are told so (m.room_key.withheld), once per session.
+    const withheld: { d: DeviceRecord; code: string; reason: string }[] = [];
+    for (const d of blacklisted) {
+      const k = `${d.userId}|${d.deviceId}`;
+      if (shared.get(k)?.withheldCode === "m.blacklisted") continue;
+      shared.set(k, { userId: d.userId, deviceId: d.deviceId, curve25519: d.curve25519, state: "withheld", withheldCode: "m.blacklisted" });
+      withheld.push({ d, code: "m.blacklisted", reason: "You have been blocked by the sender." });
+    }
     for (const d of devices) {
       const k = `${d.userId}|${d.deviceId}`;
       if (shared.get(k)?.state === "shared") continue;
       const content = this.encryptOlm(tx, d, "m.room_key", roomKeyContent);
       if (!content) {
+        if (shared.get(k)?.withheldCode !== "m.no_olm") withheld.push({ d, code: "m.no_olm", reason: "Unable to establish a secure channel." });
         shared.set(k, { userId: d.userId, deviceId: d.deviceId, curve25519: d.curve25519, state: "withheld", withheldCode: "m.no_olm" });
         continue;
       }
@@ -1025,6 +1062,15 @@ export class CryptoEngine {
     }
     tx.putOutbound({ ...outbound, sharedWith: [...shared.values()] });
     const requests: OutgoingRequest[] = [];
+    if (withheld.length) {
+      const body: Record<string, Record<string, Json>> = {};
+      for (const w of withheld) {
+        (body[w.d.userId] ??= {})[w.d.deviceId] = { room_id: roomId, algorithm: MEGOLM_ALGORITHM, session_id: outbound.sessionId, sender_key: me.curve25519, code: w.code, reason: w.reason, from_device: me.deviceId };
+      }
+      const id = this.newId();
+      this.inFlight.set(id, { kind: "to_device" });
+      requests.push({ id, kind: "to_device", eventType: "m.room_key.withheld", txnId: `${me.deviceId}.${id}`, body: JSON.stringify({ messages: body }) });
+    }
     for (let i = 0; i < messages.length; i += TO_DEVICE_CHUNK) {
       const chunk = messages.slice(i, i + TO_DEVICE_CHUNK);
       const body: Record<string, Record<string, Json>> = {};
