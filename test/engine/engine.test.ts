@@ -240,4 +240,22 @@ describe("engine: Olm and Megolm between two engines", () => {
     await alice.encrypt(ROOM, "still not", "$w2");
     assert.equal(alice.server.inbox.get(`${bob.userId}|BOBDEV`)!.length, 0);
   });
+
+  it("exports sessions at their first known index and imports them as unauthenticated, decrypting waiting events", async () => {
+    const { server, alice, bob } = await pair();
+    const ev = await alice.encrypt(ROOM, "exported", "$ex");
+    await bob.sync();
+    const page = bob.engine.exportRoomKeysPage(100);
+    assert.equal(page.keys.length, 1);
+    assert.equal(page.next, null);
+    const carol = await Peer.create(server, "@carol:example.org", "C");
+    const [before] = await carol.engine.decryptRoomEvents(ROOM, [ev]);
+    assert.equal(!before!.ok && before!.code, "missing_session");
+    const res = await carol.engine.importRoomKeys([...page.keys, { algorithm: "m.unknown" }, "junk"]);
+    assert.equal(res.imported, 1);
+    assert.equal(res.skipped, 2);
+    const late = res.redecrypted[0]!.results[0]!;
+    assert.equal(ok(late).verification, "unauthenticated");
+    assert.equal((await carol.engine.importRoomKeys(page.keys)).imported, 0, "re-import replaced an equal session");
+  });
 });

@@ -535,6 +535,13 @@ export class CryptoEngine {
     }
 
     // 5. events waiting for the sessions that just arrived
+    this.redecryptPending(tx, result);
+    await this.commit(tx);
+    return result;
+  }
+
+  /** Decrypt the stored events waiting for the sessions in `result.roomKeys`. */
+  private redecryptPending(tx: Transaction, result: SyncChangesResult): void {
     for (const k of result.roomKeys) {
       const waiting = this.store.getPendingEvents(k.roomId, k.sessionId);
       if (!waiting.length) continue;
@@ -544,8 +551,6 @@ export class CryptoEngine {
       const ok = results.filter((r) => r.ok);
       if (ok.length) result.redecrypted.push({ roomId: k.roomId, results: ok });
     }
-    await this.commit(tx);
-    return result;
   }
 
   /** Commit the sync token once the sync is fully handled. */
@@ -1184,6 +1189,79 @@ export class CryptoEngine {
     }
     await this.commit(tx);
     return { algorithm: MEGOLM_ALGORITHM, sender_key: me.curve25519, ciphertext, session_id: o.sessionId, device_id: me.deviceId };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // key export / import (the spec's session export objects)
+
+  /** One page of inbound sessions in the key-export format, each exported at its first known index. */
+  exportRoomKeysPage(limit: number, after?: string): { keys: Json[]; next: string | null; total: number } {
+    this.me();
+    const records = this.store.listInboundGroupSessions(limit, after);
+    const keys: Json[] = [];
+    for (const r of records) {
+      const s = new this.olm.InboundGroupSession();
+      try {
+        s.unpickle(this.pickleKey, r.pickle);
+        keys.push({
+          algorithm: MEGOLM_ALGORITHM,
+          room_id: r.roomId,
+          sender_key: r.senderKey,
+          sender_claimed_keys: { ed25519: r.claimedEd25519 },
+          session_id: r.sessionId,
+          session_key: s.export_session(s.first_known_index()),
+          forwarding_curve25519_key_chain: r.forwardingChain,
+        });
+      } finally {
+        s.free();
+      }
+    }
+    const last = records[records.length - 1];
+    const next = records.length === limit && last ? `${last.roomId}|${last.senderKey}|${last.sessionId}` : null;
+    return { keys, next, total: this.store.countInboundGroupSessions() };
+  }
+
+  /**
+   * Import sessions from a key export (one transaction per call: callers pass batches). Imported
+   * sessions are marked unauthenticated; an existing session is replaced only by one that starts
+   * at an earlier index. Events waiting for these sessions are decrypted and returned.
+   */
+  async importRoomKeys(keys: unknown[]): Promise<{ imported: number; skipped: number; redecrypted: { roomId: string; results: RoomDecryptResult[] }[] }> {
+    this.me();
+    const tx = new Transaction(this.store);
+    const result: SyncChangesResult = { toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [] };
+    let imported = 0;
+    let skipped = 0;
+    for (const k of keys) {
+      const ok =
+        isObj(k) &&
+        k.algorithm === MEGOLM_ALGORITHM &&
+        isStr(k.room_id) &&
+        isStr(k.sender_key) &&
+        isStr(k.session_id) &&
+        isStr(k.session_key) &&
+        isObj(k.sender_claimed_keys) &&
+        isStr(k.sender_claimed_keys.ed25519) &&
+        this.addInboundSession(
+          tx,
+          {
+            roomId: k.room_id,
+            senderKey: k.sender_key,
+            sessionId: k.session_id,
+            sessionKey: k.session_key,
+            claimedEd25519: k.sender_claimed_keys.ed25519,
+            source: "imported",
+            forwardingChain: Array.isArray(k.forwarding_curve25519_key_chain) ? k.forwarding_curve25519_key_chain.filter(isStr) : [],
+            exported: true,
+          },
+          result,
+        );
+      if (ok) imported++;
+      else skipped++;
+    }
+    this.redecryptPending(tx, result);
+    await this.commit(tx);
+    return { imported, skipped, redecrypted: result.redecrypted };
   }
 
   // ---------------------------------------------------------------------------------------------
