@@ -78,6 +78,9 @@ async function main(): Promise<void> {
     discardRoomKey: (roomId: string) => run(() => engine.discardRoomKey(roomId)),
     encryptRoomEvent: (roomId: string, type: string, contentJson: string) =>
       run(async () => JSON.stringify(await engine.encryptRoomEvent(roomId, type, JSON.parse(contentJson) as Record<string, unknown>))),
+    setKeyRequestsEnabled: (enabled: boolean) => run(() => engine.setKeyRequestsEnabled(enabled)),
+    prepareKeyForwarding: (deviceIds: string[]) => run(() => engine.prepareKeyForwarding(deviceIds)),
+    answerKeyRequests: (requests) => run(() => engine.answerKeyRequests(requests)),
     getDevices: (userId: string) => run(() => engine.getDevices(userId)),
     setDeviceFlags: (userId, deviceId, flags) => run(() => engine.setDeviceFlags(userId, deviceId, flags)),
     crashForTesting: (how: "throw" | "exit") =>

@@ -144,6 +144,21 @@ export interface SyncChangesResult {
   redecrypted: { roomId: string; results: RoomDecryptResult[] }[];
   /** Rooms whose encryption state changed. */
   encryptedRooms: { roomId: string; encryption: Record<string, unknown> }[];
+  /** Room keys our own other devices asked for in this sync (cancelled ones removed). */
+  keyRequests: IncomingKeyRequest[];
+  /** Request IDs our own devices cancelled in this sync: `${deviceId}|${requestId}`. */
+  keyRequestCancellations: string[];
+  /** Sessions received as answers to our key requests. */
+  forwardedKeys: { roomId: string; sessionId: string }[];
+}
+
+/** A key request from one of our own other devices. */
+export interface IncomingKeyRequest {
+  requestId: string;
+  deviceId: string;
+  roomId: string;
+  senderKey: string;
+  sessionId: string;
 }
 
 /** A device as the main thread sees it. */
@@ -213,6 +228,13 @@ export interface CryptoWorkerApi {
   discardRoomKey(roomId: string): void;
   /** Encrypt one event with the room's shared session; returns the `m.room.encrypted` content JSON. */
   encryptRoomEvent(roomId: string, eventType: string, contentJson: string): string;
+
+  /** Turn automatic key requests for undecryptable events on or off. */
+  setKeyRequestsEnabled(enabled: boolean): void;
+  /** keys/claim for own devices we want to answer and have no Olm session with, or null. */
+  prepareKeyForwarding(deviceIds: string[]): OutgoingRequest | null;
+  /** Answer approved key requests: `m.forwarded_room_key` to-device requests to send. */
+  answerKeyRequests(requests: IncomingKeyRequest[]): OutgoingRequest[];
 
   /** Devices of a user. */
   getDevices(userId: string): DeviceInfo[];

@@ -38,6 +38,10 @@ export const ErrorCode = {
   Closed: "M_SDK_CLOSED",
   /** An invariant of the engine was broken (a bug). */
   Internal: "M_SDK_INTERNAL",
+  /** A Megolm key export file could not be read or written (see {@link KeyExportError}). */
+  KeyExport: "M_SDK_KEY_EXPORT",
+  /** An encrypted attachment could not be decrypted or its metadata is invalid (see {@link AttachmentError}). */
+  Attachment: "M_SDK_ATTACHMENT",
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -253,9 +257,54 @@ export function deserializeError(s: SerializedError): MatrixSdkError {
     case ErrorCode.Closed:
       err = new ClientClosedError(s.message);
       break;
+    case ErrorCode.KeyExport:
+      err = new KeyExportError(String(d.reason ?? "bad_format") as KeyExportErrorReason, s.message, d);
+      break;
+    case ErrorCode.Attachment:
+      err = new AttachmentError(String(d.reason ?? "bad_format") as AttachmentErrorReason, s.message, d);
+      break;
     default:
       err = new InternalError(`${s.name}: ${s.message}`, d);
   }
   if (s.stack) err.stack = `${err.name}: ${err.message}\n    [worker] ${s.stack}`;
   return err;
+}
+
+/**
+ * Why a key export could not be read or written:
+ * - `bad_passphrase_or_mac`: the passphrase is wrong or the file was altered (the MAC did not match);
+ * - `unsupported_version`: the file's version byte is not 1;
+ * - `bad_format`: no armour lines, bad base64, or too short to hold the header and MAC;
+ * - `bad_json`: the decrypted plaintext is not UTF-8 JSON of an array of session objects.
+ */
+export type KeyExportErrorReason = "bad_passphrase_or_mac" | "unsupported_version" | "bad_format" | "bad_json";
+
+/** A Megolm key export file (`-----BEGIN MEGOLM SESSION DATA-----`) could not be read or written. */
+export class KeyExportError extends MatrixSdkError {
+  /** The sub-reason, also in `details.reason`. */
+  readonly reason: KeyExportErrorReason;
+  constructor(reason: KeyExportErrorReason, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(ErrorCode.KeyExport, message, { ...details, reason }, options);
+    this.reason = reason;
+  }
+}
+
+/**
+ * Why an encrypted attachment could not be decrypted:
+ * - `hash_mismatch`: the SHA-256 of the ciphertext differs from `hashes.sha256` (altered or truncated data);
+ * - `unsupported_version`: `v` is not `"v2"`;
+ * - `unsupported_algorithm`: the key's `alg` is not `A256CTR`;
+ * - `bad_key`: the key is not a 256-bit `oct` JWK allowed to `decrypt`;
+ * - `bad_format`: the IV or hash is missing, not base64 or of the wrong length.
+ */
+export type AttachmentErrorReason = "hash_mismatch" | "unsupported_version" | "unsupported_algorithm" | "bad_key" | "bad_format";
+
+/** An encrypted attachment (spec `EncryptedFile`) could not be decrypted or its metadata is invalid. */
+export class AttachmentError extends MatrixSdkError {
+  /** The sub-reason, also in `details.reason`. */
+  readonly reason: AttachmentErrorReason;
+  constructor(reason: AttachmentErrorReason, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(ErrorCode.Attachment, message, { ...details, reason }, options);
+    this.reason = reason;
+  }
 }

@@ -71,9 +71,12 @@ export class KeyServer {
         const msgs = body.messages as Record<string, Record<string, Json>>;
         for (const [u, devs] of Object.entries(msgs)) {
           for (const [d, content] of Object.entries(devs)) {
-            const k = `${u}|${d}`;
-            if (!this.inbox.has(k)) this.inbox.set(k, []);
-            this.inbox.get(k)!.push({ type: r.eventType, sender: userId, content });
+            const targets = d === "*" ? [...(this.deviceKeys.get(u)?.keys() ?? [])] : [d];
+            for (const t of targets) {
+              const k = `${u}|${t}`;
+              if (!this.inbox.has(k)) this.inbox.set(k, []);
+              this.inbox.get(k)!.push({ type: r.eventType, sender: userId, content });
+            }
           }
         }
         return {};

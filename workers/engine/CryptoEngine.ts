@@ -26,6 +26,7 @@ import {
   type SyncChangesInput,
   type SyncChangesResult,
   type DecryptionFailureCodeValue,
+  type IncomingKeyRequest,
 } from "../../src/protocol/api.js";
 import {
   EncryptionDisabledError,
@@ -107,7 +108,16 @@ export class CryptoEngine {
   /** Signed one-time key count on the server, when known. */
   private otkCount: number | null = null;
   private fallbackNeeded = false;
-  private readonly inFlight = new Map<string, { kind: OutgoingRequest["kind"]; users?: Map<string, number>; share?: { roomId: string; sessionId: string; devices: [string, string][] } }>();
+  private readonly inFlight = new Map<
+    string,
+    { kind: OutgoingRequest["kind"]; users?: Map<string, number>; share?: { roomId: string; sessionId: string; devices: [string, string][] }; keyRequest?: string; unwedge?: boolean }
+  >();
+  /** Whether undecryptable events trigger `m.room_key_request`s (set by the forward listener). */
+  private keyRequestsEnabled = false;
+  /** Devices whose Olm channel is wedged: "claim" a new session, then send them an "m.dummy". */
+  private readonly unwedge = new Map<string, "claim" | "claiming" | "dummy">();
+  /** Outgoing key requests by request ID, persisted as one value. */
+  private keyRequests = new Map<string, OutgoingKeyRequest>();
   private uploadInFlight = false;
   /** Bumped each time a user's device list is reported changed; a query answer only clears dirty if unchanged. */
   private readonly dirtyGeneration = new Map<string, number>();
@@ -153,6 +163,12 @@ export class CryptoEngine {
     this.account = account;
     const keys = JSON.parse(account.identity_keys()) as { ed25519: string; curve25519: string };
     this.ids = { userId, deviceId, ed25519: keys.ed25519, curve25519: keys.curve25519 };
+    // Outstanding key requests are sent again after a restart.
+    this.keyRequests = new Map();
+    const stored = rec ? this.store.getValue(KEY_REQUESTS) : null;
+    if (stored) {
+      for (const r of JSON.parse(stored) as OutgoingKeyRequest[]) this.keyRequests.set(r.requestId, { ...r, state: r.state === "cancel" ? "cancel" : "unsent" });
+    }
     // Our own user is always tracked: our other devices are recipients too.
     const tracked = tx.getTracked();
     if (!tracked.has(userId)) tx.putTracked({ userId, dirty: true });
@@ -251,6 +267,8 @@ export class CryptoEngine {
     for (const r of this.inFlight.values()) if (r.kind === "keys_query") for (const u of r.users!.keys()) queried.add(u);
     const toQuery = dirty.filter((u) => !queried.has(u));
     if (toQuery.length) out.push(this.buildKeysQuery(toQuery));
+    out.push(...this.buildKeyRequestMessages());
+    out.push(...this.buildUnwedgeRequests(tx));
     await this.commit(tx);
     return out;
   }
@@ -336,9 +354,11 @@ export class CryptoEngine {
         break;
       case "keys_claim":
         this.onKeysClaimed(tx, response, req?.users ?? new Map());
+        if (req?.unwedge) for (const k of req.users!.keys()) this.unwedge.set(k, "dummy");
         break;
       case "to_device":
         if (req?.share) this.onRoomKeySent(tx, req.share);
+        if (req?.keyRequest) this.onKeyRequestSent(tx, req.keyRequest);
         break;
     }
     await this.commit(tx);
@@ -359,7 +379,10 @@ export class CryptoEngine {
         this.log.warn(`keys/upload failed (${errcode ?? "network"}); will retry`);
       }
     } else if (kind === "keys_claim" && req?.users) {
-      for (const u of req.users.keys()) this.failedClaims.set(u, this.now());
+      for (const u of req.users.keys()) {
+        this.failedClaims.set(u, this.now());
+        if (req.unwedge) this.unwedge.delete(u);
+      }
     } else {
       this.log.warn(`${kind} request failed (${errcode ?? "network"})`);
     }
@@ -495,7 +518,7 @@ export class CryptoEngine {
   async receiveSyncChanges(input: SyncChangesInput): Promise<SyncChangesResult> {
     const me = this.me();
     const tx = new Transaction(this.store);
-    const result: SyncChangesResult = { toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [] };
+    const result: SyncChangesResult = emptySyncResult();
 
     // 1. room state: encryption, history visibility, members
     for (const room of Array.isArray(input.rooms) ? input.rooms : []) {
@@ -615,6 +638,7 @@ export class CryptoEngine {
     }
     tx.addDigest(digest);
     if (WITHHELD_TYPES.has(ev.type)) this.recordWithheld(tx, ev.sender, ev.content);
+    if (ev.type === "m.room_key_request") this.handleKeyRequest(ev.sender, ev.content, result);
     if (ev.type !== "m.room.encrypted") {
       result.toDevice.push({ type: ev.type, sender: ev.sender, contentJson: JSON.stringify(ev.content), senderCurve25519: null, encrypted: false });
       return;
@@ -625,6 +649,8 @@ export class CryptoEngine {
       const content = plaintext.content as Json;
       if (type === "m.room_key") {
         this.handleRoomKey(tx, senderKey, plaintext, result);
+      } else if (type === "m.forwarded_room_key") {
+        this.handleForwardedKey(tx, ev.sender, senderKey, content, result);
       } else {
         result.toDevice.push({ type, sender: ev.sender, contentJson: JSON.stringify(content), senderCurve25519: senderKey, encrypted: true });
       }
@@ -632,6 +658,7 @@ export class CryptoEngine {
       const code = e instanceof DecryptFailure ? e.code : "olm_error";
       const message = e instanceof Error ? e.message : String(e);
       this.log.warn(`failed to decrypt a to-device message from ${ev.sender} (reason: ${code}): ${message}`);
+      if ((code === "olm_no_session" || code === "olm_decrypt") && isStr(ev.content.sender_key)) this.markWedged(tx, ev.sender, ev.content.sender_key);
       result.toDeviceFailures.push({ sender: ev.sender, type: ev.type, code, message });
     }
   }
@@ -805,6 +832,9 @@ export class CryptoEngine {
         if (e instanceof DecryptFailure && e.withheldCode) failure.withheldCode = e.withheldCode;
         out.push(failure);
         const mayArrive = code === DecryptionFailureCode.MissingSession || code === DecryptionFailureCode.UnknownIndex || code === DecryptionFailureCode.Withheld;
+        if (mayArrive && code !== DecryptionFailureCode.Withheld && sessionId && isStr(content.sender_key) && content.algorithm === MEGOLM_ALGORITHM) {
+          this.queueKeyRequest(tx, roomId, content.sender_key, sessionId);
+        }
         if (mayArrive && keepPending && sessionId && eventId) {
           if (pendingBudget > 0 && !tx.hasPending(roomId, eventId)) {
             tx.putPending({ roomId, sessionId, eventId, eventJson: JSON.stringify(ev), receivedTs: this.now() });
@@ -1192,6 +1222,227 @@ export class CryptoEngine {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // unwedging Olm sessions
+
+  /** An Olm message from this device failed: start a new session and send it an m.dummy, at most once per device per hour. */
+  private markWedged(tx: Transaction, sender: string, senderKey: string): void {
+    const device = tx.getDeviceByCurve(senderKey);
+    if (!device || device.userId !== sender || device.deleted) return;
+    const key = `unwedged:${senderKey}`;
+    const last = Number(tx.getValue(key) ?? 0);
+    if (this.now() - last < UNWEDGE_INTERVAL_MS) return;
+    tx.setValue(key, String(this.now()));
+    this.unwedge.set(`${device.userId}|${device.deviceId}`, "claim");
+    this.log.info(`Olm session with ${device.userId}/${device.deviceId} looks wedged; creating a new one`);
+  }
+
+  private buildUnwedgeRequests(tx: Transaction): OutgoingRequest[] {
+    const me = this.me();
+    const out: OutgoingRequest[] = [];
+    const claim: Record<string, Record<string, string>> = {};
+    const users = new Map<string, number>();
+    const dummies: Record<string, Record<string, Json>> = {};
+    let anyDummy = false;
+    for (const [k, state] of this.unwedge) {
+      const i = k.lastIndexOf("|");
+      const userId = k.slice(0, i);
+      const deviceId = k.slice(i + 1);
+      const device = tx.getDevice(userId, deviceId);
+      if (!device) {
+        this.unwedge.delete(k);
+        continue;
+      }
+      if (state === "claim") {
+        (claim[userId] ??= {})[deviceId] = "signed_curve25519";
+        users.set(k, 0);
+        this.unwedge.set(k, "claiming");
+      } else if (state === "dummy") {
+        this.unwedge.delete(k);
+        const content = this.encryptOlm(tx, device, "m.dummy", {});
+        if (content) {
+          (dummies[userId] ??= {})[deviceId] = content;
+          anyDummy = true;
+        }
+      }
+    }
+    if (users.size) {
+      const id = this.newId();
+      this.inFlight.set(id, { kind: "keys_claim", users, unwedge: true });
+      out.push({ id, kind: "keys_claim", body: JSON.stringify({ one_time_keys: claim, timeout: 10_000 }) });
+    }
+    if (anyDummy) {
+      const id = this.newId();
+      this.inFlight.set(id, { kind: "to_device" });
+      out.push({ id, kind: "to_device", eventType: "m.room.encrypted", txnId: `${me.deviceId}.${id}`, body: JSON.stringify({ messages: dummies }) });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // key sharing among our own devices (m.room_key_request / m.forwarded_room_key)
+
+  /** Turn automatic key requests on (the application added a key-forward listener) or off. */
+  setKeyRequestsEnabled(enabled: boolean): void {
+    this.keyRequestsEnabled = enabled;
+  }
+
+  private saveKeyRequests(tx: Transaction): void {
+    tx.setValue(KEY_REQUESTS, JSON.stringify([...this.keyRequests.values()]));
+  }
+
+  /** Ask our other devices for a session, at most once per session. */
+  private queueKeyRequest(tx: Transaction, roomId: string, senderKey: string, sessionId: string): void {
+    if (!this.keyRequestsEnabled || this.keyRequests.size >= MAX_KEY_REQUESTS) return;
+    for (const r of this.keyRequests.values()) if (r.roomId === roomId && r.senderKey === senderKey && r.sessionId === sessionId) return;
+    const requestId = this.newId();
+    this.keyRequests.set(requestId, { requestId, roomId, senderKey, sessionId, state: "unsent" });
+    this.saveKeyRequests(tx);
+  }
+
+  private buildKeyRequestMessages(): OutgoingRequest[] {
+    const me = this.me();
+    const out: OutgoingRequest[] = [];
+    const inFlight = new Set([...this.inFlight.values()].map((r) => r.keyRequest).filter(isStr));
+    for (const r of this.keyRequests.values()) {
+      if (r.state === "sent" || inFlight.has(r.requestId)) continue;
+      const content: Json =
+        r.state === "cancel"
+          ? { action: "request_cancellation", request_id: r.requestId, requesting_device_id: me.deviceId }
+          : { action: "request", request_id: r.requestId, requesting_device_id: me.deviceId, body: { algorithm: MEGOLM_ALGORITHM, room_id: r.roomId, sender_key: r.senderKey, session_id: r.sessionId } };
+      const id = this.newId();
+      this.inFlight.set(id, { kind: "to_device", keyRequest: r.requestId });
+      out.push({ id, kind: "to_device", eventType: "m.room_key_request", txnId: `${me.deviceId}.${id}`, body: JSON.stringify({ messages: { [me.userId]: { "*": content } } }) });
+    }
+    return out;
+  }
+
+  private onKeyRequestSent(tx: Transaction, requestId: string): void {
+    const r = this.keyRequests.get(requestId);
+    if (!r) return;
+    if (r.state === "cancel") this.keyRequests.delete(requestId);
+    else r.state = "sent";
+    this.saveKeyRequests(tx);
+  }
+
+  /** An `m.room_key_request` from one of our own other devices: collected for the application. */
+  private handleKeyRequest(sender: string, c: Json, result: SyncChangesResult): void {
+    const me = this.me();
+    const deviceId = c.requesting_device_id;
+    const requestId = c.request_id;
+    if (sender !== me.userId || !isStr(deviceId) || !isStr(requestId) || deviceId === me.deviceId) {
+      this.log.debug(`ignoring a key request from ${sender}/${String(deviceId)} (not another device of ours)`);
+      return;
+    }
+    if (c.action === "request_cancellation" || c.action === "cancel_request") {
+      result.keyRequests = result.keyRequests.filter((r) => !(r.deviceId === deviceId && r.requestId === requestId));
+      result.keyRequestCancellations.push(`${deviceId}|${requestId}`);
+      return;
+    }
+    const b = c.body;
+    if (c.action !== "request" || !isObj(b) || b.algorithm !== MEGOLM_ALGORITHM || !isStr(b.room_id) || !isStr(b.sender_key) || !isStr(b.session_id)) {
+      this.log.warn(`ignoring a malformed key request from ${deviceId} (reason: malformed)`);
+      return;
+    }
+    if (!this.store.getInboundGroupSession(b.room_id, b.sender_key, b.session_id)) {
+      this.log.debug(`key request ${requestId} from ${deviceId}: we do not have session ${b.session_id}`);
+      return;
+    }
+    if (result.keyRequests.some((r) => r.deviceId === deviceId && r.requestId === requestId)) return;
+    result.keyRequests.push({ requestId, deviceId, roomId: b.room_id, senderKey: b.sender_key, sessionId: b.session_id });
+  }
+
+  /** keys/claim for own devices we are about to answer and have no Olm session with. */
+  prepareKeyForwarding(deviceIds: string[]): OutgoingRequest | null {
+    const me = this.me();
+    const missing: Record<string, string> = {};
+    const keys = new Map<string, number>();
+    for (const id of deviceIds) {
+      const d = this.store.getDevice(me.userId, id);
+      if (!d || d.deleted || d.blacklisted || this.store.getOlmSessions(d.curve25519).length) continue;
+      missing[id] = "signed_curve25519";
+      keys.set(`${me.userId}|${id}`, 0);
+    }
+    if (!keys.size) return null;
+    const id = this.newId();
+    this.inFlight.set(id, { kind: "keys_claim", users: keys });
+    return { id, kind: "keys_claim", body: JSON.stringify({ one_time_keys: { [me.userId]: missing }, timeout: 10_000 }) };
+  }
+
+  /** Answer approved requests from our own devices with Olm-encrypted `m.forwarded_room_key`s. Blacklisted devices are never answered. */
+  async answerKeyRequests(requests: IncomingKeyRequest[]): Promise<OutgoingRequest[]> {
+    const me = this.me();
+    const tx = new Transaction(this.store);
+    const messages: Record<string, Json> = {};
+    for (const r of requests) {
+      const device = tx.getDevice(me.userId, r.deviceId);
+      if (!device || device.deleted || device.blacklisted || r.deviceId === me.deviceId) {
+        this.log.warn(`not answering key request ${r.requestId}: device ${r.deviceId} is unknown, deleted or blacklisted`);
+        continue;
+      }
+      const rec = tx.getInbound(r.roomId, r.senderKey, r.sessionId);
+      if (!rec) continue;
+      const s = new this.olm.InboundGroupSession();
+      let sessionKey: string;
+      try {
+        s.unpickle(this.pickleKey, rec.pickle);
+        sessionKey = s.export_session(s.first_known_index());
+      } finally {
+        s.free();
+      }
+      const content = this.encryptOlm(tx, device, "m.forwarded_room_key", {
+        algorithm: MEGOLM_ALGORITHM,
+        room_id: rec.roomId,
+        sender_key: rec.senderKey,
+        sender_claimed_ed25519_key: rec.claimedEd25519,
+        session_id: rec.sessionId,
+        session_key: sessionKey,
+        forwarding_curve25519_key_chain: rec.forwardingChain,
+      });
+      if (!content) {
+        this.log.warn(`not answering key request ${r.requestId}: no Olm session with ${r.deviceId}`);
+        continue;
+      }
+      // One message per device per request batch: later ones for the same device go in the next batch.
+      if (messages[r.deviceId]) continue;
+      messages[r.deviceId] = content;
+    }
+    await this.commit(tx);
+    if (!Object.keys(messages).length) return [];
+    const id = this.newId();
+    this.inFlight.set(id, { kind: "to_device" });
+    return [{ id, kind: "to_device", eventType: "m.room.encrypted", txnId: `${me.deviceId}.${id}`, body: JSON.stringify({ messages: { [me.userId]: messages } }) }];
+  }
+
+  /** A forwarded key: accepted only from our own verified-by-Olm devices, and only if we asked for it. */
+  private handleForwardedKey(tx: Transaction, sender: string, olmSenderKey: string, c: Json, result: SyncChangesResult): void {
+    const me = this.me();
+    const device = tx.getDeviceByCurve(olmSenderKey);
+    if (sender !== me.userId || !device || device.userId !== me.userId || device.blacklisted) {
+      this.log.warn(`ignoring m.forwarded_room_key from ${sender} (reason: not one of our known devices)`);
+      return;
+    }
+    if (c.algorithm !== MEGOLM_ALGORITHM || !isStr(c.room_id) || !isStr(c.sender_key) || !isStr(c.session_id) || !isStr(c.session_key) || !isStr(c.sender_claimed_ed25519_key)) {
+      this.log.warn("ignoring malformed m.forwarded_room_key (reason: malformed)");
+      return;
+    }
+    const req = [...this.keyRequests.values()].find((r) => r.state !== "cancel" && r.roomId === c.room_id && r.senderKey === c.sender_key && r.sessionId === c.session_id);
+    if (!req) {
+      this.log.warn(`ignoring m.forwarded_room_key for session ${c.session_id} that we did not request`);
+      return;
+    }
+    const chain = Array.isArray(c.forwarding_curve25519_key_chain) ? c.forwarding_curve25519_key_chain.filter(isStr) : [];
+    const added = this.addInboundSession(
+      tx,
+      { roomId: c.room_id, senderKey: c.sender_key, sessionId: c.session_id, sessionKey: c.session_key, claimedEd25519: c.sender_claimed_ed25519_key, source: "forwarded", forwardingChain: [...chain, olmSenderKey], exported: true },
+      result,
+    );
+    if (!added && !tx.getInbound(c.room_id, c.sender_key, c.session_id)) return; // bad key: keep the request outstanding
+    req.state = "cancel";
+    this.saveKeyRequests(tx);
+    result.forwardedKeys.push({ roomId: c.room_id, sessionId: c.session_id });
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // key export / import (the spec's session export objects)
 
   /** One page of inbound sessions in the key-export format, each exported at its first known index. */
@@ -1229,7 +1480,7 @@ export class CryptoEngine {
   async importRoomKeys(keys: unknown[]): Promise<{ imported: number; skipped: number; redecrypted: { roomId: string; results: RoomDecryptResult[] }[] }> {
     this.me();
     const tx = new Transaction(this.store);
-    const result: SyncChangesResult = { toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [] };
+    const result: SyncChangesResult = emptySyncResult();
     let imported = 0;
     let skipped = 0;
     for (const k of keys) {
@@ -1291,6 +1542,26 @@ export class CryptoEngine {
   private newId(): string {
     return randomBytes(9).toString("base64url");
   }
+}
+
+function emptySyncResult(): SyncChangesResult {
+  return { toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [], keyRequests: [], keyRequestCancellations: [], forwardedKeys: [] };
+}
+
+/** At most one unwedging per device per hour. */
+const UNWEDGE_INTERVAL_MS = 3600 * 1000;
+/** Value key of the outgoing key requests. */
+const KEY_REQUESTS = "outgoing_key_requests";
+/** Cap on outstanding outgoing key requests. */
+const MAX_KEY_REQUESTS = 1000;
+
+/** An `m.room_key_request` we send to our own devices. @internal */
+interface OutgoingKeyRequest {
+  requestId: string;
+  roomId: string;
+  senderKey: string;
+  sessionId: string;
+  state: "unsent" | "sent" | "cancel";
 }
 
 function toDeviceInfo(d: DeviceRecord): DeviceInfo {
