@@ -4,7 +4,7 @@
  * @packageDocumentation
  */
 export { MatrixClient } from "./client/MatrixClient.js";
-export type { MatrixClientOptions, EncryptionConf, StoreConf, CreateRoomOptions } from "./client/MatrixClient.js";
+export type { MatrixClientOptions, EncryptionConf, StoreConf, CreateRoomOptions, KeyForwardListener, KeyRequestListener } from "./client/MatrixClient.js";
 export { Room } from "./client/Room.js";
 export type { RoomEncryptionSettings } from "./client/Room.js";
 export { Device } from "./client/Device.js";
@@ -18,7 +18,7 @@ export {
   MEGOLM_ALGORITHM,
   PROTOCOL_VERSION,
 } from "./protocol/api.js";
-export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, AccountInfo } from "./protocol/api.js";
+export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, AccountInfo, IncomingKeyRequest } from "./protocol/api.js";
 export type * from "./protocol/store.js";
 export { HttpClient, makeTxnId } from "./http/HttpClient.js";
 export type { HttpClientOptions, RequestOptions } from "./http/HttpClient.js";

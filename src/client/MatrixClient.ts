@@ -6,7 +6,7 @@
 import { EventEmitter } from "eventemitter3";
 import { join } from "node:path";
 import type { Dispatcher } from "undici";
-import type { OutgoingRequest, RemoteCryptoWorkerApi, RoomDecryptResult, SyncChangesInput, SyncChangesResult, AccountInfo } from "../protocol/api.js";
+import type { OutgoingRequest, RemoteCryptoWorkerApi, RoomDecryptResult, SyncChangesInput, SyncChangesResult, AccountInfo, IncomingKeyRequest } from "../protocol/api.js";
 import {
   ClientClosedError,
   EncryptionDisabledError,
@@ -84,6 +84,14 @@ export interface CreateRoomOptions {
   encryptionSettings?: { rotationPeriodMs?: number; rotationPeriodMsgs?: number };
 }
 
+/** Called when a requested room key arrived from another of our devices (events for it are re-emitted). */
+export type KeyForwardListener = (sessionId: string) => void;
+/**
+ * Called with our own devices that asked for room keys in a sync (device ID → Device, with trust
+ * flags) and a function to call with the IDs of the devices to answer. Only those get the keys.
+ */
+export type KeyRequestListener = (devices: Record<string, Device>, answer: (deviceIds: string[]) => Promise<void>) => void;
+
 const DEFAULT_PICKLE_KEY = "matrix-e2ee-worker-sdk default pickle key";
 
 type Json = Record<string, unknown>;
@@ -117,6 +125,10 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
   private syncAbort: AbortController | null = null;
   private syncLoop: Promise<void> | null = null;
   private closed = false;
+  private keyForwardListener: KeyForwardListener | null = null;
+  private keyRequestListener: KeyRequestListener | null = null;
+  /** Key requests from our own devices, waiting for the request listener: `${deviceId}|${requestId}`. */
+  private readonly pendingKeyRequests = new Map<string, IncomingKeyRequest>();
   /** The encryption flag (read-only after construction). */
   readonly encryption: boolean;
   /** Device verification default for new rooms. */
@@ -177,7 +189,9 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       host.on("crashed", (err) => this.emit("crypto.workerCrashed", err));
       host.on("restarted", () => this.emit("crypto.workerRestarted"));
       host.onRestart = async () => {
-        if (this.account) await host.apiDuringRestart.loadAccount(this.account.userId, this.account.deviceId);
+        if (!this.account) return;
+        await host.apiDuringRestart.loadAccount(this.account.userId, this.account.deviceId);
+        if (this.keyForwardListener) await host.apiDuringRestart.setKeyRequestsEnabled(true);
       };
       this.host = host;
       try {
@@ -204,6 +218,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
   private async initCrypto(userId: string, deviceId: string): Promise<void> {
     const host = await this.ensureWorker();
     this.account = await host.api.loadAccount(userId, deviceId);
+    if (this.keyForwardListener) await host.api.setKeyRequestsEnabled(true);
     this.syncToken = await host.api.getSyncToken();
     await this.outgoing.trigger();
   }
@@ -319,8 +334,84 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
 
   private async processOutgoingRequests(): Promise<void> {
     if (!this.account || !this.host) return;
-    const reqs = await this.crypto.outgoingRequests();
-    await Promise.all(reqs.map((r) => this.sendOutgoing(r)));
+    // A response can enable the next step (a claim, then the m.dummy it allows): a few passes.
+    for (let pass = 0; pass < 3; pass++) {
+      const reqs = await this.crypto.outgoingRequests();
+      if (!reqs.length) return;
+      await Promise.all(reqs.map((r) => this.sendOutgoing(r)));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // key sharing among our own devices
+
+  /**
+   * Once set, each event that cannot be decrypted because its Megolm session is missing makes the
+   * client ask our other devices for the key (`m.room_key_request`, once per session, persisted and
+   * re-sent after a restart). When a matching `m.forwarded_room_key` arrives from one of our own
+   * devices, the session is added, the request cancelled, `callback(sessionId)` called, and the
+   * events that failed for that session are decrypted and emitted again (`lateDecryption`).
+   * Only one listener exists; setting another replaces it. To request keys at start-up, add the
+   * listener before `start()`.
+   */
+  async addKeyForwardListener(callback: KeyForwardListener): Promise<void> {
+    this.keyForwardListener = callback;
+    if (this.account) await this.crypto.setKeyRequestsEnabled(true);
+  }
+
+  /**
+   * Handle key requests from our own other devices. After each sync with requests, `callback`
+   * receives device ID → Device (check `verified` before answering) and `answer(deviceIds)`; only
+   * the listed devices get `m.forwarded_room_key`s. Requests from other users, from this device,
+   * or for sessions we do not have never reach the callback; blacklisted devices are never
+   * answered. Without a listener, requests are dropped (never queued without bound).
+   */
+  addKeyRequestListener(callback: KeyRequestListener): void {
+    this.keyRequestListener = callback;
+  }
+
+  private async handleKeyRequests(result: SyncChangesResult): Promise<void> {
+    for (const c of result.keyRequestCancellations) this.pendingKeyRequests.delete(c);
+    if (!this.keyRequestListener) {
+      this.pendingKeyRequests.clear();
+      return;
+    }
+    for (const r of result.keyRequests) {
+      if (this.pendingKeyRequests.size >= 1000) break;
+      this.pendingKeyRequests.set(`${r.deviceId}|${r.requestId}`, r);
+    }
+    if (!this.pendingKeyRequests.size) return;
+    const batch = [...this.pendingKeyRequests.values()];
+    this.pendingKeyRequests.clear();
+    const own = await this.getDevices(this._userId!);
+    const devices: Record<string, Device> = {};
+    for (const r of batch) {
+      const d = own.find((x) => x.deviceId === r.deviceId);
+      if (d) devices[r.deviceId] = d;
+    }
+    if (!Object.keys(devices).length) return;
+    let answered = false;
+    const answer = async (deviceIds: string[]): Promise<void> => {
+      if (answered) return;
+      answered = true;
+      const chosen = batch.filter((r) => deviceIds.includes(r.deviceId) && devices[r.deviceId]);
+      if (!chosen.length) return;
+      const claim = await this.crypto.prepareKeyForwarding([...new Set(chosen.map((r) => r.deviceId))]);
+      if (claim) await this.claimLock.run("claim", () => this.sendOutgoing(claim));
+      // One forwarded key per device per to-device request: send the rest in further batches.
+      let rest = chosen;
+      while (rest.length) {
+        const seen = new Set<string>();
+        const now = rest.filter((r) => (seen.has(r.deviceId) ? false : (seen.add(r.deviceId), true)));
+        rest = rest.filter((r) => !now.includes(r));
+        for (const req of await this.crypto.answerKeyRequests(now)) await this.sendOutgoing(req);
+      }
+    };
+    try {
+      this.keyRequestListener(devices, answer);
+    } catch (err) {
+      this.emit("error", err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   private async sendOutgoing(r: OutgoingRequest): Promise<void> {
@@ -499,6 +590,18 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     for (const batch of cryptoResult?.redecrypted ?? []) {
       for (const r of batch.results) {
         if (r.ok) this.emitDecrypted(batch.roomId, { event_id: r.eventId }, r, true);
+      }
+    }
+    if (cryptoResult) {
+      for (const k of cryptoResult.forwardedKeys) {
+        try {
+          this.keyForwardListener?.(k.sessionId);
+        } catch (err) {
+          this.emit("error", err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+      if (cryptoResult.keyRequests.length || cryptoResult.keyRequestCancellations.length || this.pendingKeyRequests.size) {
+        await this.handleKeyRequests(cryptoResult).catch((err: unknown) => this.emit("error", err instanceof Error ? err : new Error(String(err))));
       }
     }
 

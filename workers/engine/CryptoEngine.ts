@@ -631,12 +631,17 @@ export class CryptoEngine {
       this.log.warn("dropped a malformed to-device event (reason: malformed)");
       return;
     }
-    const digest = createHash("sha256").update(canonicalJsonSafe(ev)).digest("base64");
-    if (tx.hasDigest(digest)) {
-      this.log.debug(`skipping to-device ${ev.type} from ${ev.sender}: already processed`);
-      return;
+    // Re-processing a sync after a crash must not feed an Olm message to its ratchet twice (it
+    // would fail and look wedged). Olm ciphertexts are unique, so their digest identifies them;
+    // clear-text messages (key requests) may legitimately repeat and are idempotent anyway.
+    if (ev.type === "m.room.encrypted") {
+      const digest = createHash("sha256").update(canonicalJsonSafe(ev)).digest("base64");
+      if (tx.hasDigest(digest)) {
+        this.log.debug(`skipping to-device ${ev.type} from ${ev.sender}: already processed`);
+        return;
+      }
+      tx.addDigest(digest);
     }
-    tx.addDigest(digest);
     if (WITHHELD_TYPES.has(ev.type)) this.recordWithheld(tx, ev.sender, ev.content);
     if (ev.type === "m.room_key_request") this.handleKeyRequest(ev.sender, ev.content, result);
     if (ev.type !== "m.room.encrypted") {
