@@ -11,11 +11,12 @@ import * as Comlink from "comlink/dist/esm/comlink.mjs";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import Olm from "@matrix-org/olm";
 import { PROTOCOL_VERSION, type WorkerOptions, type CryptoWorkerApi } from "../src/protocol/api.js";
-import { serializeError, type SerializedError } from "../src/protocol/errors.js";
+import { deserializeError, serializeError, type SerializedError } from "../src/protocol/errors.js";
 import type { CryptoStore } from "../src/protocol/store.js";
 import { consoleLogger, noopLogger, type Logger } from "../src/util/logger.js";
 import { CryptoEngine } from "./engine/CryptoEngine.js";
 import { openStore } from "./store/openStore.js";
+import { exportKeysToFile, importKeysFromFile } from "./keyFiles.js";
 
 /** Envelope every facade call resolves with. @internal */
 export type Envelope<T> = { ok: true; value: T } | { ok: false; error: SerializedError };
@@ -55,10 +56,17 @@ async function main(): Promise<void> {
     return p;
   };
 
+  const unwrap = async <T>(p: Promise<Envelope<T>>): Promise<T> => {
+    const e = await p;
+    if (e.ok) return e.value;
+    throw deserializeError(e.error);
+  };
+
   let closed = false;
   const facade: WorkerFacade = Object.freeze({
     protocolVersion: () => run(() => PROTOCOL_VERSION),
     getStoredDeviceId: (userId: string) => run(() => engine.getStoredDeviceId(userId)),
+    listAccounts: () => run(() => store.listAccounts()),
     loadAccount: (userId: string, deviceId: string) => run(() => engine.loadAccount(userId, deviceId)),
     identity: () => run(() => engine.identity()),
     deleteStoredDevice: (userId: string, deviceId: string) => run(() => engine.deleteStoredDevice(userId, deviceId)),
@@ -81,6 +89,15 @@ async function main(): Promise<void> {
     setKeyRequestsEnabled: (enabled: boolean) => run(() => engine.setKeyRequestsEnabled(enabled)),
     prepareKeyForwarding: (deviceIds: string[]) => run(() => engine.prepareKeyForwarding(deviceIds)),
     answerKeyRequests: (requests) => run(() => engine.answerKeyRequests(requests)),
+    exportKeysToFile: (path, passphrase, rounds, onProgress) => run(() => exportKeysToFile(engine, path, passphrase, rounds, onProgress)),
+    // Not wrapped in one run(): each batch is its own queued call, so syncs interleave with a long import.
+    importKeysFromFile: async (path, passphrase, onProgress) => {
+      try {
+        return { ok: true as const, value: await importKeysFromFile((batch) => unwrap(run(() => engine.importRoomKeys(batch))), path, passphrase, onProgress) };
+      } catch (err) {
+        return { ok: false as const, error: serializeError(err) };
+      }
+    },
     getDevices: (userId: string) => run(() => engine.getDevices(userId)),
     setDeviceFlags: (userId, deviceId, flags) => run(() => engine.setDeviceFlags(userId, deviceId, flags)),
     crashForTesting: (how: "throw" | "exit") =>

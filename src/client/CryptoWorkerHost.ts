@@ -171,7 +171,8 @@ export class CryptoWorkerHost extends EventEmitter<CryptoWorkerHostEvents> {
         reject(new WorkerProtocolError(`unknown worker method ${method}`));
         return;
       }
-      fn(...args).then(
+      // Callbacks (progress) cross as Comlink proxies.
+      fn(...args.map((a) => (typeof a === "function" ? Comlink.proxy(a as (...x: unknown[]) => unknown) : a))).then(
         (env) => {
           gen.pending.delete(reject);
           if (env.ok) resolve(env.value as never);

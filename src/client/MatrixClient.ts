@@ -4,6 +4,7 @@
  * moves JSON between the homeserver and the worker, in the order DESIGN §3 prescribes.
  */
 import { EventEmitter } from "eventemitter3";
+import { resolve as resolvePath } from "node:path";
 import { join } from "node:path";
 import type { Dispatcher } from "undici";
 import type { OutgoingRequest, RemoteCryptoWorkerApi, RoomDecryptResult, SyncChangesInput, SyncChangesResult, AccountInfo, IncomingKeyRequest } from "../protocol/api.js";
@@ -340,6 +341,32 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       if (!reqs.length) return;
       await Promise.all(reqs.map((r) => this.sendOutgoing(r)));
     }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // key export / import
+
+  /**
+   * Export every room key (inbound Megolm session) to `path` in the Matrix key-export format
+   * (interoperable with Element and other clients), encrypted with `passphrase`. The file is
+   * written atomically with mode 0600. PBKDF2 and encryption run off the main thread.
+   * This does not export the device's identity keys.
+   */
+  async exportKeys(path: string, passphrase: string, opts: { rounds?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<{ exported: number }> {
+    const exported = await this.crypto.exportKeysToFile(resolvePath(path), passphrase, opts.rounds, opts.onProgress);
+    return { exported };
+  }
+
+  /**
+   * Import room keys from a key-export file. Imported sessions count as unauthenticated for
+   * verification; an existing session is replaced only by one starting at an earlier index.
+   * Events waiting for these sessions are decrypted and emitted (`lateDecryption`). Batches of
+   * 1,000 sessions are committed one by one, so syncing goes on during a large import.
+   */
+  async importKeys(path: string, passphrase: string, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<{ total: number; imported: number; skipped: number }> {
+    const r = await this.crypto.importKeysFromFile(resolvePath(path), passphrase, opts.onProgress);
+    for (const batch of r.redecrypted) for (const ev of batch.results) if (ev.ok) this.emitDecrypted(batch.roomId, { event_id: ev.eventId }, ev, true);
+    return { total: r.total, imported: r.imported, skipped: r.skipped };
   }
 
   // ---------------------------------------------------------------------------------------------

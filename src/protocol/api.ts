@@ -152,6 +152,14 @@ export interface SyncChangesResult {
   forwardedKeys: { roomId: string; sessionId: string }[];
 }
 
+/** Result of a key import. */
+export interface KeyImportResult {
+  total: number;
+  imported: number;
+  skipped: number;
+  redecrypted: { roomId: string; results: RoomDecryptResult[] }[];
+}
+
 /** A key request from one of our own other devices. */
 export interface IncomingKeyRequest {
   requestId: string;
@@ -185,6 +193,8 @@ export interface CryptoWorkerApi {
   protocolVersion(): number;
   /** The device ID stored for `userId` (device ID reuse), or null. */
   getStoredDeviceId(userId: string): string | null;
+  /** Accounts (user + device) in the store. */
+  listAccounts(): { userId: string; deviceId: string; createdTs: number }[];
   /** Load the account of this device, creating and persisting it when missing. */
   loadAccount(userId: string, deviceId: string): AccountInfo;
   /** The loaded account's identity. */
@@ -235,6 +245,17 @@ export interface CryptoWorkerApi {
   prepareKeyForwarding(deviceIds: string[]): OutgoingRequest | null;
   /** Answer approved key requests: `m.forwarded_room_key` to-device requests to send. */
   answerKeyRequests(requests: IncomingKeyRequest[]): OutgoingRequest[];
+
+  /**
+   * Write every inbound session to `path` in the spec's key-export format (file mode 0600,
+   * written to a temporary file then renamed: never half-written). Returns the session count.
+   */
+  exportKeysToFile(path: string, passphrase: string, rounds: number | undefined, onProgress?: (done: number, total: number) => void): number;
+  /**
+   * Import a key-export file in batches (one transaction each; other calls interleave).
+   * Returns counts and the waiting events that the new sessions decrypt.
+   */
+  importKeysFromFile(path: string, passphrase: string, onProgress?: (done: number, total: number) => void): KeyImportResult;
 
   /** Devices of a user. */
   getDevices(userId: string): DeviceInfo[];

@@ -1,0 +1,76 @@
+/**
+ * Key export files, on the worker side: pages of sessions out of the engine into an encrypted file,
+ * and an encrypted file into the engine in batches. PBKDF2 runs on libuv's thread pool.
+ */
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import type { KeyImportResult, RoomDecryptResult } from "../src/protocol/api.js";
+import { decryptKeyExportToJson, encryptKeyExportJson } from "../src/crypto/keyExport.js";
+import { InvalidArgumentError, KeyExportError } from "../src/protocol/errors.js";
+import type { CryptoEngine } from "./engine/CryptoEngine.js";
+
+const PAGE = 1000;
+
+/** Export every inbound session to `path` atomically (temp file, fsync, rename), mode 0600. @internal */
+export async function exportKeysToFile(
+  engine: CryptoEngine,
+  path: string,
+  passphrase: string,
+  rounds: number | undefined,
+  onProgress?: (done: number, total: number) => void,
+): Promise<number> {
+  if (typeof passphrase !== "string" || passphrase === "") throw new InvalidArgumentError("a non-empty passphrase is needed");
+  const parts: string[] = [];
+  let after: string | undefined;
+  let done = 0;
+  for (;;) {
+    const page = engine.exportRoomKeysPage(PAGE, after);
+    for (const k of page.keys) parts.push(JSON.stringify(k));
+    done += page.keys.length;
+    onProgress?.(done, page.total);
+    if (!page.next) break;
+    after = page.next;
+  }
+  const text = await encryptKeyExportJson(`[${parts.join(",")}]`, passphrase, rounds === undefined ? {} : { rounds });
+  const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  const fd = openSync(tmp, "wx", 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
+  return done;
+}
+
+/** Import a key export file in batches through `importBatch`. @internal */
+export async function importKeysFromFile(
+  importBatch: (batch: unknown[]) => Promise<{ imported: number; skipped: number; redecrypted: { roomId: string; results: RoomDecryptResult[] }[] }>,
+  path: string,
+  passphrase: string,
+  onProgress?: (done: number, total: number) => void,
+): Promise<KeyImportResult> {
+  const json = await decryptKeyExportToJson(readFileSync(path, "utf8"), passphrase);
+  let sessions: unknown;
+  try {
+    sessions = JSON.parse(json);
+  } catch {
+    throw new KeyExportError("bad_json", "The key export does not contain JSON.");
+  }
+  if (!Array.isArray(sessions)) {
+    throw new KeyExportError("bad_json", "The key export is not a JSON array of sessions.");
+  }
+  const result: KeyImportResult = { total: sessions.length, imported: 0, skipped: 0, redecrypted: [] };
+  for (let i = 0; i < sessions.length; i += PAGE) {
+    const r = await importBatch(sessions.slice(i, i + PAGE));
+    result.imported += r.imported;
+    result.skipped += r.skipped;
+    result.redecrypted.push(...r.redecrypted);
+    onProgress?.(Math.min(i + PAGE, sessions.length), sessions.length);
+  }
+  return result;
+}
