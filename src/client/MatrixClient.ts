@@ -28,6 +28,8 @@ import { Device } from "./Device.js";
 import type { MatrixClientEvents, RoomEvent, UndecryptableEvent } from "./events.js";
 import { userDataDir } from "./paths.js";
 import { Room, type RoomEncryptionSettings } from "./Room.js";
+import { createWriteStream } from "node:fs";
+import { downloadAttachment, downloadToBuffer, fileContent, uploadEncrypted, uploadPlain, type AttachmentInput, type SendFileOptions } from "./media.js";
 
 /** Where and how the crypto store is kept. */
 export interface StoreConf {
@@ -867,17 +869,17 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       room.membersLoaded = true;
     }
     // keys/query for members' devices, then keys/claim for missing Olm sessions (single flight).
-    for (let i = 0; i < 4; i++) {
-      const step = await crypto.prepareRoomKeyShare(room.roomId, room.verifyDevices);
-      if (step.ready) break;
-      if (step.request.kind === "keys_claim") await this.claimLock.run("claim", () => this.sendOutgoing(step.request));
-      else await this.sendOutgoing(step.request);
-    }
     let shares: OutgoingRequest[];
     try {
+      for (let i = 0; i < 4; i++) {
+        const step = await crypto.prepareRoomKeyShare(room.roomId, room.verifyDevices);
+        if (step.ready) break;
+        if (step.request.kind === "keys_claim") await this.claimLock.run("claim", () => this.sendOutgoing(step.request));
+        else await this.sendOutgoing(step.request);
+      }
       shares = await crypto.shareRoomKey(room.roomId, room.verifyDevices);
     } catch (err) {
-      if (err instanceof UnknownDevicesError) throw await this.withDeviceObjects(err);
+      if (err instanceof UnknownDevicesError) throw this.withDeviceObjects(err);
       throw err;
     }
     try {
@@ -889,13 +891,49 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     return JSON.parse(await crypto.encryptRoomEvent(room.roomId, type, JSON.stringify(content))) as Json;
   }
 
-  private async withDeviceObjects(err: UnknownDevicesError): Promise<UnknownDevicesError> {
+  private withDeviceObjects(err: UnknownDevicesError): UnknownDevicesError {
     const userDevices: Record<string, Device[]> = {};
     for (const [userId, list] of Object.entries(err.userDevices)) {
       userDevices[userId] = (list as DeviceInfo[]).map((d) => new Device(d, this));
     }
     err.userDevices = userDevices;
     return err;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // media
+
+  /** Upload content in the clear (e.g. an avatar); returns the `mxc://` URI. */
+  async uploadContent(input: AttachmentInput, opts: { contentType?: string; filename?: string } = {}): Promise<string> {
+    return (await uploadPlain(this.http, input, opts.contentType ?? "application/octet-stream", opts.filename)).mxc;
+  }
+
+  /**
+   * @internal Upload and send a file message. In an encrypted room (or one that may be) the file is
+   * encrypted (streamed through a 0600 temp file) and the event carries `file`, never `url`.
+   */
+  async sendFileMessage(room: Room, msgtype: string, input: AttachmentInput, opts: SendFileOptions): Promise<string> {
+    if (room.encryption === undefined || (!room.encrypted && this.encryption)) await this.refreshRoomEncryption(room);
+    if (room.encrypted) {
+      if (!this.encryption) throw new EncryptionDisabledError(`Room ${room.roomId} is encrypted but encryption is not enabled in this client; refusing to upload in plaintext.`);
+      const up = await uploadEncrypted(this.http, input);
+      return room.sendMessage(fileContent(msgtype, input, opts, { size: up.size, file: up.file }));
+    }
+    const up = await uploadPlain(this.http, input, opts.mimetype ?? "application/octet-stream", opts.name);
+    return room.sendMessage(fileContent(msgtype, input, opts, { size: up.size, mxc: up.mxc }));
+  }
+
+  /**
+   * Download the attachment of a message content (`content.file` → decrypted after its SHA-256 is
+   * checked; `content.url` → as is). Authenticated media first, legacy endpoints as a fallback.
+   */
+  downloadAttachment(content: Record<string, unknown>): Promise<Uint8Array> {
+    return downloadToBuffer(this.http, content);
+  }
+
+  /** Like {@link MatrixClient.downloadAttachment}, streaming into a file (constant memory). */
+  async downloadAttachmentToFile(content: Record<string, unknown>, path: string): Promise<void> {
+    await downloadAttachment(this.http, content, createWriteStream(path, { mode: 0o600 }));
   }
 
   /** Send a to-device message in the clear (e.g. custom protocols). */

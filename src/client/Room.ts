@@ -1,5 +1,6 @@
 import { MEGOLM_ALGORITHM } from "../protocol/api.js";
 import type { MatrixClient } from "./MatrixClient.js";
+import type { AttachmentInput, SendFileOptions } from "./media.js";
 
 /** Content of an `m.room.encryption` state event. */
 export interface RoomEncryptionSettings {
@@ -57,6 +58,22 @@ export class Room {
   /** Send any `m.room.message` content (images, files, locations…); encrypted in encrypted rooms. */
   sendMessage(content: Record<string, unknown>): Promise<string> {
     return this.sendEvent("m.room.message", content);
+  }
+  /** Upload and send a file (`m.file`): path, bytes or stream. Encrypted in encrypted rooms (`file`, never `url`). */
+  sendFile(input: AttachmentInput, opts: SendFileOptions = {}): Promise<string> {
+    return this.client.sendFileMessage(this, "m.file", input, opts);
+  }
+  /** Upload and send an image (`m.image`); encrypted in encrypted rooms. */
+  sendImage(input: AttachmentInput, opts: SendFileOptions = {}): Promise<string> {
+    return this.client.sendFileMessage(this, "m.image", input, opts);
+  }
+  /** Upload and send a video (`m.video`); encrypted in encrypted rooms. */
+  sendVideo(input: AttachmentInput, opts: SendFileOptions = {}): Promise<string> {
+    return this.client.sendFileMessage(this, "m.video", input, opts);
+  }
+  /** Upload and send audio (`m.audio`); encrypted in encrypted rooms. */
+  sendAudio(input: AttachmentInput, opts: SendFileOptions = {}): Promise<string> {
+    return this.client.sendFileMessage(this, "m.audio", input, opts);
   }
   /** Send any message event; encrypted in encrypted rooms. Resolves with the event ID. */
   sendEvent(type: string, content: Record<string, unknown>): Promise<string> {

@@ -17,6 +17,9 @@
  */
 
 import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { Transform, type Readable, type Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { AttachmentError } from "../protocol/errors.js";
 
 /** The only attachment encryption version written and accepted. */
@@ -76,12 +79,7 @@ export function encryptAttachment(data: Uint8Array): EncryptedAttachmentResult {
     const sha256 = createHash("sha256").update(ciphertext).digest();
     return {
       data: owned(ciphertext),
-      info: {
-        v: ATTACHMENT_VERSION,
-        key: { kty: "oct", alg: "A256CTR", ext: true, k: key.toString("base64url"), key_ops: ["encrypt", "decrypt"] },
-        iv: unpadded(iv.toString("base64")),
-        hashes: { sha256: unpadded(sha256.toString("base64")) },
-      },
+      info: makeInfo(key, iv, sha256),
     };
   } finally {
     key.fill(0);
@@ -105,7 +103,26 @@ export function encryptAttachment(data: Uint8Array): EncryptedAttachmentResult {
  *   `bad_format` or `hash_mismatch`.
  */
 export function decryptAttachment(data: Uint8Array, info: EncryptedFileInfo): Uint8Array {
-  const i = info as unknown;
+  const { key, iv, sha256: expected } = parseEncryptedFileInfo(info);
+  try {
+    const actual = createHash("sha256").update(data).digest();
+    if (!timingSafeEqual(actual, expected)) {
+      throw new AttachmentError("hash_mismatch", "The attachment's SHA-256 does not match hashes.sha256; the file was altered or truncated.");
+    }
+    const decipher = createDecipheriv("aes-256-ctr", key, iv);
+    const plaintext = Buffer.concat([decipher.update(data), decipher.final()]);
+    return owned(plaintext);
+  } finally {
+    key.fill(0);
+  }
+}
+
+/**
+ * Validate an `EncryptedFile` object (from an untrusted event) and decode its key, IV and hash.
+ * @throws AttachmentError with reason `unsupported_version`, `unsupported_algorithm`, `bad_key` or `bad_format`.
+ */
+export function parseEncryptedFileInfo(info: unknown): { key: Buffer; iv: Buffer; sha256: Buffer } {
+  const i = info;
   if (!isObject(i)) throw new AttachmentError("bad_format", "Attachment info must be an object.");
   if (i.v !== ATTACHMENT_VERSION) {
     throw new AttachmentError("unsupported_version", `Unsupported attachment encryption version ${JSON.stringify(i.v)}; only "v2" is accepted.`, {
@@ -128,21 +145,64 @@ export function decryptAttachment(data: Uint8Array, info: EncryptedFileInfo): Ui
   const iv = decodeBase64Any(i.iv);
   if (iv === undefined || iv.length !== 16) throw new AttachmentError("bad_format", "Attachment iv must be 16 bytes of base64.");
   const hashes = i.hashes;
-  const expected = isObject(hashes) ? decodeBase64Any(hashes.sha256) : undefined;
-  if (expected === undefined || expected.length !== 32) {
+  const sha256 = isObject(hashes) ? decodeBase64Any(hashes.sha256) : undefined;
+  if (sha256 === undefined || sha256.length !== 32) {
     throw new AttachmentError("bad_format", "Attachment hashes.sha256 must be 32 bytes of base64.");
   }
+  return { key, iv, sha256 };
+}
+
+/**
+ * Encrypt a stream of any size into `outPath` (mode 0600) with constant memory.
+ * @returns The `v2` metadata (without `url`) and the ciphertext size.
+ */
+export async function encryptAttachmentToFile(input: Readable | AsyncIterable<Uint8Array>, outPath: string): Promise<{ info: EncryptedFileInfo; size: number }> {
+  const key = randomBytes(32);
+  const iv = Buffer.alloc(16);
+  randomBytes(8).copy(iv, 0);
+  const hash = createHash("sha256");
+  let size = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
   try {
-    const actual = createHash("sha256").update(data).digest();
-    if (!timingSafeEqual(actual, expected)) {
-      throw new AttachmentError("hash_mismatch", "The attachment's SHA-256 does not match hashes.sha256; the file was altered or truncated.");
-    }
-    const decipher = createDecipheriv("aes-256-ctr", key, iv);
-    const plaintext = Buffer.concat([decipher.update(data), decipher.final()]);
-    return owned(plaintext);
+    await pipeline(input, createCipheriv("aes-256-ctr", key, iv), tap, createWriteStream(outPath, { mode: 0o600 }));
+    return { info: makeInfo(key, iv, hash.digest()), size };
   } finally {
     key.fill(0);
   }
+}
+
+/**
+ * Check the SHA-256 of the encrypted file at `encryptedPath` against `info` first, then decrypt it
+ * into `output`: no plaintext is produced before the whole ciphertext is authenticated. Constant memory.
+ * @throws AttachmentError (`hash_mismatch` and the metadata reasons of {@link parseEncryptedFileInfo}).
+ */
+export async function decryptAttachmentFile(encryptedPath: string, info: unknown, output: Writable): Promise<void> {
+  const { key, iv, sha256 } = parseEncryptedFileInfo(info);
+  try {
+    const hash = createHash("sha256");
+    for await (const chunk of createReadStream(encryptedPath)) hash.update(chunk as Buffer);
+    if (!timingSafeEqual(hash.digest(), sha256)) {
+      throw new AttachmentError("hash_mismatch", "The attachment's SHA-256 does not match hashes.sha256; the file was altered or truncated.");
+    }
+    await pipeline(createReadStream(encryptedPath), createDecipheriv("aes-256-ctr", key, iv), output);
+  } finally {
+    key.fill(0);
+  }
+}
+
+function makeInfo(key: Buffer, iv: Buffer, sha256: Buffer): EncryptedFileInfo {
+  return {
+    v: ATTACHMENT_VERSION,
+    key: { kty: "oct", alg: "A256CTR", ext: true, k: key.toString("base64url"), key_ops: ["encrypt", "decrypt"] },
+    iv: unpadded(iv.toString("base64")),
+    hashes: { sha256: unpadded(sha256.toString("base64")) },
+  };
 }
 
 // -------------------------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ export const KEY_EXPORT_FOOTER = "-----END MEGOLM SESSION DATA-----";
  */
 export const DEFAULT_KEY_EXPORT_ROUNDS = 200_000;
 
+/** Files declaring more PBKDF2 rounds than this are refused on import (denial of service). */
+export const MAX_IMPORT_ROUNDS = 10_000_000;
+
 /** The only body version defined by the spec. */
 const VERSION = 0x01;
 const SALT_LENGTH = 16;
@@ -199,6 +202,8 @@ export async function decryptKeyExportToJson(text: string, passphrase: string): 
   const iv = body.subarray(1 + SALT_LENGTH, HEADER_LENGTH - 4);
   const rounds = body.readUInt32BE(HEADER_LENGTH - 4);
   if (rounds === 0) throw new KeyExportError("bad_format", "The key export file declares zero PBKDF2 rounds.");
+  // A crafted file could declare billions of rounds and keep a thread busy for hours.
+  if (rounds > MAX_IMPORT_ROUNDS) throw new KeyExportError("bad_format", `The key export file declares ${rounds} PBKDF2 rounds (more than ${MAX_IMPORT_ROUNDS}).`, { rounds });
   const ciphertext = body.subarray(HEADER_LENGTH, body.length - MAC_LENGTH);
   const mac = body.subarray(body.length - MAC_LENGTH);
 

@@ -9,6 +9,7 @@
  */
 
 import { randomBytes } from "node:crypto";
+import type { Readable } from "node:stream";
 import { Pool, type Dispatcher } from "undici";
 import { ClientClosedError, InvalidArgumentError, MatrixHttpError, NetworkError } from "../protocol/errors.js";
 import { computeBackoff, sleep } from "../util/backoff.js";
@@ -63,6 +64,8 @@ export interface RequestOptions {
   body?: unknown;
   /** Raw body bytes (for example a media upload). */
   rawBody?: Uint8Array | undefined;
+  /** A streamed body (large uploads): called once per attempt for a fresh stream. Takes precedence over `rawBody`. */
+  streamBody?: (() => Readable) | undefined;
   /** Content type of `rawBody` (default `application/octet-stream`) or of the JSON body (default `application/json`). */
   contentType?: string | undefined;
   /** Time limit of one attempt, in milliseconds (default: the client's `requestTimeoutMs`). Long-poll `/sync` passes a larger one. */
@@ -308,9 +311,12 @@ export class HttpClient {
     const timeoutMs = nonNegative(opts.timeoutMs, this.requestTimeoutMs);
     const retry = opts.retry !== false;
 
-    let body: string | Uint8Array | null = null;
+    let body: string | Uint8Array | (() => Readable) | null = null;
     let contentType: string | undefined;
-    if (opts.rawBody !== undefined) {
+    if (opts.streamBody !== undefined) {
+      body = opts.streamBody;
+      contentType = opts.contentType ?? "application/octet-stream";
+    } else if (opts.rawBody !== undefined) {
       body = opts.rawBody;
       contentType = opts.contentType ?? "application/octet-stream";
     } else if (opts.body !== undefined) {
@@ -343,6 +349,38 @@ export class HttpClient {
       this.closeController.signal.removeEventListener("abort", onClose);
       userSignal?.removeEventListener("abort", onUserAbort);
     }
+  }
+
+  /**
+   * GET a binary resource as a stream (media downloads). No retries; a non-2xx answer becomes a
+   * {@link MatrixHttpError}. The caller must consume or destroy the returned stream.
+   */
+  async download(path: string, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ body: Readable; contentType: string | undefined; length: number | undefined }> {
+    if (this.closed) throw new ClientClosedError("The HTTP client is closed.");
+    const headers: Record<string, string> = {};
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    const logPath = this.basePath + path.split("?")[0];
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.dispatcher.request({
+        origin: this.origin,
+        path: this.basePath + path,
+        method: "GET",
+        headers,
+        headersTimeout: opts.timeoutMs ?? this.requestTimeoutMs,
+        bodyTimeout: opts.timeoutMs ?? this.requestTimeoutMs,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+    } catch (err) {
+      throw new NetworkError(`GET ${logPath} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      const text = await res.body.text().catch(() => "");
+      throw httpErrorFromResponse(res.statusCode, text, res.headers, "GET", logPath);
+    }
+    const ct = res.headers["content-type"];
+    const len = Number(res.headers["content-length"]);
+    return { body: res.body as unknown as Readable, contentType: typeof ct === "string" ? ct : undefined, length: Number.isFinite(len) ? len : undefined };
   }
 
   /**
@@ -398,7 +436,7 @@ export class HttpClient {
     method: string,
     fullPath: string,
     logPath: string,
-    body: string | Uint8Array | null,
+    body: string | Uint8Array | (() => Readable) | null,
     contentType: string | undefined,
     auth: boolean,
     timeoutMs: number,
@@ -448,7 +486,7 @@ export class HttpClient {
           path: fullPath,
           method: method as Dispatcher.HttpMethod,
           headers,
-          body,
+          body: typeof body === "function" ? body() : body,
           signal: attemptCtl.signal,
           headersTimeout: timeoutMs,
           bodyTimeout: timeoutMs,

@@ -745,6 +745,11 @@ export class CryptoEngine {
     if (device && (device.userId !== sender || device.ed25519 !== plaintext.keys.ed25519)) {
       throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, `keys do not match the known device ${device.userId}/${device.deviceId}`);
     }
+    if (!device && tx.getTracked().has(sender)) {
+      // An unknown device of a tracked user: refresh the user's devices so that the claimed keys are
+      // checked soon (events stay "unknown_device", never "verified", until then).
+      this.markDirty(tx, sender);
+    }
     return { plaintext, senderKey };
   }
 
