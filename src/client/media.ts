@@ -43,11 +43,11 @@ async function uploadFile(http: HttpClient, path: string, size: number, contentT
   const res = await http.request<Json>("POST", "/_matrix/media/v3/upload", {
     query: { filename },
     streamBody: () => createReadStream(path),
+    contentLength: size,
     contentType,
     timeoutMs: 10 * 60_000,
   });
   if (typeof res.content_uri !== "string") throw new MatrixHttpError(200, "M_BAD_JSON", "upload response lacks content_uri");
-  void size;
   return res.content_uri;
 }
 

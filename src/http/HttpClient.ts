@@ -66,6 +66,8 @@ export interface RequestOptions {
   rawBody?: Uint8Array | undefined;
   /** A streamed body (large uploads): called once per attempt for a fresh stream. Takes precedence over `rawBody`. */
   streamBody?: (() => Readable) | undefined;
+  /** Content-Length of `streamBody` (servers such as Synapse require it for uploads). */
+  contentLength?: number | undefined;
   /** Content type of `rawBody` (default `application/octet-stream`) or of the JSON body (default `application/json`). */
   contentType?: string | undefined;
   /** Time limit of one attempt, in milliseconds (default: the client's `requestTimeoutMs`). Long-poll `/sync` passes a larger one. */
@@ -334,7 +336,7 @@ export class HttpClient {
     try {
       for (let attempt = 0; ; attempt++) {
         try {
-          return await this.attempt<T>(upper, fullPath, logPath, body, contentType, opts.auth !== false, timeoutMs, ctl.signal);
+          return await this.attempt<T>(upper, fullPath, logPath, body, contentType, opts.auth !== false, timeoutMs, ctl.signal, opts.contentLength);
         } catch (err) {
           if (ctl.signal.aborted) throw ctl.signal.reason;
           if (!retry || attempt >= this.maxRetries || !HttpClient.isRetryable(err)) throw err;
@@ -441,9 +443,11 @@ export class HttpClient {
     auth: boolean,
     timeoutMs: number,
     parent: AbortSignal,
+    contentLength?: number,
   ): Promise<T> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (contentType !== undefined) headers["content-type"] = contentType;
+    if (contentLength !== undefined) headers["content-length"] = String(contentLength);
     if (auth && this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
 
     if (parent.aborted) throw parent.reason;
