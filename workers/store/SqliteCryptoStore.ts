@@ -173,6 +173,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     sync_token TEXT NOT NULL
   );
   `,
+  // 2: index for expiring old undecryptable events by age.
+  `
+  CREATE INDEX pending_events_by_age ON pending_events (account_id, received_ts);
+  `,
 ];
 
 /** To-device digests older than this are pruned (a crash-replay window, not history). */
