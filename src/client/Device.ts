@@ -51,6 +51,14 @@ export class Device {
   get ignored(): boolean {
     return this.info.ignored;
   }
+  /** Cross-signed by its owner (master → self-signing key → device). */
+  get crossSigned(): boolean {
+    return this.info.crossSigned;
+  }
+  /** Cross-signed by its owner, and the owner's identity is ours or one we verified. */
+  get crossSigningVerified(): boolean {
+    return this.info.crossSigningVerified;
+  }
   /** The device is no longer listed by the server. */
   get deleted(): boolean {
     return this.info.deleted;

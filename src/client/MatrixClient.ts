@@ -17,7 +17,7 @@ import {
   UnknownDevicesError,
   UnsupportedAlgorithmError,
 } from "../protocol/errors.js";
-import { MEGOLM_ALGORITHM, type DeviceInfo } from "../protocol/api.js";
+import { MEGOLM_ALGORITHM, type DeviceInfo, type UserIdentityInfo } from "../protocol/api.js";
 import type { StoreConfig } from "../protocol/store.js";
 import { HttpClient, makeTxnId, p } from "../http/HttpClient.js";
 import { computeBackoff, sleep } from "../util/backoff.js";
@@ -64,6 +64,11 @@ export interface MatrixClientOptions {
   restoreDeviceId?: boolean;
   /** Refuse to send to encrypted rooms with devices that are neither verified, ignored nor blacklisted. */
   verifyDevices?: boolean;
+  /**
+   * Share room keys only with devices cross-signed by their owner (others are sent
+   * `m.room_key.withheld` with `m.unverified`), as current clients do (MSC4153). Per room too.
+   */
+  onlyCrossSignedDevices?: boolean;
   encryptionConf?: EncryptionConf;
   /** Logger (no-op by default). Secrets are never logged. */
   logger?: Logger;
@@ -346,6 +351,112 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // cross-signing and secret storage
+
+  private async accountData(type: string): Promise<Json | null> {
+    try {
+      return await this.http.request<Json>("GET", p`/_matrix/client/v3/user/${this._userId!}/account_data/${type}`);
+    } catch (err) {
+      if (err instanceof MatrixHttpError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  private async setAccountData(type: string, content: Json): Promise<void> {
+    await this.http.request("PUT", p`/_matrix/client/v3/user/${this._userId!}/account_data/${type}`, { body: content });
+  }
+
+  private async uploadSignatures(body: Json): Promise<void> {
+    const res = await this.http.request<Json>("POST", "/_matrix/client/v3/keys/signatures/upload", { body });
+    if (isObj(res.failures) && Object.keys(res.failures).length) {
+      throw new MatrixHttpError(200, "M_INVALID_SIGNATURE", `signature upload failed: ${JSON.stringify(res.failures)}`);
+    }
+  }
+
+  private async refreshOwnKeys(): Promise<void> {
+    await this.crypto.refreshUsers([this._userId!]);
+    await this.outgoing.trigger();
+  }
+
+  /**
+   * Create this user's cross-signing identity (master, self-signing and user-signing keys, made and
+   * kept in the worker), upload it (completing user-interactive auth with `password`), sign this
+   * device, and store the private keys in secret storage on the account, protected by a new
+   * recovery key (returned: give it to the user) or by `passphrase`.
+   */
+  async bootstrapCrossSigning(opts: { password?: string; passphrase?: string } = {}): Promise<{ recoveryKey: string }> {
+    const r = await this.crypto.bootstrapCrossSigning(opts.passphrase ? { passphrase: opts.passphrase } : {});
+    const path = "/_matrix/client/v3/keys/device_signing/upload";
+    try {
+      await this.http.request("POST", path, { body: r.deviceSigningUpload });
+    } catch (err) {
+      if (!(err instanceof MatrixHttpError) || err.status !== 401) throw err;
+      const session = typeof err.details.session === "string" ? err.details.session : await this.uiaSession(path, r.deviceSigningUpload);
+      if (!opts.password) throw new InvalidArgumentError("the server wants the account password to upload cross-signing keys");
+      await this.http.request("POST", path, {
+        body: { ...r.deviceSigningUpload, auth: { type: "m.login.password", identifier: { type: "m.id.user", user: this._userId }, password: opts.password, session } },
+      });
+    }
+    await this.uploadSignatures(r.signatureUpload);
+    const ss = r.secretStorage;
+    await this.setAccountData(`m.secret_storage.key.${ss.keyId}`, ss.keyDescription);
+    for (const [name, content] of Object.entries(ss.secrets)) await this.setAccountData(name, content);
+    await this.setAccountData("m.secret_storage.default_key", { key: ss.keyId });
+    await this.refreshOwnKeys();
+    return { recoveryKey: r.recoveryKey };
+  }
+
+  private async uiaSession(path: string, body: Json): Promise<string | undefined> {
+    try {
+      await this.http.request("POST", path, { body, retry: false });
+    } catch (err) {
+      if (err instanceof MatrixHttpError && typeof err.details.session === "string") return err.details.session;
+    }
+    return undefined;
+  }
+
+  /**
+   * On another device of the same user: fetch the cross-signing keys from secret storage, decrypt
+   * them with the recovery key or passphrase (in the worker), check them against the published
+   * keys, and sign this device. A wrong key gives a typed error and changes nothing.
+   */
+  async restoreCrossSigning(secret: { recoveryKey: string } | { passphrase: string }): Promise<void> {
+    const def = await this.accountData("m.secret_storage.default_key");
+    const keyId = def && typeof def.key === "string" ? def.key : null;
+    if (!keyId) throw new InvalidArgumentError("this account has no default secret storage key");
+    const keyDescription = await this.accountData(`m.secret_storage.key.${keyId}`);
+    if (!keyDescription) throw new InvalidArgumentError(`secret storage key ${keyId} is not described on the account`);
+    const secrets: Record<string, unknown> = {};
+    for (const name of ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"]) secrets[name] = await this.accountData(name);
+    await this.refreshOwnKeys();
+    const r = await this.crypto.restoreCrossSigning({ keyDescription, keyId, secrets, ...secret });
+    await this.uploadSignatures(r.signatureUpload);
+    await this.refreshOwnKeys();
+  }
+
+  /** Sign another user's master key with our user-signing key, after checking them out of band. */
+  async verifyUser(userId: string): Promise<void> {
+    const r = await this.crypto.verifyUser(userId);
+    await this.uploadSignatures(r.signatureUpload);
+  }
+
+  /** A user's cross-signing identity: master key, the pinned one, whether it changed, whether we trust it. */
+  async getUserIdentity(userId: string): Promise<UserIdentityInfo> {
+    return this.crypto.getUserIdentity(userId);
+  }
+
+  /** Accept a changed identity (reported by `user.identityChanged`) after checking it out of band. */
+  async acknowledgeIdentityChange(userId: string): Promise<void> {
+    await this.crypto.acknowledgeIdentityChange(userId);
+  }
+
+  /** Fetch a user's devices and identity from the server again. */
+  async refreshUserKeys(userId: string): Promise<void> {
+    await this.crypto.refreshUsers([userId]);
+    await this.outgoing.trigger();
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // key export / import
 
   /**
@@ -446,7 +557,8 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
   private async sendOutgoing(r: OutgoingRequest): Promise<void> {
     try {
       const res = await this.sendRequest(r);
-      await this.crypto.markRequestAsSent(r.id, r.kind, JSON.stringify(res ?? {}));
+      const { identityChanges } = await this.crypto.markRequestAsSent(r.id, r.kind, JSON.stringify(res ?? {}));
+      for (const u of identityChanges) this.emit("user.identityChanged", u);
     } catch (err) {
       if (err instanceof MatrixHttpError) {
         await this.crypto.markRequestAsFailed(r.id, r.kind, err.errcode ?? null, err.message);
@@ -672,6 +784,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
           claimedEd25519: r.claimedEd25519,
           senderDeviceId: r.senderDeviceId,
           verification: r.verification,
+          crossSigned: r.crossSigned,
           sessionId: r.sessionId,
           messageIndex: r.messageIndex,
           forwardingChain: r.forwardingChain,
@@ -741,6 +854,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     let room = this.rooms.get(roomId);
     if (!room) {
       room = new Room(this, roomId, this.verifyDevices);
+      room.onlyCrossSignedDevices = this.opts.onlyCrossSignedDevices === true;
       this.rooms.set(roomId, room);
     }
     return room;
@@ -872,12 +986,12 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     let shares: OutgoingRequest[];
     try {
       for (let i = 0; i < 4; i++) {
-        const step = await crypto.prepareRoomKeyShare(room.roomId, room.verifyDevices);
+        const step = await crypto.prepareRoomKeyShare(room.roomId, room.verifyDevices, room.onlyCrossSignedDevices);
         if (step.ready) break;
         if (step.request.kind === "keys_claim") await this.claimLock.run("claim", () => this.sendOutgoing(step.request));
         else await this.sendOutgoing(step.request);
       }
-      shares = await crypto.shareRoomKey(room.roomId, room.verifyDevices);
+      shares = await crypto.shareRoomKey(room.roomId, room.verifyDevices, room.onlyCrossSignedDevices);
     } catch (err) {
       if (err instanceof UnknownDevicesError) throw this.withDeviceObjects(err);
       throw err;

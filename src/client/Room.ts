@@ -17,6 +17,8 @@ export interface RoomEncryptionSettings {
 export class Room {
   /** Per-room device verification; defaults to the client's `verifyDevices`. */
   verifyDevices: boolean;
+  /** Share keys only with devices cross-signed by their owner; defaults to the client's option. */
+  onlyCrossSignedDevices = false;
   /** `undefined` until known: the room's encryption settings, or null when not encrypted. */
   encryption: RoomEncryptionSettings | null | undefined = undefined;
   /** Members seen in sync state: user ID → membership. */

@@ -14,6 +14,8 @@ export interface EventEncryptionInfo {
   senderDeviceId: string | null;
   /** Trust in the sender (see {@link VerificationStatusValue}). */
   verification: VerificationStatusValue;
+  /** The sending device is cross-signed by its owner. */
+  crossSigned: boolean;
   sessionId: string;
   messageIndex: number;
   /** Devices that forwarded the session (empty when it came from the sender). */
@@ -91,6 +93,8 @@ export interface MatrixClientEvents {
   "sync": (info: SyncInfo) => void;
   /** A non-fatal error (sync failure, request failure). The client keeps going. */
   "error": (err: Error) => void;
+  /** A user's cross-signing identity changed (not trusted until acknowledged). */
+  "user.identityChanged": (userId: string) => void;
   /** The crypto worker died; it is being restarted. */
   "crypto.workerCrashed": (err: Error) => void;
   /** The crypto worker was restarted and reloaded its state. */

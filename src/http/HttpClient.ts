@@ -184,9 +184,12 @@ function httpErrorFromResponse(
   }
   retryAfterMs ??= parseRetryAfterHeader(headerValue(headers["retry-after"]));
   const text2 = message ?? `HTTP ${status}`;
+  // User-interactive auth (401 with a session and flows) needs the session to continue.
+  const uia = status === 401 && isRecord(parsed) && typeof parsed.session === "string" ? { session: parsed.session, flows: parsed.flows } : {};
   return new MatrixHttpError(status, errcode, `${method} ${logPath} failed: ${status}${errcode ? ` ${errcode}` : ""}: ${text2}`, retryAfterMs, {
     method,
     path: logPath,
+    ...uia,
   });
 }
 

@@ -112,6 +112,8 @@ export type RoomDecryptResult =
       sessionId: string;
       messageIndex: number;
       verification: VerificationStatusValue;
+      /** The sending device is cross-signed by its owner. */
+      crossSigned: boolean;
       forwardingChain: string[];
     }
   | {
@@ -180,6 +182,30 @@ export interface DeviceInfo {
   blacklisted: boolean;
   ignored: boolean;
   deleted: boolean;
+  /** Signed by its owner's self-signing key, which their master key signed. */
+  crossSigned: boolean;
+  /** Cross-signed by its owner, and we trust the owner's identity (our own, or one we verified). */
+  crossSigningVerified: boolean;
+}
+
+/** A user's cross-signing identity as this device knows it. */
+export interface UserIdentityInfo {
+  userId: string;
+  masterKey: string | null;
+  /** The master key pinned on first sight (trust on first use). */
+  pinnedMasterKey: string | null;
+  /** The published master key differs from the pinned one and was not acknowledged. */
+  changed: boolean;
+  /** Our own identity (we hold its keys) or one we signed with our user-signing key. */
+  verified: boolean;
+}
+
+/** What bootstrapping cross-signing produced, for the main thread to upload. */
+export interface CrossSigningBootstrap {
+  deviceSigningUpload: Record<string, unknown>;
+  signatureUpload: Record<string, unknown>;
+  recoveryKey: string;
+  secretStorage: { keyId: string; keyDescription: Record<string, unknown>; secrets: Record<string, Record<string, unknown>> };
 }
 
 /** Next step of preparing a room for sending, see {@link CryptoWorkerApi.prepareRoomKeyShare}. */
@@ -209,7 +235,7 @@ export interface CryptoWorkerApi {
   /** Requests to send now: key upload, key queries. Locking rule: one caller at a time. */
   outgoingRequests(): OutgoingRequest[];
   /** Report a response. `responseJson` is the response body. */
-  markRequestAsSent(id: string, kind: OutgoingRequest["kind"], responseJson: string): void;
+  markRequestAsSent(id: string, kind: OutgoingRequest["kind"], responseJson: string): { identityChanges: string[] };
   /** Report a definitive failure (after HTTP retries), with the error's errcode and message. */
   markRequestAsFailed(id: string, kind: OutgoingRequest["kind"], errcode: string | null, message: string): void;
 
@@ -231,9 +257,9 @@ export interface CryptoWorkerApi {
    * Next request needed before a room key can be shared (keys/query, then keys/claim), or ready.
    * Locking rule: caller holds the room's lock; keys/claim must be single flight.
    */
-  prepareRoomKeyShare(roomId: string, verifyDevices: boolean): PrepareShareStep;
+  prepareRoomKeyShare(roomId: string, verifyDevices: boolean, onlyCrossSigned?: boolean): PrepareShareStep;
   /** Share the room's outbound session (creating or rotating it): to-device requests to send. */
-  shareRoomKey(roomId: string, verifyDevices: boolean): OutgoingRequest[];
+  shareRoomKey(roomId: string, verifyDevices: boolean, onlyCrossSigned?: boolean): OutgoingRequest[];
   /** Forget the room's outbound session (sharing failed). */
   discardRoomKey(roomId: string): void;
   /** Encrypt one event with the room's shared session; returns the `m.room.encrypted` content JSON. */
@@ -257,6 +283,18 @@ export interface CryptoWorkerApi {
    */
   importKeysFromFile(path: string, passphrase: string, onProgress?: (done: number, total: number) => void): KeyImportResult;
 
+  /** Create cross-signing keys, sign this device, encrypt the keys for secret storage. */
+  bootstrapCrossSigning(opts: { passphrase?: string }): CrossSigningBootstrap;
+  /** Restore cross-signing keys from secret storage and sign this device. */
+  restoreCrossSigning(input: { keyDescription: Record<string, unknown>; keyId: string; secrets: Record<string, unknown>; recoveryKey?: string; passphrase?: string }): { signatureUpload: Record<string, unknown> };
+  /** Sign another user's master key with our user-signing key. */
+  verifyUser(userId: string): { signatureUpload: Record<string, unknown> };
+  /** Mark users' device lists stale (queried at the next outgoing-requests pass). */
+  refreshUsers(userIds: string[]): void;
+  /** A user's cross-signing identity. */
+  getUserIdentity(userId: string): UserIdentityInfo;
+  /** Accept a changed identity (the new master key becomes pinned, unverified). */
+  acknowledgeIdentityChange(userId: string): void;
   /** Devices of a user. */
   getDevices(userId: string): DeviceInfo[];
   /** Set trust flags; throws UnknownDeviceKeysError when the device's keys are unknown. */

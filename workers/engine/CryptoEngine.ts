@@ -49,6 +49,9 @@ import type { Logger } from "../../src/util/logger.js";
 import { canonicalJson, signablePart } from "./canonicalJson.js";
 import { GroupSessionCache } from "./GroupSessionCache.js";
 import { Transaction } from "./Transaction.js";
+import { checkDeviceChain, crossSigningKeysFromSeeds, deviceSigningUploadBody, generateCrossSigningKeys, mergeSignatureUploads, parseCrossSigningKey, publicKeyFromSeed, signDevice, signUserMaster, type CrossSigningSeeds } from "./crossSigning.js";
+import { loadIdentity, loadPin, loadSeeds, loadVerified, saveIdentity, savePin, saveSeeds, saveVerified, type StoredIdentity } from "./CrossSigningStore.js";
+import { checkKey, decodeRecoveryKey, decryptSecret, deriveKeyFromPassphrase, encryptSecret, generateRecoveryKey, makeKeyDescription, newSecretStorageKeyId, SecretStorageError } from "./secretStorage.js";
 
 type OlmModule = typeof Olm;
 type Json = Record<string, unknown>;
@@ -187,6 +190,7 @@ export class CryptoEngine {
   /** Free libolm objects. */
   release(): void {
     this.cache.clear();
+    this.trustCache.clear();
     this.account?.free();
     this.account = null;
     this.ids = null;
@@ -333,7 +337,8 @@ export class CryptoEngine {
   }
 
   /** Report a response to a request from {@link outgoingRequests} or a share/claim step. */
-  async markRequestAsSent(id: string, kind: OutgoingRequest["kind"], responseJson: string): Promise<void> {
+  async markRequestAsSent(id: string, kind: OutgoingRequest["kind"], responseJson: string): Promise<{ identityChanges: string[] }> {
+    const identityChanges: string[] = [];
     const req = this.inFlight.get(id);
     this.inFlight.delete(id);
     let response: Json;
@@ -351,6 +356,7 @@ export class CryptoEngine {
         break;
       case "keys_query":
         this.onKeysQueried(tx, response, req?.users ?? new Map());
+        this.onCrossSigningKeys(tx, response, identityChanges);
         break;
       case "keys_claim":
         this.onKeysClaimed(tx, response, req?.users ?? new Map());
@@ -362,6 +368,7 @@ export class CryptoEngine {
         break;
     }
     await this.commit(tx);
+    return { identityChanges };
   }
 
   /** Report a definitive failure of a request. */
@@ -403,6 +410,7 @@ export class CryptoEngine {
   }
 
   private onKeysQueried(tx: Transaction, response: Json, users: Map<string, number>): void {
+    this.trustCache.clear();
     const me = this.me();
     const deviceKeys = isObj(response.device_keys) ? response.device_keys : {};
     const failures = isObj(response.failures) ? response.failures : {};
@@ -428,8 +436,9 @@ export class CryptoEngine {
             this.log.warn(`device ${deviceId} of ${userId} changed its identity keys; refusing the change and keeping the known keys`);
             continue;
           }
-          if (existing.deleted || existing.displayName !== rec.displayName) {
-            const upd: DeviceRecord = { ...existing, deleted: false };
+          // Same identity keys: take the newest signatures (cross-signing adds some) and name.
+          if (existing.deleted || existing.displayName !== rec.displayName || existing.keysJson !== rec.keysJson) {
+            const upd: DeviceRecord = { ...existing, deleted: false, keysJson: rec.keysJson };
             if (rec.displayName !== undefined) upd.displayName = rec.displayName;
             tx.putDevice(upd);
           }
@@ -925,6 +934,7 @@ export class CryptoEngine {
     const rec = live.record;
     let verification: RoomDecryptResult extends infer R ? (R extends { ok: true; verification: infer V } ? V : never) : never;
     let senderDeviceId: string | null = isStr(c.device_id) ? c.device_id : null;
+    let crossSigned = false;
     if (rec.source === "own" || (c.sender_key === me.curve25519 && rec.claimedEd25519 === me.ed25519)) {
       if (ev.sender !== me.userId) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, "event from another user uses our own session");
       verification = VerificationStatus.Own;
@@ -940,7 +950,9 @@ export class CryptoEngine {
         if (device.ed25519 !== rec.claimedEd25519) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, "the session's claimed ed25519 key differs from the device's key (possible forgery)");
         if (senderDeviceId !== null && senderDeviceId !== device.deviceId) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, "device_id differs from the device owning sender_key");
         senderDeviceId = device.deviceId;
-        verification = device.verified ? VerificationStatus.Verified : VerificationStatus.Unverified;
+        const trust = this.deviceTrust(tx, device);
+        crossSigned = trust.crossSigned;
+        verification = device.verified || trust.crossSigningVerified ? VerificationStatus.Verified : VerificationStatus.Unverified;
       }
     }
     return {
@@ -956,6 +968,7 @@ export class CryptoEngine {
       sessionId: c.session_id,
       messageIndex: dec.message_index,
       verification,
+      crossSigned,
       forwardingChain: rec.forwardingChain,
     };
   }
@@ -1006,7 +1019,8 @@ export class CryptoEngine {
     return [...users];
   }
 
-  private recipientDevices(tx: Transaction, roomId: string, verifyDevices: boolean): { devices: DeviceRecord[]; blacklisted: DeviceRecord[] } {
+  private recipientDevices(tx: Transaction, roomId: string, verifyDevices: boolean, onlyCrossSigned = false): { devices: DeviceRecord[]; blacklisted: DeviceRecord[]; notCrossSigned: DeviceRecord[] } {
+    const notCrossSigned: DeviceRecord[] = [];
     const me = this.me();
     const out: DeviceRecord[] = [];
     const blacklisted: DeviceRecord[] = [];
@@ -1018,16 +1032,21 @@ export class CryptoEngine {
           blacklisted.push(d);
           continue;
         }
-        if (verifyDevices && !d.verified && !d.ignored) (unknown[userId] ??= []).push(toDeviceInfo(d));
+        const trust = this.deviceTrust(tx, d);
+        if (onlyCrossSigned && !trust.crossSigned) {
+          notCrossSigned.push(d);
+          continue;
+        }
+        if (verifyDevices && !d.verified && !d.ignored && !trust.crossSigningVerified) (unknown[userId] ??= []).push(this.deviceInfo(tx, d));
         else out.push(d);
       }
     }
     if (Object.keys(unknown).length) throw new UnknownDevicesError(unknown);
-    return { devices: out, blacklisted };
+    return { devices: out, blacklisted, notCrossSigned };
   }
 
   /** Next request needed before sharing the room key: keys/query, then keys/claim; or ready. */
-  async prepareRoomKeyShare(roomId: string, verifyDevices: boolean): Promise<PrepareShareStep> {
+  async prepareRoomKeyShare(roomId: string, verifyDevices: boolean, onlyCrossSigned = false): Promise<PrepareShareStep> {
     const tx = new Transaction(this.store);
     this.requireMegolmRoom(tx, roomId);
     const tracked = tx.getTracked();
@@ -1043,7 +1062,7 @@ export class CryptoEngine {
     if (dirty.length) {
       step = { ready: false, request: this.buildKeysQuery(dirty) };
     } else {
-      const { devices } = this.recipientDevices(tx, roomId, verifyDevices);
+      const { devices } = this.recipientDevices(tx, roomId, verifyDevices, onlyCrossSigned);
       const missing: Record<string, Record<string, string>> = {};
       const keys = new Map<string, number>();
       for (const d of devices) {
@@ -1065,11 +1084,11 @@ export class CryptoEngine {
   }
 
   /** Share the room's outbound session with every recipient device that lacks it; rotate first when needed. */
-  async shareRoomKey(roomId: string, verifyDevices: boolean): Promise<OutgoingRequest[]> {
+  async shareRoomKey(roomId: string, verifyDevices: boolean, onlyCrossSigned = false): Promise<OutgoingRequest[]> {
     const me = this.me();
     const tx = new Transaction(this.store);
     const settings = this.requireMegolmRoom(tx, roomId);
-    const { devices, blacklisted } = this.recipientDevices(tx, roomId, verifyDevices);
+    const { devices, blacklisted, notCrossSigned } = this.recipientDevices(tx, roomId, verifyDevices, onlyCrossSigned);
     const existing = tx.getOutbound(roomId);
     const reason = existing ? this.rotationReason(existing, devices) : "no session";
     if (existing && reason) this.log.info(`rotating the room key of ${roomId}: ${reason}`);
@@ -1087,12 +1106,16 @@ export class CryptoEngine {
     const messages: { userId: string; deviceId: string; content: Json }[] = [];
     // Devices our policy excludes are told so (m.room_key.withheld), once per session.
     const withheld: { d: DeviceRecord; code: string; reason: string }[] = [];
-    for (const d of blacklisted) {
-      const k = `${d.userId}|${d.deviceId}`;
-      if (shared.get(k)?.withheldCode === "m.blacklisted") continue;
-      shared.set(k, { userId: d.userId, deviceId: d.deviceId, curve25519: d.curve25519, state: "withheld", withheldCode: "m.blacklisted" });
-      withheld.push({ d, code: "m.blacklisted", reason: "You have been blocked by the sender." });
-    }
+    const exclude = (list: DeviceRecord[], code: string, reason: string): void => {
+      for (const d of list) {
+        const k = `${d.userId}|${d.deviceId}`;
+        if (shared.get(k)?.withheldCode === code) continue;
+        shared.set(k, { userId: d.userId, deviceId: d.deviceId, curve25519: d.curve25519, state: "withheld", withheldCode: code });
+        withheld.push({ d, code, reason });
+      }
+    };
+    exclude(blacklisted, "m.blacklisted", "You have been blocked by the sender.");
+    exclude(notCrossSigned, "m.unverified", "Your device is not cross-signed by its owner.");
     for (const d of devices) {
       const k = `${d.userId}|${d.deviceId}`;
       if (shared.get(k)?.state === "shared") continue;
@@ -1229,6 +1252,260 @@ export class CryptoEngine {
     }
     await this.commit(tx);
     return { algorithm: MEGOLM_ALGORITHM, sender_key: me.curve25519, ciphertext, session_id: o.sessionId, device_id: me.deviceId };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // cross-signing
+
+  /** Cache of device trust, cleared whenever identities or devices change. */
+  private readonly trustCache = new Map<string, { crossSigned: boolean; crossSigningVerified: boolean }>();
+
+  private deviceInfo(tx: Transaction, d: DeviceRecord): DeviceInfo {
+    return toDeviceInfo(d, this.deviceTrust(tx, d));
+  }
+
+  /** Whether the device is cross-signed by its owner, and whether we trust that owner's identity. */
+  private deviceTrust(tx: Transaction, d: DeviceRecord): { crossSigned: boolean; crossSigningVerified: boolean } {
+    const key = `${d.userId}|${d.deviceId}`;
+    const cached = this.trustCache.get(key);
+    if (cached) return cached;
+    const identity = loadIdentity(tx, d.userId);
+    let crossSigned = false;
+    if (identity) {
+      let device: unknown;
+      try {
+        device = JSON.parse(d.keysJson);
+      } catch {
+        device = null;
+      }
+      crossSigned = checkDeviceChain(this.olm, { master: identity.master, selfSigning: identity.selfSigning, device, userId: d.userId }).ownerSigned;
+    }
+    const crossSigningVerified = crossSigned && this.identityTrusted(tx, d.userId, identity);
+    const r = { crossSigned, crossSigningVerified };
+    this.trustCache.set(key, r);
+    return r;
+  }
+
+  /** Our own identity is trusted when we hold its private master key; another user's when we verified (signed) it and it has not changed. */
+  private identityTrusted(tx: Transaction, userId: string, identity: StoredIdentity | null): boolean {
+    if (!identity) return false;
+    const parsed = parseCrossSigningKey(identity.master, userId, "master");
+    if (!parsed.ok) return false;
+    const pin = loadPin(tx, userId);
+    if (pin?.changedTo) return false;
+    if (userId === this.me().userId) {
+      const seeds = loadSeeds(tx, this.pickleKey);
+      return seeds !== null && publicKeyFromSeed(this.olm, seeds.master) === parsed.publicKey;
+    }
+    return loadVerified(tx, userId) === parsed.publicKey;
+  }
+
+  /** Record the cross-signing keys of a `/keys/query` answer; pin first-seen master keys and report changes. */
+  private onCrossSigningKeys(tx: Transaction, response: Json, changes: string[]): void {
+    const masters = isObj(response.master_keys) ? response.master_keys : {};
+    const ssks = isObj(response.self_signing_keys) ? response.self_signing_keys : {};
+    const usks = isObj(response.user_signing_keys) ? response.user_signing_keys : {};
+    for (const [userId, masterObj] of Object.entries(masters)) {
+      const master = parseCrossSigningKey(masterObj, userId, "master");
+      if (!master.ok) {
+        this.log.warn(`ignoring the master key of ${userId}: ${master.reason}`);
+        continue;
+      }
+      const ssk = ssks[userId];
+      const usk = userId === this.me().userId ? usks[userId] : undefined;
+      saveIdentity(tx, userId, { master: master.raw, selfSigning: isObj(ssk) ? ssk : null, userSigning: isObj(usk) ? usk : null });
+      const pin = loadPin(tx, userId);
+      if (!pin) savePin(tx, userId, { pinned: master.publicKey, changedTo: null });
+      else if (pin.pinned !== master.publicKey && pin.changedTo !== master.publicKey) {
+        this.log.warn(`the cross-signing identity of ${userId} changed; not trusting the new one until it is acknowledged`);
+        savePin(tx, userId, { ...pin, changedTo: master.publicKey });
+        changes.push(userId);
+      } else if (pin.pinned === master.publicKey && pin.changedTo) {
+        savePin(tx, userId, { pinned: pin.pinned, changedTo: null });
+      }
+    }
+    this.trustCache.clear();
+  }
+
+  /** Mark users' device lists (and identities) stale so the next outgoing-requests pass queries them. */
+  async refreshUsers(userIds: string[]): Promise<void> {
+    const tx = new Transaction(this.store);
+    // Explicitly asked for: tracked from now on (the server reports changes only for users we share rooms with).
+    for (const u of userIds) if (isStr(u) && u.startsWith("@")) this.markDirty(tx, u);
+    await this.commit(tx);
+  }
+
+  /** A user's cross-signing identity as we know it. */
+  getUserIdentity(userId: string): { userId: string; masterKey: string | null; pinnedMasterKey: string | null; changed: boolean; verified: boolean } {
+    const tx = new Transaction(this.store);
+    const identity = loadIdentity(tx, userId);
+    const parsed = identity ? parseCrossSigningKey(identity.master, userId, "master") : null;
+    const pin = loadPin(tx, userId);
+    return {
+      userId,
+      masterKey: parsed?.ok ? parsed.publicKey : null,
+      pinnedMasterKey: pin?.pinned ?? null,
+      changed: Boolean(pin?.changedTo),
+      verified: this.identityTrusted(tx, userId, identity),
+    };
+  }
+
+  /** Accept a changed identity of `userId` (after checking it out of band): the new master key becomes the pinned one. */
+  async acknowledgeIdentityChange(userId: string): Promise<void> {
+    const tx = new Transaction(this.store);
+    const pin = loadPin(tx, userId);
+    if (pin?.changedTo) {
+      savePin(tx, userId, { pinned: pin.changedTo, changedTo: null });
+      saveVerified(tx, userId, null);
+    }
+    this.trustCache.clear();
+    await this.commit(tx);
+  }
+
+  private deviceSigner(): { deviceId: string; signWithDevice: (c: string) => string } {
+    const me = this.me();
+    return { deviceId: me.deviceId, signWithDevice: (c: string) => this.acct().sign(c) };
+  }
+
+  /** Our own device keys object, signed by this device (what the server publishes). */
+  private ownDeviceKeys(): Json {
+    const me = this.me();
+    return this.signJson({
+      user_id: me.userId,
+      device_id: me.deviceId,
+      algorithms: [OLM_ALGORITHM, MEGOLM_ALGORITHM],
+      keys: { [`curve25519:${me.deviceId}`]: me.curve25519, [`ed25519:${me.deviceId}`]: me.ed25519 },
+    });
+  }
+
+  /** Encrypt the three private keys for secret storage under a new key (recovery key or passphrase). */
+  private async secretStorageFor(seeds: CrossSigningSeeds, passphrase?: string): Promise<{ recoveryKey: string; keyId: string; keyDescription: Json; secrets: Record<string, Json> }> {
+    let privateKey: Uint8Array;
+    let description: Json;
+    if (passphrase) {
+      const salt = randomBytes(24).toString("base64url");
+      const iterations = 500_000;
+      privateKey = await deriveKeyFromPassphrase(passphrase, salt, iterations);
+      description = makeKeyDescription(privateKey, { passphrase: { salt, iterations } }) as Json;
+    } else {
+      privateKey = generateRecoveryKey().privateKey;
+      description = makeKeyDescription(privateKey) as Json;
+    }
+    const keyId = newSecretStorageKeyId();
+    const b64 = (u: Uint8Array): string => Buffer.from(u).toString("base64").replace(/=+$/, "");
+    const secrets: Record<string, Json> = {};
+    for (const [name, seed] of [
+      ["m.cross_signing.master", seeds.master],
+      ["m.cross_signing.self_signing", seeds.selfSigning],
+      ["m.cross_signing.user_signing", seeds.userSigning],
+    ] as const) {
+      secrets[name] = { encrypted: { [keyId]: encryptSecret(b64(seed), privateKey, name) } };
+    }
+    const { encodeRecoveryKey } = await import("./secretStorage.js");
+    const recoveryKey = encodeRecoveryKey(privateKey);
+    privateKey.fill(0);
+    return { recoveryKey, keyId, keyDescription: description, secrets };
+  }
+
+  /**
+   * Create the three cross-signing keys (committed before anything leaves), sign this device with
+   * the self-signing key, and encrypt the private keys for secret storage.
+   */
+  async bootstrapCrossSigning(opts: { passphrase?: string } = {}): Promise<{
+    deviceSigningUpload: Json;
+    signatureUpload: Json;
+    recoveryKey: string;
+    secretStorage: { keyId: string; keyDescription: Json; secrets: Record<string, Json> };
+  }> {
+    const me = this.me();
+    const tx = new Transaction(this.store);
+    const keys = generateCrossSigningKeys(this.olm, me.userId, this.deviceSigner());
+    const seeds = { master: keys.master.seed, selfSigning: keys.selfSigning.seed, userSigning: keys.userSigning.seed };
+    saveSeeds(tx, this.pickleKey, seeds);
+    const signatureUpload = signDevice(this.olm, this.ownDeviceKeys(), me.userId, keys.selfSigning.seed, keys.selfSigning.publicKey);
+    const ss = await this.secretStorageFor(seeds, opts.passphrase);
+    // Our new identity is the pinned one.
+    savePin(tx, me.userId, { pinned: keys.master.publicKey, changedTo: null });
+    saveIdentity(tx, me.userId, { master: keys.master.object, selfSigning: keys.selfSigning.object, userSigning: keys.userSigning.object });
+    this.markDirty(tx, me.userId);
+    this.trustCache.clear();
+    await this.commit(tx);
+    return {
+      deviceSigningUpload: deviceSigningUploadBody(keys) as unknown as Json,
+      signatureUpload: signatureUpload as Json,
+      recoveryKey: ss.recoveryKey,
+      secretStorage: { keyId: ss.keyId, keyDescription: ss.keyDescription, secrets: ss.secrets },
+    };
+  }
+
+  /**
+   * Restore the cross-signing keys from secret storage on another device of the same user: decrypt
+   * them with the recovery key or passphrase, check them against the published keys, store them
+   * and sign this device. Throws (changing nothing) on a wrong key or mismatching secrets.
+   */
+  async restoreCrossSigning(input: { keyDescription: Json; keyId: string; secrets: Record<string, unknown>; recoveryKey?: string; passphrase?: string }): Promise<{ signatureUpload: Json }> {
+    const me = this.me();
+    const tx = new Transaction(this.store);
+    const d = input.keyDescription;
+    let privateKey: Uint8Array;
+    if (input.recoveryKey) privateKey = decodeRecoveryKey(input.recoveryKey);
+    else if (input.passphrase) {
+      const pp = isObj(d.passphrase) ? d.passphrase : null;
+      if (!pp || !isStr(pp.salt) || typeof pp.iterations !== "number") throw new SecretStorageError("bad_format", "this secret storage key has no passphrase");
+      privateKey = await deriveKeyFromPassphrase(input.passphrase, pp.salt, pp.iterations, typeof pp.bits === "number" ? pp.bits : 256);
+    } else throw new InvalidArgumentError("a recovery key or a passphrase is needed");
+    try {
+      if (!checkKey(privateKey, d)) throw new SecretStorageError("bad_mac", "the recovery key or passphrase does not match the secret storage key");
+      const seedOf = (name: string): Uint8Array => {
+        const s = input.secrets[name];
+        const enc = isObj(s) && isObj(s.encrypted) ? s.encrypted[input.keyId] : undefined;
+        if (!isObj(enc)) throw new SecretStorageError("bad_format", `secret ${name} is not stored under key ${input.keyId}`);
+        const b = Buffer.from(decryptSecret(enc as never, privateKey, name), "base64");
+        if (b.length !== 32) throw new SecretStorageError("bad_format", `secret ${name} is not a 32-byte key`);
+        return new Uint8Array(b);
+      };
+      const seeds = { master: seedOf("m.cross_signing.master"), selfSigning: seedOf("m.cross_signing.self_signing"), userSigning: seedOf("m.cross_signing.user_signing") };
+      const keys = crossSigningKeysFromSeeds(this.olm, me.userId, seeds);
+      const published = loadIdentity(tx, me.userId);
+      const pub = published ? parseCrossSigningKey(published.master, me.userId, "master") : null;
+      const pubSsk = published?.selfSigning ? parseCrossSigningKey(published.selfSigning, me.userId, "self_signing") : null;
+      if (!pub?.ok || pub.publicKey !== keys.master.publicKey || !pubSsk?.ok || pubSsk.publicKey !== keys.selfSigning.publicKey) {
+        throw new SecretStorageError("bad_format", "the stored cross-signing keys do not match the keys published for this user");
+      }
+      saveSeeds(tx, this.pickleKey, seeds);
+      const pin = loadPin(tx, me.userId);
+      if (!pin || pin.pinned !== keys.master.publicKey) savePin(tx, me.userId, { pinned: keys.master.publicKey, changedTo: null });
+      const signatureUpload = mergeSignatureUploads(
+        signDevice(this.olm, this.ownDeviceKeys(), me.userId, keys.selfSigning.seed, keys.selfSigning.publicKey),
+        // The device vouches for the master key too (as the creating device did).
+        { [me.userId]: { [keys.master.publicKey]: { ...keys.master.object, signatures: { [me.userId]: { [`ed25519:${me.deviceId}`]: this.acct().sign(canonicalJson(signablePart(keys.master.object))) } } } } },
+      );
+      this.markDirty(tx, me.userId);
+      this.trustCache.clear();
+      await this.commit(tx);
+      return { signatureUpload: signatureUpload as Json };
+    } finally {
+      privateKey.fill(0);
+    }
+  }
+
+  /** Sign another user's master key with our user-signing key (after verifying them out of band). */
+  async verifyUser(userId: string): Promise<{ signatureUpload: Json }> {
+    const me = this.me();
+    const tx = new Transaction(this.store);
+    const seeds = loadSeeds(tx, this.pickleKey);
+    if (!seeds) throw new InvalidArgumentError("this device has no cross-signing keys: bootstrap or restore cross-signing first");
+    const identity = loadIdentity(tx, userId);
+    if (!identity) throw new InvalidArgumentError(`no cross-signing identity is known for ${userId}`);
+    const pin = loadPin(tx, userId);
+    if (pin?.changedTo) throw new InvalidArgumentError(`the identity of ${userId} changed; acknowledge the change first`);
+    const parsed = parseCrossSigningKey(identity.master, userId, "master");
+    if (!parsed.ok) throw new InvalidArgumentError(`the master key of ${userId} is invalid: ${parsed.reason}`);
+    const upload = signUserMaster(this.olm, identity.master, me.userId, seeds.userSigning, publicKeyFromSeed(this.olm, seeds.userSigning));
+    saveVerified(tx, userId, parsed.publicKey);
+    this.trustCache.clear();
+    await this.commit(tx);
+    return { signatureUpload: upload as Json };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1529,7 +1806,8 @@ export class CryptoEngine {
   // devices
 
   getDevices(userId: string): DeviceInfo[] {
-    return this.store.getUserDevices(userId).map(toDeviceInfo);
+    const tx = new Transaction(this.store);
+    return this.store.getUserDevices(userId).map((d) => this.deviceInfo(tx, d));
   }
 
   async setDeviceFlags(userId: string, deviceId: string, flags: { verified?: boolean; blacklisted?: boolean; ignored?: boolean }): Promise<DeviceInfo> {
@@ -1542,7 +1820,7 @@ export class CryptoEngine {
     if (typeof flags.ignored === "boolean") upd.ignored = flags.ignored;
     tx.putDevice(upd);
     await this.commit(tx);
-    return toDeviceInfo(upd);
+    return this.deviceInfo(tx, upd);
   }
 
   identity(): AccountInfo {
@@ -1574,8 +1852,9 @@ interface OutgoingKeyRequest {
   state: "unsent" | "sent" | "cancel";
 }
 
-function toDeviceInfo(d: DeviceRecord): DeviceInfo {
+function toDeviceInfo(d: DeviceRecord, trust: { crossSigned: boolean; crossSigningVerified: boolean }): DeviceInfo {
   return {
+    ...trust,
     userId: d.userId,
     deviceId: d.deviceId,
     displayName: d.displayName ?? null,
