@@ -620,18 +620,34 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     const max = this.opts.syncBackoff?.maxMs ?? 60_000;
     const timeout = this.opts.syncTimeoutMs ?? 30_000;
     let failures = 0;
-    while (!signal.aborted) {
-      try {
-        const res = await this.http.request<unknown>("GET", "/_matrix/client/v3/sync", {
-          query: { since: this.syncToken ?? undefined, timeout: this.syncToken ? timeout : 0 },
+    type Fetched = { res: unknown } | { err: unknown };
+    const fetchSync = (since: string | null): Promise<Fetched> =>
+      this.http
+        .request<unknown>("GET", "/_matrix/client/v3/sync", {
+          query: { since: since ?? undefined, timeout: since ? timeout : 0 },
           timeoutMs: timeout + 30_000,
           retry: false,
           signal,
-        });
+        })
+        .then(
+          (res) => ({ res }),
+          (err: unknown) => ({ err }),
+        );
+    // The next /sync is fetched while this one's timelines decrypt (its to-device part is already
+    // committed); on any failure the prefetch is dropped and the sync is fetched again.
+    let prefetch: Promise<Fetched> | null = null;
+    while (!signal.aborted) {
+      try {
+        const got: Fetched = await (prefetch ?? fetchSync(this.syncToken));
+        prefetch = null;
+        if ("err" in got) throw got.err;
         if (signal.aborted) break;
-        await this.processSync(res);
+        await this.processSync(got.res, (next) => {
+          if (!signal.aborted) prefetch = fetchSync(next);
+        });
         failures = 0;
       } catch (err) {
+        prefetch = null;
         if (signal.aborted) break;
         failures++;
         const e = err instanceof Error ? err : new Error(String(err));
@@ -648,7 +664,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
   }
 
   /** Process one `/sync` response: crypto first, then timelines in order, then commit the token. */
-  private async processSync(res: unknown): Promise<void> {
+  private async processSync(res: unknown, onIngested?: (nextBatch: string) => void): Promise<void> {
     if (!isObj(res) || typeof res.next_batch !== "string") throw new MatrixHttpError(200, "M_BAD_JSON", "sync response without next_batch");
     const nextBatch = res.next_batch;
     const roomsSection = isObj(res.rooms) ? res.rooms : {};
@@ -704,6 +720,8 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       }
     }
 
+    onIngested?.(nextBatch);
+
     for (const [roomId, r] of Object.entries(invite)) {
       const inv = events(r, "invite_state").find((e) => isObj(e) && e.type === "m.room.member" && e.state_key === this._userId);
       this.emit("room.invite", roomId, isObj(inv) && typeof inv.sender === "string" ? inv.sender : null);
@@ -712,14 +730,16 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     // Timelines: one worker call per room for its encrypted events, rooms in parallel, emitted in order.
     let emitted = 0;
     const timelines = Object.entries(join).map(([roomId, r]) => ({ roomId, events: events(r, "timeline").filter(isObj) }));
-    const decrypted = await Promise.all(
-      timelines.map(async (t) => {
-        const enc = t.events.filter((e) => e.type === "m.room.encrypted");
-        if (!enc.length || !this.encryption || !this.account) return new Map<string, RoomDecryptResult>();
-        const results = await this.crypto.decryptRoomEvents(t.roomId, JSON.stringify(enc));
-        return new Map(results.map((r) => [r.eventId, r]));
-      }),
-    );
+    // One worker call for the whole sync's encrypted timeline events (O(1) hops per sync).
+    const decrypted = timelines.map(() => new Map<string, RoomDecryptResult>());
+    const encRooms = timelines.map((t, i) => ({ i, roomId: t.roomId, events: t.events.filter((e) => e.type === "m.room.encrypted") })).filter((r) => r.events.length);
+    if (encRooms.length && this.encryption && this.account) {
+      const out = await this.crypto.decryptSyncTimelines(JSON.stringify(encRooms.map((r) => ({ roomId: r.roomId, events: r.events }))));
+      out.forEach((o, k) => {
+        const target = decrypted[encRooms[k]!.i]!;
+        for (const r of o.results) target.set(r.eventId, r);
+      });
+    }
     timelines.forEach((t, i) => {
       const results = decrypted[i]!;
       for (const ev of t.events) {

@@ -243,6 +243,8 @@ export interface CryptoWorkerApi {
   receiveSyncChanges(inputJson: string): SyncChangesResult;
   /** Commit the sync token once everything that sync carried was handled. */
   commitSyncToken(token: string): void;
+  /** Decrypt the encrypted timeline events of all rooms of one sync; side effects commit with the token. */
+  decryptSyncTimelines(roomsJson: string): { roomId: string; results: RoomDecryptResult[] }[];
   /** Decrypt a batch of `m.room.encrypted` events of one room (JSON array). */
   decryptRoomEvents(roomId: string, eventsJson: string): RoomDecryptResult[];
 

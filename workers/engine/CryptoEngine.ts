@@ -125,6 +125,11 @@ export class CryptoEngine {
   /** Bumped each time a user's device list is reported changed; a query answer only clears dirty if unchanged. */
   private readonly dirtyGeneration = new Map<string, number>();
   private readonly failedClaims = new Map<string, number>();
+  /** In-memory mirror of the tracked users (user → dirty), loaded with the account. */
+  private tracked = new Map<string, boolean>();
+  private readonly deviceByCurve = new Map<string, DeviceRecord | null>();
+  /** Timeline side effects waiting to be committed with the sync token. */
+  private deferred: Transaction | null = null;
 
   constructor(opts: EngineOptions) {
     this.olm = opts.olm;
@@ -151,8 +156,10 @@ export class CryptoEngine {
     }
     this.release();
     const rec = await this.store.useAccount(userId, deviceId);
+    this.tracked = new Map(rec ? this.store.getTrackedUsers().map((t) => [t.userId, t.dirty]) : []);
+    this.deviceByCurve.clear();
     const account = new this.olm.Account();
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     if (rec) {
       account.unpickle(this.pickleKey, rec.pickle);
       this.accountRecord = rec;
@@ -173,8 +180,7 @@ export class CryptoEngine {
       for (const r of JSON.parse(stored) as OutgoingKeyRequest[]) this.keyRequests.set(r.requestId, { ...r, state: r.state === "cancel" ? "cancel" : "unsent" });
     }
     // Our own user is always tracked: our other devices are recipients too.
-    const tracked = tx.getTracked();
-    if (!tracked.has(userId)) tx.putTracked({ userId, dirty: true });
+    if (!tx.isTracked(userId)) tx.putTracked({ userId, dirty: true });
     await this.commit(tx);
     return { ...this.ids };
   }
@@ -189,6 +195,7 @@ export class CryptoEngine {
 
   /** Free libolm objects. */
   release(): void {
+    this.deferred = null;
     this.cache.clear();
     this.trustCache.clear();
     this.account?.free();
@@ -214,9 +221,27 @@ export class CryptoEngine {
     tx.account = rec;
   }
 
+  private newTx(): Transaction {
+    return new Transaction(this.store, this.tracked);
+  }
+
   private async commit(tx: Transaction): Promise<void> {
     const changes = tx.toChanges();
     if (changes) await this.store.saveChanges(changes);
+    tx.applyTracked(this.tracked);
+    if (tx.wroteDevices) this.deviceByCurve.clear();
+  }
+
+  /** The device owning a curve25519 key, cached (cleared whenever devices are written). */
+  private deviceForCurve(tx: Transaction, curve: string): DeviceRecord | null {
+    if (tx.wroteDevices) return tx.getDeviceByCurve(curve);
+    let d = this.deviceByCurve.get(curve);
+    if (d === undefined) {
+      d = this.store.getDeviceByCurve25519(curve);
+      if (this.deviceByCurve.size > 10_000) this.deviceByCurve.clear();
+      this.deviceByCurve.set(curve, d);
+    }
+    return d;
   }
 
   getSyncToken(): string | null {
@@ -255,7 +280,7 @@ export class CryptoEngine {
 
   /** Requests to send now (keys/upload, keys/query). Single flight per kind. */
   async outgoingRequests(): Promise<OutgoingRequest[]> {
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const out: OutgoingRequest[] = [];
     if (!this.uploadInFlight) {
       const body = this.buildKeysUpload(tx);
@@ -348,7 +373,7 @@ export class CryptoEngine {
     } catch {
       response = {};
     }
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     switch (kind) {
       case "keys_upload":
         this.uploadInFlight = false;
@@ -375,7 +400,7 @@ export class CryptoEngine {
   async markRequestAsFailed(id: string, kind: OutgoingRequest["kind"], errcode: string | null, message: string): Promise<void> {
     const req = this.inFlight.get(id);
     this.inFlight.delete(id);
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     if (kind === "keys_upload") {
       this.uploadInFlight = false;
       if (/already exists/i.test(message)) {
@@ -415,7 +440,6 @@ export class CryptoEngine {
     const deviceKeys = isObj(response.device_keys) ? response.device_keys : {};
     const failures = isObj(response.failures) ? response.failures : {};
     if (Object.keys(failures).length) this.log.warn(`keys/query failures for servers: ${Object.keys(failures).join(", ")}`);
-    const tracked = tx.getTracked();
     for (const [userId, gen] of users) {
       const devices = deviceKeys[userId];
       if (!isObj(devices)) continue; // server failure or unknown user: stays dirty
@@ -449,7 +473,7 @@ export class CryptoEngine {
       for (const d of tx.getUserDevices(userId)) {
         if (!seen.has(d.deviceId) && !d.deleted) tx.putDevice({ ...d, deleted: true });
       }
-      if (tracked.has(userId) && (this.dirtyGeneration.get(userId) ?? 0) === gen) tx.putTracked({ userId, dirty: false });
+      if (tx.isTracked(userId) && (this.dirtyGeneration.get(userId) ?? 0) === gen) tx.putTracked({ userId, dirty: false });
     }
   }
 
@@ -526,7 +550,7 @@ export class CryptoEngine {
   /** Process the crypto-relevant parts of one sync. The token is committed later. */
   async receiveSyncChanges(input: SyncChangesInput): Promise<SyncChangesResult> {
     const me = this.me();
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const result: SyncChangesResult = emptySyncResult();
 
     // 1. room state: encryption, history visibility, members
@@ -540,13 +564,12 @@ export class CryptoEngine {
     }
 
     // 2. device lists
-    const tracked = tx.getTracked();
     const dl = isObj(input.deviceLists) ? input.deviceLists : {};
     for (const u of Array.isArray(dl.changed) ? dl.changed : []) {
-      if (isStr(u) && tracked.has(u)) this.markDirty(tx, u);
+      if (isStr(u) && tx.isTracked(u)) this.markDirty(tx, u);
     }
     for (const u of Array.isArray(dl.left) ? dl.left : []) {
-      if (isStr(u) && u !== me.userId && tracked.has(u)) tx.untrack(u);
+      if (isStr(u) && u !== me.userId && tx.isTracked(u)) tx.untrack(u);
     }
 
     // 3. one-time keys and fallback key
@@ -585,10 +608,33 @@ export class CryptoEngine {
     }
   }
 
-  /** Commit the sync token once the sync is fully handled. */
+  /**
+   * Decrypt the encrypted timeline events of every room of one sync in one call. The side effects
+   * (replay records, events kept for later, key requests) are committed together with the sync
+   * token by {@link commitSyncToken}: one transaction per sync instead of one per room. A crash in
+   * between makes the client process the sync again, which recreates them.
+   */
+  decryptSyncTimelines(rooms: { roomId: string; events: unknown[] }[]): { roomId: string; results: RoomDecryptResult[] }[] {
+    this.me();
+    const tx = this.deferred ?? this.newTx();
+    this.deferred = tx;
+    const out: { roomId: string; results: RoomDecryptResult[] }[] = [];
+    for (const r of Array.isArray(rooms) ? rooms : []) {
+      if (!isObj(r) || !isStr(r.roomId) || !Array.isArray(r.events)) continue;
+      out.push({ roomId: r.roomId, results: this.decryptBatch(tx, r.roomId, r.events, true) });
+    }
+    return out;
+  }
+
+  /** Commit the sync token (with the deferred timeline side effects) once the sync is fully handled. */
   async commitSyncToken(token: string): Promise<void> {
     if (!isStr(token)) throw new InvalidArgumentError("sync token must be a string");
-    await this.store.saveChanges({ syncToken: token });
+    const tx = this.deferred ?? this.newTx();
+    this.deferred = null;
+    // Key-request state may have moved on since the timelines were decrypted: write the current one.
+    if (tx.getValue(KEY_REQUESTS) !== this.store.getValue(KEY_REQUESTS)) this.saveKeyRequests(tx);
+    tx.syncToken = token;
+    await this.commit(tx);
   }
 
   private markDirty(tx: Transaction, userId: string): void {
@@ -600,6 +646,7 @@ export class CryptoEngine {
     let room = tx.getRoom(roomId) ?? { roomId, encryption: null, historyVisibility: null };
     let roomChanged = false;
     const wasEncrypted = room.encryption !== null;
+    const memberUsers: { userId: string; membership: string }[] = [];
     for (const ev of events) {
       if (!isObj(ev) || !isStr(ev.type) || !isObj(ev.content) || !isStr(ev.state_key)) continue;
       if (ev.type === "m.room.encryption" && ev.state_key === "") {
@@ -614,20 +661,19 @@ export class CryptoEngine {
         roomChanged = true;
       } else if (ev.type === "m.room.member" && ev.state_key.startsWith("@") && isStr(ev.content.membership)) {
         tx.putMember({ roomId, userId: ev.state_key, membership: ev.content.membership });
+        memberUsers.push({ userId: ev.state_key, membership: ev.content.membership });
       }
     }
     if (roomChanged || !tx.getRoom(roomId)) tx.putRoom(room);
     if (!wasEncrypted && room.encryption !== null) result.encryptedRooms.push({ roomId, encryption: room.encryption });
-    if (room.encryption !== null) this.trackRoomMembers(tx, roomId);
+    // Track every member when the room just became encrypted, else only members whose membership
+    // this sync changed (no per-sync scan of big rooms).
+    if (room.encryption !== null) this.trackRoomMembers(tx, roomId, wasEncrypted ? memberUsers : null);
   }
 
-  private trackRoomMembers(tx: Transaction, roomId: string): void {
-    const tracked = tx.getTracked();
-    for (const m of tx.getMembers(roomId)) {
-      if ((m.membership === "join" || m.membership === "invite") && !tracked.has(m.userId)) {
-        this.markDirty(tx, m.userId);
-        tracked.set(m.userId, true);
-      }
+  private trackRoomMembers(tx: Transaction, roomId: string, only: { userId: string; membership: string }[] | null = null): void {
+    for (const m of only ?? tx.getMembers(roomId)) {
+      if ((m.membership === "join" || m.membership === "invite") && !tx.isTracked(m.userId)) this.markDirty(tx, m.userId);
     }
   }
 
@@ -754,7 +800,7 @@ export class CryptoEngine {
     if (device && (device.userId !== sender || device.ed25519 !== plaintext.keys.ed25519)) {
       throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, `keys do not match the known device ${device.userId}/${device.deviceId}`);
     }
-    if (!device && tx.getTracked().has(sender)) {
+    if (!device && tx.isTracked(sender)) {
       // An unknown device of a tracked user: refresh the user's devices so that the claimed keys are
       // checked soon (events stay "unknown_device", never "verified", until then).
       this.markDirty(tx, sender);
@@ -829,7 +875,7 @@ export class CryptoEngine {
   /** Decrypt a batch of `m.room.encrypted` events of one room. */
   async decryptRoomEvents(roomId: string, events: unknown[]): Promise<RoomDecryptResult[]> {
     this.me();
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const results = this.decryptBatch(tx, roomId, Array.isArray(events) ? events : [], true);
     await this.commit(tx);
     return results;
@@ -942,7 +988,7 @@ export class CryptoEngine {
     } else if (rec.source === "forwarded" || rec.source === "imported") {
       verification = VerificationStatus.Unauthenticated;
     } else {
-      const device = tx.getDeviceByCurve(c.sender_key);
+      const device = this.deviceForCurve(tx, c.sender_key);
       if (!device) {
         verification = VerificationStatus.UnknownDevice;
       } else {
@@ -978,7 +1024,7 @@ export class CryptoEngine {
 
   async setRoomEncryption(roomId: string, encryption: Json): Promise<void> {
     if (!isStr(encryption.algorithm)) throw new InvalidArgumentError("encryption content needs an algorithm");
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const room = tx.getRoom(roomId) ?? { roomId, encryption: null, historyVisibility: null };
     if (room.encryption === null) tx.putRoom({ ...room, encryption });
     this.trackRoomMembers(tx, roomId);
@@ -986,7 +1032,7 @@ export class CryptoEngine {
   }
 
   async setRoomMembers(roomId: string, members: { userId: string; membership: string }[]): Promise<void> {
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const room = tx.getRoom(roomId) ?? { roomId, encryption: null, historyVisibility: null };
     tx.putRoom(room);
     for (const m of members) if (isStr(m.userId) && isStr(m.membership)) tx.putMember({ roomId, userId: m.userId, membership: m.membership });
@@ -1047,17 +1093,11 @@ export class CryptoEngine {
 
   /** Next request needed before sharing the room key: keys/query, then keys/claim; or ready. */
   async prepareRoomKeyShare(roomId: string, verifyDevices: boolean, onlyCrossSigned = false): Promise<PrepareShareStep> {
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     this.requireMegolmRoom(tx, roomId);
-    const tracked = tx.getTracked();
     const users = this.recipientUsers(tx, roomId);
-    for (const u of users) {
-      if (!tracked.has(u)) {
-        this.markDirty(tx, u);
-        tracked.set(u, true);
-      }
-    }
-    const dirty = users.filter((u) => tracked.get(u));
+    for (const u of users) if (!tx.isTracked(u)) this.markDirty(tx, u);
+    const dirty = users.filter((u) => tx.isDirty(u));
     let step: PrepareShareStep = { ready: true };
     if (dirty.length) {
       step = { ready: false, request: this.buildKeysQuery(dirty) };
@@ -1086,7 +1126,7 @@ export class CryptoEngine {
   /** Share the room's outbound session with every recipient device that lacks it; rotate first when needed. */
   async shareRoomKey(roomId: string, verifyDevices: boolean, onlyCrossSigned = false): Promise<OutgoingRequest[]> {
     const me = this.me();
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const settings = this.requireMegolmRoom(tx, roomId);
     const { devices, blacklisted, notCrossSigned } = this.recipientDevices(tx, roomId, verifyDevices, onlyCrossSigned);
     const existing = tx.getOutbound(roomId);
@@ -1227,7 +1267,7 @@ export class CryptoEngine {
   }
 
   async discardRoomKey(roomId: string): Promise<void> {
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     if (tx.getOutbound(roomId)) tx.deleteOutbound(roomId);
     for (const [id, r] of this.inFlight) if (r.share?.roomId === roomId) this.inFlight.delete(id);
     await this.commit(tx);
@@ -1236,7 +1276,7 @@ export class CryptoEngine {
   /** Encrypt one event with the room's fully shared outbound session. */
   async encryptRoomEvent(roomId: string, eventType: string, content: Json): Promise<Json> {
     const me = this.me();
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     this.requireMegolmRoom(tx, roomId);
     const o = tx.getOutbound(roomId);
     if (!o) throw new InternalError(`no outbound session for ${roomId}; share the room key first`);
@@ -1329,7 +1369,7 @@ export class CryptoEngine {
 
   /** Mark users' device lists (and identities) stale so the next outgoing-requests pass queries them. */
   async refreshUsers(userIds: string[]): Promise<void> {
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     // Explicitly asked for: tracked from now on (the server reports changes only for users we share rooms with).
     for (const u of userIds) if (isStr(u) && u.startsWith("@")) this.markDirty(tx, u);
     await this.commit(tx);
@@ -1337,7 +1377,7 @@ export class CryptoEngine {
 
   /** A user's cross-signing identity as we know it. */
   getUserIdentity(userId: string): { userId: string; masterKey: string | null; pinnedMasterKey: string | null; changed: boolean; verified: boolean } {
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const identity = loadIdentity(tx, userId);
     const parsed = identity ? parseCrossSigningKey(identity.master, userId, "master") : null;
     const pin = loadPin(tx, userId);
@@ -1352,7 +1392,7 @@ export class CryptoEngine {
 
   /** Accept a changed identity of `userId` (after checking it out of band): the new master key becomes the pinned one. */
   async acknowledgeIdentityChange(userId: string): Promise<void> {
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const pin = loadPin(tx, userId);
     if (pin?.changedTo) {
       savePin(tx, userId, { pinned: pin.changedTo, changedTo: null });
@@ -1418,7 +1458,7 @@ export class CryptoEngine {
     secretStorage: { keyId: string; keyDescription: Json; secrets: Record<string, Json> };
   }> {
     const me = this.me();
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const keys = generateCrossSigningKeys(this.olm, me.userId, this.deviceSigner());
     const seeds = { master: keys.master.seed, selfSigning: keys.selfSigning.seed, userSigning: keys.userSigning.seed };
     saveSeeds(tx, this.pickleKey, seeds);
@@ -1445,7 +1485,7 @@ export class CryptoEngine {
    */
   async restoreCrossSigning(input: { keyDescription: Json; keyId: string; secrets: Record<string, unknown>; recoveryKey?: string; passphrase?: string }): Promise<{ signatureUpload: Json }> {
     const me = this.me();
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const d = input.keyDescription;
     let privateKey: Uint8Array;
     if (input.recoveryKey) privateKey = decodeRecoveryKey(input.recoveryKey);
@@ -1492,7 +1532,7 @@ export class CryptoEngine {
   /** Sign another user's master key with our user-signing key (after verifying them out of band). */
   async verifyUser(userId: string): Promise<{ signatureUpload: Json }> {
     const me = this.me();
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const seeds = loadSeeds(tx, this.pickleKey);
     if (!seeds) throw new InvalidArgumentError("this device has no cross-signing keys: bootstrap or restore cross-signing first");
     const identity = loadIdentity(tx, userId);
@@ -1658,7 +1698,7 @@ export class CryptoEngine {
   /** Answer approved requests from our own devices with Olm-encrypted `m.forwarded_room_key`s. Blacklisted devices are never answered. */
   async answerKeyRequests(requests: IncomingKeyRequest[]): Promise<OutgoingRequest[]> {
     const me = this.me();
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const messages: Record<string, Json> = {};
     for (const r of requests) {
       const device = tx.getDevice(me.userId, r.deviceId);
@@ -1766,7 +1806,7 @@ export class CryptoEngine {
    */
   async importRoomKeys(keys: unknown[]): Promise<{ imported: number; skipped: number; redecrypted: { roomId: string; results: RoomDecryptResult[] }[] }> {
     this.me();
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const result: SyncChangesResult = emptySyncResult();
     let imported = 0;
     let skipped = 0;
@@ -1806,12 +1846,12 @@ export class CryptoEngine {
   // devices
 
   getDevices(userId: string): DeviceInfo[] {
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     return this.store.getUserDevices(userId).map((d) => this.deviceInfo(tx, d));
   }
 
   async setDeviceFlags(userId: string, deviceId: string, flags: { verified?: boolean; blacklisted?: boolean; ignored?: boolean }): Promise<DeviceInfo> {
-    const tx = new Transaction(this.store);
+    const tx = this.newTx();
     const d = tx.getDevice(userId, deviceId);
     if (!d || !d.ed25519) throw new UnknownDeviceKeysError(userId, deviceId);
     const upd: DeviceRecord = { ...d };

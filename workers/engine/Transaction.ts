@@ -33,7 +33,14 @@ export class Transaction {
   private readonly values = new Map<string, string | null>();
   syncToken: string | undefined;
 
-  constructor(private readonly store: CryptoStore) {}
+  /**
+   * @param trackedBase - the engine's in-memory mirror of the tracked users (user → dirty), so
+   *   lookups do not scan the store; updated by {@link Transaction.applyTracked} after the commit.
+   */
+  constructor(
+    private readonly store: CryptoStore,
+    private readonly trackedBase?: Map<string, boolean>,
+  ) {}
 
   // --- writes -------------------------------------------------------------------------------
   putOlmSession(r: OlmSessionRecord): void {
@@ -104,8 +111,31 @@ export class Transaction {
     for (const d of this.devices.values()) if (d.curve25519 === curve) return d;
     return this.store.getDeviceByCurve25519(curve);
   }
+  /** Whether `userId` is tracked (read-your-writes). */
+  isTracked(userId: string): boolean {
+    const w = this.tracked.get(userId);
+    if (w !== undefined) return w !== null;
+    return this.trackedBase ? this.trackedBase.has(userId) : this.store.getTrackedUsers().some((t) => t.userId === userId);
+  }
+  /** Whether `userId` is tracked and needs a `/keys/query`. */
+  isDirty(userId: string): boolean {
+    const w = this.tracked.get(userId);
+    if (w !== undefined) return w?.dirty === true;
+    return this.trackedBase ? this.trackedBase.get(userId) === true : this.store.getTrackedUsers().some((t) => t.userId === userId && t.dirty);
+  }
+  /** Apply this transaction's tracked-user writes to the engine's mirror (after a successful commit). */
+  applyTracked(base: Map<string, boolean>): void {
+    for (const [u, r] of this.tracked) {
+      if (r === null) base.delete(u);
+      else base.set(u, r.dirty);
+    }
+  }
+  /** Whether this transaction wrote devices (device caches must be dropped). */
+  get wroteDevices(): boolean {
+    return this.devices.size > 0;
+  }
   getTracked(): Map<string, boolean> {
-    const m = new Map(this.store.getTrackedUsers().map((t) => [t.userId, t.dirty]));
+    const m = this.trackedBase ? new Map(this.trackedBase) : new Map(this.store.getTrackedUsers().map((t) => [t.userId, t.dirty]));
     for (const [u, r] of this.tracked) {
       if (r === null) m.delete(u);
       else m.set(u, r.dirty);
