@@ -100,6 +100,24 @@ export type KeyForwardListener = (sessionId: string) => void;
  */
 export type KeyRequestListener = (devices: Record<string, Device>, answer: (deviceIds: string[]) => Promise<void>) => void;
 
+/** Most events fetched to fill one room's timeline gap; beyond, `room.timelineGap` is emitted. */
+const MAX_GAP_EVENTS = 1000;
+/** Sync filter: more timeline events per room per sync than the server default of 10. */
+const SYNC_FILTER = JSON.stringify({ room: { timeline: { limit: 100 } } });
+
+/** Items of `list` that can be serialized; the others are logged and dropped. */
+function keepSerializable<T>(list: T[], log: Logger, what: string): T[] {
+  return list.filter((item) => {
+    try {
+      JSON.stringify(item);
+      return true;
+    } catch {
+      log.warn(`dropped a ${what} that cannot be serialized (reason: malformed)`);
+      return false;
+    }
+  });
+}
+
 const DEFAULT_PICKLE_KEY = "matrix-e2ee-worker-sdk default pickle key";
 
 type Json = Record<string, unknown>;
@@ -340,13 +358,25 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
   // ---------------------------------------------------------------------------------------------
   // outgoing requests loop (single flight, DESIGN §3)
 
+  /**
+   * One pass of the outgoing-requests loop. Failures are reported once per pass as an `error`
+   * event and never reject: the engine keeps the work (unpublished keys, dirty users) for the next pass.
+   */
   private async processOutgoingRequests(): Promise<void> {
     if (!this.account || !this.host) return;
-    // A response can enable the next step (a claim, then the m.dummy it allows): a few passes.
-    for (let pass = 0; pass < 3; pass++) {
-      const reqs = await this.crypto.outgoingRequests();
-      if (!reqs.length) return;
-      await Promise.all(reqs.map((r) => this.sendOutgoing(r)));
+    try {
+      // A response can enable the next step (a claim, then the m.dummy it allows): a few passes.
+      for (let pass = 0; pass < 3; pass++) {
+        const reqs = await this.crypto.outgoingRequests();
+        if (!reqs.length) return;
+        const results = await Promise.allSettled(reqs.map((r) => this.sendOutgoing(r)));
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+        if (failed) throw failed.reason;
+      }
+    } catch (err) {
+      if (this.closed) return;
+      this.log.warn(`outgoing crypto requests failed: ${String(err)}`);
+      this.emit("error", err instanceof Error ? err : new Error(String(err)));
     }
   }
 
@@ -624,7 +654,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     const fetchSync = (since: string | null): Promise<Fetched> =>
       this.http
         .request<unknown>("GET", "/_matrix/client/v3/sync", {
-          query: { since: since ?? undefined, timeout: since ? timeout : 0 },
+          query: { since: since ?? undefined, timeout: since ? timeout : 0, filter: SYNC_FILTER },
           timeoutMs: timeout + 30_000,
           retry: false,
           signal,
@@ -705,7 +735,10 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       if (isObj(res.device_one_time_keys_count)) input.oneTimeKeyCounts = res.device_one_time_keys_count;
       const fb = res.device_unused_fallback_key_types ?? res["org.matrix.msc2732.device_unused_fallback_key_types"];
       if (fb !== undefined) input.unusedFallbackKeyTypes = fb;
-      cryptoResult = await this.crypto.receiveSyncChanges(JSON.stringify(input));
+      cryptoResult = await this.crypto.receiveSyncChanges(this.toWorkerJson(input, () => {
+        input.toDevice = keepSerializable(input.toDevice, this.log, "to-device event");
+        for (const r of input.rooms) r.stateEvents = keepSerializable(r.stateEvents, this.log, "state event");
+      }));
       for (const f of cryptoResult.toDeviceFailures) this.emit("toDevice.failure", f);
       for (const t of cryptoResult.toDevice) {
         this.emit("toDevice", { type: t.type, sender: t.sender, content: JSON.parse(t.contentJson) as Json, encrypted: t.encrypted, senderCurve25519: t.senderCurve25519 });
@@ -729,12 +762,24 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
 
     // Timelines: one worker call per room for its encrypted events, rooms in parallel, emitted in order.
     let emitted = 0;
-    const timelines = Object.entries(join).map(([roomId, r]) => ({ roomId, events: events(r, "timeline").filter(isObj) }));
+    const timelines: { roomId: string; events: Json[] }[] = [];
+    for (const [roomId, r] of Object.entries(join)) {
+      const tl = isObj(r) && isObj(r.timeline) ? r.timeline : {};
+      let evs = events(r, "timeline").filter(isObj);
+      // A limited timeline skipped events since our last sync: fetch the gap so nothing is lost.
+      if (tl.limited === true && typeof tl.prev_batch === "string" && this.syncToken) {
+        evs = [...(await this.fetchGap(roomId, tl.prev_batch, this.syncToken, evs)), ...evs];
+      }
+      timelines.push({ roomId, events: evs });
+    }
     // One worker call for the whole sync's encrypted timeline events (O(1) hops per sync).
     const decrypted = timelines.map(() => new Map<string, RoomDecryptResult>());
     const encRooms = timelines.map((t, i) => ({ i, roomId: t.roomId, events: t.events.filter((e) => e.type === "m.room.encrypted") })).filter((r) => r.events.length);
     if (encRooms.length && this.encryption && this.account) {
-      const out = await this.crypto.decryptSyncTimelines(JSON.stringify(encRooms.map((r) => ({ roomId: r.roomId, events: r.events }))));
+      const payload = encRooms.map((r) => ({ roomId: r.roomId, events: r.events }));
+      const out = await this.crypto.decryptSyncTimelines(this.toWorkerJson(payload, () => {
+        for (const r of payload) r.events = keepSerializable(r.events, this.log, "timeline event");
+      }));
       out.forEach((o, k) => {
         const target = decrypted[encRooms[k]!.i]!;
         for (const r of o.results) target.set(r.eventId, r);
@@ -769,10 +814,43 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     if (this.encryption && this.account) await this.crypto.commitSyncToken(nextBatch);
     this.syncToken = nextBatch;
     this.emit("sync", { nextBatch, events: emitted });
-    void this.outgoing.trigger().catch((err: unknown) => {
-      this.log.warn(`outgoing crypto requests failed: ${String(err)}`);
-      this.emit("error", err instanceof Error ? err : new Error(String(err)));
-    });
+    void this.outgoing.trigger();
+  }
+
+  /**
+   * Serialize for the worker. Deeply nested or cyclic input (a hostile server) cannot be
+   * serialized: then `prune` drops the offending items (logged) and serialization is retried, so
+   * one bad event never blocks the sync.
+   */
+  private toWorkerJson(value: unknown, prune: () => void): string {
+    try {
+      return JSON.stringify(value);
+    } catch {
+      prune();
+      return JSON.stringify(value);
+    }
+  }
+
+  /** Events between `from` (a limited timeline's prev_batch) and our last sync token, oldest first. */
+  private async fetchGap(roomId: string, from: string, to: string, known: Json[]): Promise<Json[]> {
+    const seen = new Set(known.map((e) => e.event_id));
+    const out: Json[] = [];
+    let token: string | undefined = from;
+    try {
+      while (token && out.length < MAX_GAP_EVENTS) {
+        const res: Json = await this.http.request<Json>("GET", p`/_matrix/client/v3/rooms/${roomId}/messages`, { query: { dir: "b", from: token, to, limit: 100 } });
+        const chunk = (Array.isArray(res.chunk) ? res.chunk : []).filter(isObj);
+        if (!chunk.length) return out.reverse();
+        for (const e of chunk) if (!seen.has(e.event_id)) out.push(e);
+        token = typeof res.end === "string" && res.end !== token ? res.end : undefined;
+      }
+    } catch (err) {
+      this.log.warn(`could not fetch the timeline gap of ${roomId}: ${String(err)}`);
+      this.emit("room.timelineGap", roomId, from);
+      return out.reverse();
+    }
+    if (token) this.emit("room.timelineGap", roomId, token);
+    return out.reverse();
   }
 
   private isFullStateSync(): boolean {

@@ -79,6 +79,11 @@ export interface MatrixClientEvents {
   "room.event": (event: RoomEvent) => void;
   /** An encrypted event that could not be decrypted, with its reason code. */
   "room.undecryptable": (event: UndecryptableEvent) => void;
+  /**
+   * Events of a room could not all be fetched after a limited sync (more than 1,000 missed, or a
+   * network error); `from` is the pagination token where the gap starts (use `/messages`).
+   */
+  "room.timelineGap": (roomId: string, from: string) => void;
   /** We were invited to a room. */
   "room.invite": (roomId: string, inviter: string | null) => void;
   /** A room became encrypted. */

@@ -258,4 +258,21 @@ describe("engine: Olm and Megolm between two engines", () => {
     assert.equal(ok(late).verification, "unauthenticated");
     assert.equal((await carol.engine.importRoomKeys(page.keys)).imported, 0, "re-import replaced an equal session");
   });
+
+  it("refuses room keys for rooms we are not in", async () => {
+    const server = new KeyServer();
+    const alice = await Peer.create(server, "@alice:example.org", "A");
+    const bob = await Peer.create(server, "@bob:example.org", "B");
+    await alice.sync({ rooms: [roomState(ROOM, { [alice.userId]: "join", [bob.userId]: "join" })] });
+    await alice.flush();
+    await alice.encrypt(ROOM, "x", "$1");
+    const res = await bob.sync(); // Bob's engine never saw himself in ROOM
+    assert.equal(res.roomKeys.length, 0);
+  });
+
+  it("keeps a __proto__ member under the signature", async () => {
+    const { canonicalJson } = await import("../../workers/engine/canonicalJson.js");
+    const obj = JSON.parse('{"b":1,"__proto__":{"x":1},"a":2}') as Json;
+    assert.equal(canonicalJson(obj), '{"__proto__":{"x":1},"a":2,"b":1}');
+  });
 });

@@ -167,7 +167,6 @@ describe("HTTP faults on a scripted fake homeserver", { timeout: 120_000 }, () =
   const uploadFailureReports = { count: -1 };
   it(
     "one definitive keys/upload failure is reported as one `error`, not once per sync while it was retried",
-    { todo: "every sync's outgoing.trigger() joins the running SingleFlight pass and emits its rejection again (see report)" },
     () => {
       assert.notEqual(uploadFailureReports.count, -1, "the previous test did not run");
       assert.equal(uploadFailureReports.count, 1, `the failure was emitted ${uploadFailureReports.count} times`);
@@ -195,7 +194,6 @@ describe("HTTP faults on a scripted fake homeserver", { timeout: 120_000 }, () =
   const loginOutcome: { error: unknown; userIdAfter: string | null | undefined } = { error: undefined, userIdAfter: undefined };
   it(
     "login() is atomic when keys/upload is down: it either resolves, or rejects and leaves the client logged out",
-    { todo: "login() rejects with the keys/upload error but leaves the client logged in (userId, token and account set) — see report" },
     () => {
       assert.notEqual(loginOutcome.userIdAfter, undefined, "the previous test did not run");
       assert.ok(loginOutcome.error === null || loginOutcome.userIdAfter === null, `login rejected (${String(loginOutcome.error)}) but userId is ${String(loginOutcome.userIdAfter)}`);

@@ -178,7 +178,6 @@ describe("receiver process killed with SIGKILL while messages flow (real Synapse
 
   it(
     "no message is lost while the receiver is down (limited sync timelines are back-filled)",
-    { todo: "the sync loop ignores `timeline.limited`: events in the gap are never emitted (see report)" },
     () => {
       assert.ok(outcome.sent > 0, "the previous test did not run");
       assert.deepEqual(outcome.lostNeverSeen, [], `${outcome.lostNeverSeen.length} messages never delivered (${outcome.limited} limited syncs)`);

@@ -228,7 +228,6 @@ describe("crypto worker crashes during encrypted traffic (real Synapse)", { time
 
   it(
     "no message is lost when the receiver falls behind during restarts (limited sync timelines are back-filled)",
-    { todo: "the sync loop ignores `timeline.limited`: events in the gap are never emitted (see report)" },
     () => {
       assert.ok(outcome.sent > 0, "the previous test did not run");
       assert.deepEqual(outcome.lostNeverSeen, [], `${outcome.lostNeverSeen.length} messages never delivered (${outcome.limited} syncs had a limited timeline)`);
@@ -255,7 +254,6 @@ describe("worker crash between a late room key and the emission of the events wa
 
   it(
     "an event that waited for its key is emitted even if the worker dies right after the key was stored",
-    { todo: "receiveSyncChanges deletes pending events and returns them as `redecrypted` before the sync is committed; a crash before emission loses them (see report)" },
     async () => {
       const ME = `@me:${FAKE_SERVER_NAME}`;
       const PEER = `@peer:${FAKE_SERVER_NAME}`;

@@ -67,6 +67,8 @@ const FAILED_CLAIM_RETRY_MS = 60 * 1000;
 const MAX_PENDING_EVENTS = 20_000;
 /** Limits on untrusted input sizes. */
 const MAX_CIPHERTEXT_LENGTH = 1 << 20;
+/** Longest session ID / key / device ID we accept from the wire. */
+const MAX_ID_LENGTH = 255;
 
 /** Dependencies of the engine. */
 export interface EngineOptions {
@@ -128,6 +130,7 @@ export class CryptoEngine {
   /** In-memory mirror of the tracked users (user → dirty), loaded with the account. */
   private tracked = new Map<string, boolean>();
   private readonly deviceByCurve = new Map<string, DeviceRecord | null>();
+  private readonly myMembership = new Map<string, string | undefined>();
   /** Timeline side effects waiting to be committed with the sync token. */
   private deferred: Transaction | null = null;
 
@@ -158,6 +161,7 @@ export class CryptoEngine {
     const rec = await this.store.useAccount(userId, deviceId);
     this.tracked = new Map(rec ? this.store.getTrackedUsers().map((t) => [t.userId, t.dirty]) : []);
     this.deviceByCurve.clear();
+    this.myMembership.clear();
     const account = new this.olm.Account();
     const tx = this.newTx();
     if (rec) {
@@ -219,6 +223,17 @@ export class CryptoEngine {
     const rec = { ...this.accountRecord!, pickle: this.acct().pickle(this.pickleKey) };
     this.accountRecord = rec;
     tx.account = rec;
+  }
+
+  /** Our own membership in a room (cached: read per sync for every room). */
+  private myMembershipIn(tx: Transaction, roomId: string): string | undefined {
+    if (!this.myMembership.has(roomId)) this.myMembership.set(roomId, tx.getMembers(roomId).find((m) => m.userId === this.me().userId)?.membership);
+    return this.myMembership.get(roomId);
+  }
+
+  private putMember(tx: Transaction, m: { roomId: string; userId: string; membership: string }): void {
+    tx.putMember(m);
+    if (this.ids && m.userId === this.ids.userId) this.myMembership.set(m.roomId, m.membership);
   }
 
   private newTx(): Transaction {
@@ -557,8 +572,12 @@ export class CryptoEngine {
     for (const room of Array.isArray(input.rooms) ? input.rooms : []) {
       if (!isObj(room) || !isStr(room.roomId)) continue;
       this.applyRoomState(tx, room.roomId, Array.isArray(room.stateEvents) ? room.stateEvents : [], result);
+      // The section a room comes in (join / invite / leave) is our membership, whatever state it carries.
+      if ((room.membership === "join" || room.membership === "invite") && this.myMembershipIn(tx, room.roomId) !== room.membership) {
+        this.putMember(tx, { roomId: room.roomId, userId: me.userId, membership: room.membership });
+      }
       if (room.membership === "leave") {
-        tx.putMember({ roomId: room.roomId, userId: me.userId, membership: "leave" });
+        this.putMember(tx, { roomId: room.roomId, userId: me.userId, membership: "leave" });
         if (tx.getOutbound(room.roomId)) tx.deleteOutbound(room.roomId);
       }
     }
@@ -589,23 +608,44 @@ export class CryptoEngine {
       this.handleToDevice(tx, ev, result);
     }
 
-    // 5. events waiting for the sessions that just arrived
-    this.redecryptPending(tx, result);
+    // 5. events waiting for the sessions that just arrived (deleted only with the sync token,
+    // after the client emitted them)
+    this.redecryptPending(tx, result, true);
     await this.commit(tx);
     return result;
   }
 
-  /** Decrypt the stored events waiting for the sessions in `result.roomKeys`. */
-  private redecryptPending(tx: Transaction, result: SyncChangesResult): void {
-    for (const k of result.roomKeys) {
-      const waiting = this.store.getPendingEvents(k.roomId, k.sessionId);
+  /**
+   * Decrypt the stored events waiting for the sessions in `result.roomKeys`. With `deferDeletes`
+   * (sync processing), the waiting rows are removed only with the sync token, and the sessions are
+   * remembered until then: if the process dies before the client emitted the events, the next
+   * sync decrypts them again (the key's to-device message itself will not come back).
+   */
+  private redecryptPending(tx: Transaction, result: SyncChangesResult, deferDeletes = false): void {
+    const keys = result.roomKeys.map((k) => [k.roomId, k.sessionId] as [string, string]);
+    if (deferDeletes) {
+      for (const [r, sid] of JSON.parse(tx.getValue(UNCONFIRMED_REDECRYPT) ?? "[]") as [string, string][]) {
+        if (!keys.some(([a, b]) => a === r && b === sid)) keys.push([r, sid]);
+      }
+    }
+    const touched: [string, string][] = [];
+    for (const [roomId, sessionId] of keys) {
+      const waiting = this.store.getPendingEvents(roomId, sessionId);
       if (!waiting.length) continue;
       const events = waiting.map((p) => JSON.parse(p.eventJson) as unknown);
-      const results = this.decryptBatch(tx, k.roomId, events, false);
-      for (const r of results) if (r.ok) tx.deletePending(k.roomId, r.eventId);
+      const results = this.decryptBatch(tx, roomId, events, false);
       const ok = results.filter((r) => r.ok);
-      if (ok.length) result.redecrypted.push({ roomId: k.roomId, results: ok });
+      if (!ok.length) continue;
+      if (deferDeletes) {
+        this.deferred ??= this.newTx();
+        for (const r of ok) this.deferred.deletePending(roomId, r.eventId);
+        touched.push([roomId, sessionId]);
+      } else {
+        for (const r of ok) tx.deletePending(roomId, r.eventId);
+      }
+      result.redecrypted.push({ roomId, results: ok });
     }
+    if (deferDeletes && (touched.length || tx.getValue(UNCONFIRMED_REDECRYPT))) tx.setValue(UNCONFIRMED_REDECRYPT, touched.length ? JSON.stringify(touched) : null);
   }
 
   /**
@@ -633,6 +673,7 @@ export class CryptoEngine {
     this.deferred = null;
     // Key-request state may have moved on since the timelines were decrypted: write the current one.
     if (tx.getValue(KEY_REQUESTS) !== this.store.getValue(KEY_REQUESTS)) this.saveKeyRequests(tx);
+    if (tx.getValue(UNCONFIRMED_REDECRYPT)) tx.setValue(UNCONFIRMED_REDECRYPT, null);
     tx.syncToken = token;
     await this.commit(tx);
   }
@@ -660,7 +701,7 @@ export class CryptoEngine {
         room = { ...room, historyVisibility: ev.content.history_visibility };
         roomChanged = true;
       } else if (ev.type === "m.room.member" && ev.state_key.startsWith("@") && isStr(ev.content.membership)) {
-        tx.putMember({ roomId, userId: ev.state_key, membership: ev.content.membership });
+        this.putMember(tx, { roomId, userId: ev.state_key, membership: ev.content.membership });
         memberUsers.push({ userId: ev.state_key, membership: ev.content.membership });
       }
     }
@@ -815,8 +856,13 @@ export class CryptoEngine {
       this.log.warn(`ignoring m.room_key with algorithm ${String(c.algorithm)} (reason: unknown_algorithm)`);
       return;
     }
-    if (!isStr(c.room_id) || !isStr(c.session_id) || !isStr(c.session_key) || c.session_key.length > 4096) {
+    if (!isStr(c.room_id) || !isStr(c.session_id) || !isStr(c.session_key) || c.session_key.length > 4096 || c.room_id.length > MAX_ID_LENGTH) {
       this.log.warn("ignoring malformed m.room_key (reason: malformed)");
+      return;
+    }
+    const mine = this.myMembershipIn(tx, c.room_id);
+    if (mine !== "join" && mine !== "invite") {
+      this.log.warn(`ignoring m.room_key for ${c.room_id}, a room we are not in (reason: unknown_room)`);
       return;
     }
     this.addInboundSession(tx, { roomId: c.room_id, senderKey, sessionId: c.session_id, sessionKey: c.session_key, claimedEd25519: claimedEd, source: "room_key", forwardingChain: [], exported: false }, result);
@@ -936,7 +982,7 @@ export class CryptoEngine {
     if (!isObj(ev) || !isStr(ev.event_id) || !isStr(ev.sender) || !isObj(ev.content)) throw new DecryptFailure(DecryptionFailureCode.Malformed, "event lacks event_id, sender or content");
     const c = ev.content;
     if (c.algorithm !== MEGOLM_ALGORITHM) throw new DecryptFailure(DecryptionFailureCode.UnknownAlgorithm, `unsupported algorithm ${String(c.algorithm)}`);
-    if (!isStr(c.ciphertext) || !isStr(c.session_id) || !isStr(c.sender_key) || c.ciphertext.length > MAX_CIPHERTEXT_LENGTH) {
+    if (!isStr(c.ciphertext) || !isStr(c.session_id) || !isStr(c.sender_key) || c.ciphertext.length > MAX_CIPHERTEXT_LENGTH || c.session_id.length > MAX_ID_LENGTH || c.sender_key.length > MAX_ID_LENGTH) {
       throw new DecryptFailure(DecryptionFailureCode.Malformed, "missing ciphertext, session_id or sender_key");
     }
     const live = this.loadInbound(tx, roomId, c.sender_key, c.session_id);
@@ -991,6 +1037,7 @@ export class CryptoEngine {
       const device = this.deviceForCurve(tx, c.sender_key);
       if (!device) {
         verification = VerificationStatus.UnknownDevice;
+        senderDeviceId = null; // only claimed: not reported until the device is known
       } else {
         if (device.userId !== ev.sender) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, `session belongs to ${device.userId}, event claims ${ev.sender}`);
         if (device.ed25519 !== rec.claimedEd25519) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, "the session's claimed ed25519 key differs from the device's key (possible forgery)");
@@ -1035,7 +1082,7 @@ export class CryptoEngine {
     const tx = this.newTx();
     const room = tx.getRoom(roomId) ?? { roomId, encryption: null, historyVisibility: null };
     tx.putRoom(room);
-    for (const m of members) if (isStr(m.userId) && isStr(m.membership)) tx.putMember({ roomId, userId: m.userId, membership: m.membership });
+    for (const m of members) if (isStr(m.userId) && isStr(m.membership)) this.putMember(tx, { roomId, userId: m.userId, membership: m.membership });
     tx.setValue(`members_loaded:${roomId}`, "1");
     if (room.encryption) this.trackRoomMembers(tx, roomId);
     await this.commit(tx);
@@ -1878,6 +1925,8 @@ function emptySyncResult(): SyncChangesResult {
 
 /** At most one unwedging per device per hour. */
 const UNWEDGE_INTERVAL_MS = 3600 * 1000;
+/** Value key of the sessions whose waiting events were decrypted but not yet confirmed by a sync token. */
+const UNCONFIRMED_REDECRYPT = "unconfirmed_redecrypt";
 /** Value key of the outgoing key requests. */
 const KEY_REQUESTS = "outgoing_key_requests";
 /** Cap on outstanding outgoing key requests. */

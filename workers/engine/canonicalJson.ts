@@ -12,7 +12,8 @@ function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value !== null && typeof value === "object") {
     const obj = value as Record<string, unknown>;
-    const out: Record<string, unknown> = {};
+    // A null-prototype object, so a "__proto__" member stays a member (and stays signed).
+    const out = Object.create(null) as Record<string, unknown>;
     for (const k of Object.keys(obj).sort(compareCodePoints)) {
       if (obj[k] !== undefined) out[k] = sortKeys(obj[k]);
     }
