@@ -564,7 +564,7 @@ describe("device verification and trust policy through a real Synapse", { timeou
           assert.ok(accepted);
           assert.notEqual(live.encryption?.verification, "verified");
           assert.equal(live.encryption?.verification, "unknown_device");
-          assert.equal(live.encryption?.senderDeviceId, m2.deviceId);
+          assert.equal(live.encryption?.senderDeviceId, null, "an unknown device's claimed ID must not be reported");
           assert.equal(live.sender, malloryId);
         } else {
           assert.ok(["sender_mismatch", "missing_session"].includes(failureFor(bob.rec, eventId)!.code));
