@@ -24,6 +24,8 @@ export interface FixtureConfig {
   /** Include room state (encryption, members) in the first batch. */
   includeState: boolean;
   userId: string;
+  /** Silent members added to every room's state (big-rooms scenario). */
+  extraMembersPerRoom?: number;
   /** One-time key count reported in every sync (default: what the server holds). */
   otkCountOverride?: number;
 }
@@ -58,7 +60,7 @@ function syncBody(k: number): string {
   const roomIds = k === 0 && cfg.includeState ? manifest.rooms : Object.keys(batch);
   for (const roomId of roomIds) {
     const room: Json = { timeline: { events: batch[roomId] ?? [], limited: false, prev_batch: `p${k}` } };
-    if (k === 0 && cfg.includeState) room.state = { events: roomStateEvents(manifest, roomId, cfg.userId) };
+    if (k === 0 && cfg.includeState) room.state = { events: roomStateEvents(manifest, roomId, cfg.userId, cfg.extraMembersPerRoom ?? 0) };
     join[roomId] = room;
   }
   // The one-time key count is spliced in when served (OTK_PLACEHOLDER), so it is current.

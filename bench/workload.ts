@@ -242,8 +242,11 @@ export function buildRoomKeyToDevice(manifest: Manifest, receiver: ReceiverKeys)
   return { events, usedOneTimeKeys: used };
 }
 
-/** Room state of the first sync: encryption, shared history, the receiver and every sender joined. */
-export function roomStateEvents(manifest: Manifest, roomId: string, receiverUserId: string): Json[] {
+/**
+ * Room state of the first sync: encryption, shared history, the receiver and every sender joined,
+ * plus `extraMembers` silent members (distinct per room) for the big-rooms scenario.
+ */
+export function roomStateEvents(manifest: Manifest, roomId: string, receiverUserId: string, extraMembers = 0): Json[] {
   const ev = (type: string, stateKey: string, content: Json, sender = receiverUserId): Json => ({
     type,
     state_key: stateKey,
@@ -259,5 +262,10 @@ export function roomStateEvents(manifest: Manifest, roomId: string, receiverUser
     ev("m.room.history_visibility", "", { history_visibility: "shared" }),
   ];
   for (const s of manifest.senders) state.push(ev("m.room.member", s.userId, { membership: "join" }, s.userId));
+  const tag = roomId.slice(1, roomId.indexOf(":"));
+  for (let i = 0; i < extraMembers; i++) {
+    const u = `@m${i}-${tag}:bench.local`;
+    state.push(ev("m.room.member", u, { membership: "join" }, u));
+  }
   return state;
 }

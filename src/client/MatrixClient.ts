@@ -105,6 +105,12 @@ const MAX_GAP_EVENTS = 1000;
 /** Sync filter: more timeline events per room per sync than the server default of 10. */
 const SYNC_FILTER = JSON.stringify({ room: { timeline: { limit: 100 } } });
 
+/** The `content` of a decrypted payload (checked to be an object by the worker). */
+function plaintextContent(plaintextJson: string): Json {
+  const p = JSON.parse(plaintextJson) as { content?: unknown };
+  return isObj(p.content) ? p.content : {};
+}
+
 /** Items of `list` that can be serialized; the others are logged and dropped. */
 function keepSerializable<T>(list: T[], log: Logger, what: string): T[] {
   return list.filter((item) => {
@@ -875,7 +881,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
         eventId: r.eventId,
         sender: r.sender,
         type: r.type,
-        content: JSON.parse(r.contentJson) as Json,
+        content: plaintextContent(r.plaintextJson),
         originServerTs: r.originServerTs,
         encryption: {
           senderCurve25519: r.senderCurve25519,

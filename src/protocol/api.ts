@@ -103,9 +103,9 @@ export type RoomDecryptResult =
       eventId: string;
       sender: string;
       originServerTs: number;
-      /** Decrypted event type and content (JSON). */
+      /** Decrypted event type, and the decrypted payload as received (`{type, content, room_id}` JSON). */
       type: string;
-      contentJson: string;
+      plaintextJson: string;
       senderCurve25519: string;
       claimedEd25519: string;
       senderDeviceId: string | null;

@@ -75,7 +75,7 @@ describe("engine: Olm and Megolm between two engines", () => {
     assert.equal(res.roomKeys.length, 1);
     const [r] = await bob.engine.decryptRoomEvents(ROOM, [ev]);
     const d = ok(r);
-    assert.equal(JSON.parse(d.contentJson).body, "hello bob");
+    assert.equal(JSON.parse(d.plaintextJson).content.body, "hello bob");
     assert.equal(d.senderCurve25519, alice.curve25519);
     assert.equal(d.claimedEd25519, alice.ed25519);
     assert.equal(d.senderDeviceId, "ALICEDEV");
@@ -124,7 +124,7 @@ describe("engine: Olm and Megolm between two engines", () => {
     assert.equal(!r!.ok && r!.code, "missing_session");
     const res = await bob.sync();
     assert.equal(res.redecrypted.length, 1);
-    assert.equal(JSON.parse((res.redecrypted[0]!.results[0] as RoomDecryptResult & { ok: true }).contentJson).body, "late");
+    assert.equal(JSON.parse((res.redecrypted[0]!.results[0] as RoomDecryptResult & { ok: true }).plaintextJson).content.body, "late");
   });
 
   it("rotates the session when a member leaves and does not share with them again", async () => {

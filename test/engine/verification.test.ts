@@ -204,7 +204,7 @@ describe("engine: device trust policy for recipient selection", () => {
     const v = peers.get("V")!;
     const bv = peers.get("BV")!;
     assert.equal((await v.sync()).roomKeys.length, 1);
-    assert.equal(JSON.parse(ok((await v.engine.decryptRoomEvents(ROOM, [ev]))[0]).contentJson).body, "only V");
+    assert.equal(JSON.parse(ok((await v.engine.decryptRoomEvents(ROOM, [ev]))[0]).plaintextJson).content.body, "only V");
     const bvSync = await bv.sync();
     assert.equal(bvSync.roomKeys.length, 0);
     const r = failed((await bv.engine.decryptRoomEvents(ROOM, [ev]))[0]);

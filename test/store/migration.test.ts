@@ -34,7 +34,7 @@ describe("SQLite schema migrations", () => {
     assert.equal(engine.getSyncToken(), "s_fixture_1");
     const [r] = await engine.decryptRoomEvents("!room:example.org", [expected.event]);
     assert.ok(r?.ok);
-    assert.equal(JSON.parse(r.contentJson).body, "written by schema v1");
+    assert.equal(JSON.parse(r.plaintextJson).content.body, "written by schema v1");
     engine.release();
     await store.close();
     const after = new Database(path, { readonly: true });

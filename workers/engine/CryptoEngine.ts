@@ -1054,7 +1054,7 @@ export class CryptoEngine {
       sender: ev.sender,
       originServerTs: ts,
       type: payload.type,
-      contentJson: JSON.stringify(payload.content),
+      plaintextJson: dec.plaintext,
       senderCurve25519: c.sender_key,
       claimedEd25519: rec.claimedEd25519,
       senderDeviceId,

@@ -1,0 +1,564 @@
+/**
+ * One measurement, in a fresh process (so modes do not share JIT state, heaps or RSS):
+ *   node dist/bench/measure.js <config.json>
+ * Writes its result as JSON to `config.out`. Spawned by run.ts.
+ *
+ * Modes:
+ * - raw:   libolm `InboundGroupSession.decrypt` alone on this thread, sessions pre-created.
+ * - sdk:   a real MatrixClient (real worker, real SQLite store in a temp dir) syncing from the
+ *          fixture server; throughput = decrypted `room.event` emissions per second in steady
+ *          state (after the first sync, which carries the room state and the room keys).
+ * - main:  the same client with the engine + SQLite store on the main thread (InProcessHost).
+ * - idle:  the event-loop monitor alone (the floor of the delay figures).
+ * - cold-sdk / cold-main: time from `new MatrixClient` to the first decrypted event with a
+ *          pre-populated store.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import type { Worker } from "node:worker_threads";
+import Olm from "@matrix-org/olm";
+import { MatrixClient } from "../src/client/MatrixClient.js";
+import type { RoomEvent, UndecryptableEvent } from "../src/client/events.js";
+import type { CryptoStore } from "../src/protocol/store.js";
+import { BENCH_PICKLE_KEY, DIST_BENCH, RECEIVER_DEVICE, RECEIVER_PASSWORD, RECEIVER_USER, initOlm, sleep, type Batch, type Json, type Manifest } from "./common.js";
+import type { FixtureConfig, FixtureMessage } from "./fixtureServer.js";
+import { InProcessHost } from "./inProcessHost.js";
+import { LoopMonitor, type LoopStats } from "./loopMonitor.js";
+import type { TunedStoreOptions } from "./tunedStore.js";
+
+/** What-if store flags (bench/tunedStore.ts). */
+export type TunedFlags = Omit<TunedStoreOptions, "path">;
+
+export type MeasureConfig =
+  | { mode: "raw"; manifestDir: string; out: string }
+  | { mode: "idle"; seconds: number; out: string }
+  | { mode: "sdk" | "main"; manifestDir: string; out: string; profile?: boolean; memory?: boolean; tuned?: TunedFlags; extraMembersPerRoom?: number }
+  | { mode: "cold-sdk" | "cold-main"; coldDir: string; out: string };
+
+export interface RawResult {
+  mode: "raw";
+  events: number;
+  /** decrypt only */
+  decryptSeconds: number;
+  decryptEps: number;
+  /** decrypt + JSON.parse of the plaintext */
+  decryptParseSeconds: number;
+  decryptParseEps: number;
+  loop: LoopStats;
+}
+
+export interface MemoryFigures {
+  rssBeforeMB: number;
+  rssAfterMB: number;
+  rssAfterGcMB: number;
+  maxRssMB: number;
+  heapUsedMB: number;
+  externalMB: number;
+  arrayBuffersMB: number;
+}
+
+export interface ClientResult {
+  mode: "sdk" | "main";
+  decrypted: number;
+  undecryptable: number;
+  failureCodes: Record<string, number>;
+  /** Steady state: from the end of the first sync (room state + Olm-encrypted room keys + first batch) to the last event. */
+  seconds: number;
+  eps: number;
+  /** Whole window: from client.start() (first /sync request) to the last event, all events. */
+  fullSeconds: number;
+  fullEps: number;
+  /** ms from client.start() to the first decrypted event. */
+  firstEventMs: number;
+  syncs: number;
+  loop: LoopStats;
+  /** Crypto worker's event-loop utilisation over the window (sdk mode). */
+  workerElu: number | null;
+  prepareToDeviceMs: number;
+  memory?: MemoryFigures;
+  profile?: Json;
+  fixture?: Json;
+}
+
+export interface IdleResult {
+  mode: "idle";
+  loop: LoopStats;
+}
+
+export interface ColdResult {
+  mode: "cold-sdk" | "cold-main";
+  sessions: number;
+  /** new MatrixClient → first decrypted room.event */
+  firstEventMs: number;
+  /** new MatrixClient → login() resolved (worker up, store open, account loaded) */
+  loginMs: number;
+  /** start() → first /sync answered (main thread received and parsed it) */
+  firstSyncMs: number | null;
+}
+
+const MB = (b: number): number => b / (1024 * 1024);
+
+async function startFixture(cfg: FixtureConfig): Promise<{ child: ChildProcess; port: number; call: (cmd: string, want: FixtureMessage["type"]) => Promise<FixtureMessage> }> {
+  const child = fork(join(DIST_BENCH, "fixtureServer.js"), [JSON.stringify(cfg)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const waiters: { want: FixtureMessage["type"]; resolve: (m: FixtureMessage) => void; reject: (e: Error) => void }[] = [];
+  child.on("message", (m: FixtureMessage) => {
+    if (m.type === "error") {
+      for (const w of waiters.splice(0)) w.reject(new Error(`fixture server: ${m.message}`));
+      return;
+    }
+    const i = waiters.findIndex((w) => w.want === m.type);
+    if (i >= 0) waiters.splice(i, 1)[0]!.resolve(m);
+  });
+  child.on("exit", (code) => {
+    for (const w of waiters.splice(0)) w.reject(new Error(`fixture server exited (${code})`));
+  });
+  const wait = (want: FixtureMessage["type"]): Promise<FixtureMessage> => new Promise((resolve, reject) => waiters.push({ want, resolve, reject }));
+  const ready = (await wait("ready")) as Extract<FixtureMessage, { type: "ready" }>;
+  const call = (cmd: string, want: FixtureMessage["type"]): Promise<FixtureMessage> => {
+    const p = wait(want);
+    child.send({ cmd });
+    return p;
+  };
+  return { child, port: ready.port, call };
+}
+
+function stopFixture(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.send({ cmd: "exit" });
+    setTimeout(() => child.kill(), 2000).unref();
+  });
+}
+
+function readManifest(dir: string): Manifest {
+  return JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")) as Manifest;
+}
+
+function readBatches(dir: string): Batch[] {
+  return readFileSync(join(dir, "batches.jsonl"), "utf8")
+    .split("\n")
+    .filter((l) => l.length)
+    .map((l) => JSON.parse(l) as Batch);
+}
+
+// -------------------------------------------------------------------------------------------------
+// raw
+
+async function runRaw(cfg: Extract<MeasureConfig, { mode: "raw" }>): Promise<RawResult> {
+  await initOlm();
+  const manifest = readManifest(cfg.manifestDir);
+  // Same order the client decrypts in: batch by batch, room by room.
+  const work: [string, string][] = [];
+  for (const b of readBatches(cfg.manifestDir)) {
+    for (const events of Object.values(b)) {
+      for (const ev of events) {
+        const c = ev.content as Json;
+        work.push([c.session_id as string, c.ciphertext as string]);
+      }
+    }
+  }
+  const makeSessions = (): Map<string, Olm.InboundGroupSession> => {
+    const m = new Map<string, Olm.InboundGroupSession>();
+    for (const s of manifest.sessions) {
+      if (s.lost) continue;
+      const ig = new Olm.InboundGroupSession();
+      ig.create(s.sessionKey);
+      m.set(s.sessionId, ig);
+    }
+    return m;
+  };
+  const free = (m: Map<string, Olm.InboundGroupSession>): void => {
+    for (const s of m.values()) s.free();
+  };
+  // Warm-up (untimed): let V8 tier the libolm wasm up, as the sdk's first sync does for the worker.
+  let sessions = makeSessions();
+  for (const [sid, ct] of work.slice(0, 1000)) sessions.get(sid)?.decrypt(ct);
+  free(sessions);
+  const mon = new LoopMonitor();
+  mon.start();
+  // decrypt only
+  sessions = makeSessions();
+  let n = 0;
+  let t0 = performance.now();
+  for (const [sid, ct] of work) {
+    const s = sessions.get(sid);
+    if (!s) continue;
+    s.decrypt(ct);
+    n++;
+  }
+  const decryptSeconds = (performance.now() - t0) / 1000;
+  free(sessions);
+  // decrypt + JSON.parse of the plaintext, fresh sessions (a decrypted session's ratchet has moved on)
+  sessions = makeSessions();
+  let sink = 0;
+  t0 = performance.now();
+  for (const [sid, ct] of work) {
+    const s = sessions.get(sid);
+    if (!s) continue;
+    const r = s.decrypt(ct);
+    const p = JSON.parse(r.plaintext) as { type: string };
+    sink += p.type.length;
+  }
+  const decryptParseSeconds = (performance.now() - t0) / 1000;
+  free(sessions);
+  const loop = mon.stop();
+  if (sink < 0) console.log(sink);
+  return { mode: "raw", events: n, decryptSeconds, decryptEps: n / decryptSeconds, decryptParseSeconds, decryptParseEps: n / decryptParseSeconds, loop };
+}
+
+// -------------------------------------------------------------------------------------------------
+// idle
+
+async function runIdle(cfg: Extract<MeasureConfig, { mode: "idle" }>): Promise<IdleResult> {
+  const mon = new LoopMonitor();
+  mon.start();
+  await sleep(cfg.seconds * 1000);
+  return { mode: "idle", loop: mon.stop() };
+}
+
+// -------------------------------------------------------------------------------------------------
+// client modes
+
+function newClient(port: number, dbDir: string, mode: "sdk" | "main", extra: { restoreDeviceId?: boolean; tuned?: TunedFlags | undefined } = {}): MatrixClient {
+  const path = join(dbDir, "crypto.db");
+  const tunedStore = extra.tuned ? { module: join(DIST_BENCH, "tunedStore.js"), export: "TunedSqliteStore", options: { path, ...extra.tuned } } : null;
+  const client = new MatrixClient(`http://127.0.0.1:${port}`, {
+    encryption: true,
+    ...(extra.restoreDeviceId ? { restoreDeviceId: true } : {}),
+    encryptionConf: { storeConf: { dbPath: dbDir, dbName: "crypto.db", pickleKey: BENCH_PICKLE_KEY }, ...(tunedStore ? { store: tunedStore } : {}) },
+    syncTimeoutMs: 2000,
+  });
+  if (mode === "main") {
+    const c = client as unknown as { host: unknown };
+    if (!("host" in c)) throw new Error("MatrixClient has no private `host` field any more: update bench/inProcessHost.ts");
+    c.host = new InProcessHost({
+      store: tunedStore ? { kind: "module", ...tunedStore } : { kind: "sqlite", path },
+      pickleKey: BENCH_PICKLE_KEY,
+      logLevel: "silent",
+    });
+  }
+  return client;
+}
+
+function cryptoWorker(client: MatrixClient): Worker | null {
+  const host = (client as unknown as { host: { gen?: { worker?: Worker } } | null }).host;
+  return host?.gen?.worker ?? null;
+}
+
+/** Profiling hooks (one profiling run only; never in the measured runs). */
+interface Profile {
+  syncFetchMs: number[];
+  processMs: number[];
+  /** Wall time of each worker call as the main thread sees it (includes queueing behind other calls). */
+  calls: Record<string, { n: number; ms: number }>;
+  /** Per sync: span of the decryptRoomEvents calls (first call → last answer). */
+  decryptSpanMs: number[];
+  /** Main mode: execution time of each engine call, and of the JSON.parse of its arguments. */
+  exec?: Record<string, { n: number; ms: number }>;
+  parse?: Record<string, { n: number; ms: number }>;
+  /** Main mode: libolm and store time, keyed "<engine call>:<what>". */
+  engine?: Record<string, { n: number; ms: number }>;
+}
+
+function installClientProfile(client: MatrixClient, mode: "sdk" | "main"): Profile {
+  const prof: Profile = { syncFetchMs: [], processMs: [], calls: {}, decryptSpanMs: [] };
+  const c = client as unknown as { http: { request: (...a: unknown[]) => Promise<unknown> }; host: { call: (m: string, a: unknown[]) => Promise<unknown> } };
+  const http = c.http;
+  const origRequest = http.request.bind(http);
+  let syncDoneAt = 0;
+  http.request = async (...a: unknown[]) => {
+    const isSync = typeof a[1] === "string" && (a[1] as string).startsWith("/_matrix/client/v3/sync");
+    const t0 = performance.now();
+    const r = await origRequest(...a);
+    if (isSync) {
+      prof.syncFetchMs.push(performance.now() - t0);
+      syncDoneAt = performance.now();
+    }
+    return r;
+  };
+  client.on("sync", () => {
+    if (syncDoneAt) prof.processMs.push(performance.now() - syncDoneAt);
+  });
+  const host = c.host;
+  const origCall = host.call.bind(host);
+  let spanStart = -1;
+  let inflight = 0;
+  host.call = async (m: string, a: unknown[]) => {
+    const t0 = performance.now();
+    if (m === "decryptRoomEvents") {
+      if (inflight === 0) spanStart = t0;
+      inflight++;
+    }
+    try {
+      return await origCall(m, a);
+    } finally {
+      const t1 = performance.now();
+      const e = (prof.calls[m] ??= { n: 0, ms: 0 });
+      e.n++;
+      e.ms += t1 - t0;
+      if (m === "decryptRoomEvents" && --inflight === 0) prof.decryptSpanMs.push(t1 - spanStart);
+    }
+  };
+  if (mode === "main") {
+    const ip = host as unknown as InProcessHost;
+    ip.profile = { exec: {}, parse: {} };
+    prof.exec = ip.profile.exec;
+    prof.parse = ip.profile.parse;
+    installEngineProfile(prof, ip);
+  }
+  return prof;
+}
+
+/** The CryptoStore interface's data methods (src/protocol/store.ts). */
+const STORE_METHODS = [
+  "listAccounts", "getStoredDeviceId", "useAccount", "deleteAccount", "getOlmSessions", "getInboundGroupSession",
+  "countInboundGroupSessions", "listInboundGroupSessions", "getOutboundGroupSession", "getUserDevices", "getDevice",
+  "getDeviceByCurve25519", "getTrackedUsers", "getRoom", "getRoomMembers", "getReplayRecord", "getPendingEvents",
+  "countPendingEvents", "hasToDeviceDigest", "getSyncToken", "getValue", "saveChanges",
+];
+
+/**
+ * Main mode only: time libolm calls and each store method inside the engine (the same engine code
+ * the worker runs), attributed to the engine call running, to split a decryptRoomEvents call into
+ * libolm / store reads / commit / the rest.
+ */
+function installEngineProfile(prof: Profile, host: InProcessHost): void {
+  const acc: Record<string, { n: number; ms: number }> = {};
+  prof.engine = acc;
+  const add = (k: string, ms: number): void => {
+    const e = (acc[`${host.current ?? "-"}:${k}`] ??= { n: 0, ms: 0 });
+    e.n++;
+    e.ms += ms;
+  };
+  const wrap = (obj: Record<string, unknown>, name: string, label: string, self?: unknown): void => {
+    const orig = obj[name];
+    if (typeof orig !== "function") return;
+    obj[name] = function (this: unknown, ...args: unknown[]) {
+      const t0 = performance.now();
+      try {
+        return (orig as (...a: unknown[]) => unknown).apply(self ?? this, args);
+      } finally {
+        add(label, performance.now() - t0);
+      }
+    };
+  };
+  wrap(Olm.InboundGroupSession.prototype as unknown as Record<string, unknown>, "decrypt", "olm.megolmDecrypt");
+  wrap(Olm.InboundGroupSession.prototype as unknown as Record<string, unknown>, "unpickle", "olm.inboundUnpickle");
+  wrap(Olm.InboundGroupSession.prototype as unknown as Record<string, unknown>, "create", "olm.inboundCreate");
+  wrap(Olm.InboundGroupSession.prototype as unknown as Record<string, unknown>, "pickle", "olm.inboundPickle");
+  wrap(Olm.Session.prototype as unknown as Record<string, unknown>, "decrypt", "olm.olmDecrypt");
+  wrap(Olm.Session.prototype as unknown as Record<string, unknown>, "unpickle", "olm.olmUnpickle");
+  wrap(Olm.Session.prototype as unknown as Record<string, unknown>, "pickle", "olm.olmPickle");
+  const store = (host as unknown as { store: CryptoStore }).store as unknown as Record<string, unknown>;
+  for (const name of STORE_METHODS) wrap(store, name, `store.${name}`, store);
+  // The engine's live-session cache is not visible from here; its hit rate shows as the ratio of
+  // olm.inboundUnpickle to olm.megolmDecrypt.
+}
+
+async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>): Promise<ClientResult> {
+  const manifest = readManifest(cfg.manifestDir);
+  const dbDir = mkdtempSync(join(tmpdir(), "mxbench-store-"));
+  const fx = await startFixture({ manifestDir: cfg.manifestDir, initialSince: null, includeState: true, userId: RECEIVER_USER, ...(cfg.extraMembersPerRoom ? { extraMembersPerRoom: cfg.extraMembersPerRoom } : {}) });
+  const rssBefore = process.memoryUsage().rss;
+  const client = newClient(fx.port, dbDir, cfg.mode, { tuned: cfg.tuned });
+  let prof: Profile | null = null;
+  try {
+    await client.login(RECEIVER_USER, RECEIVER_PASSWORD, { deviceId: RECEIVER_DEVICE });
+    if (cfg.profile) prof = installClientProfile(client, cfg.mode);
+    const prepared = (await fx.call("prepare", "prepared")) as Extract<FixtureMessage, { type: "prepared" }>;
+
+    let decrypted = 0;
+    let undecryptable = 0;
+    let firstAt = 0;
+    let syncs = 0;
+    const failureCodes: Record<string, number> = {};
+    const total = manifest.totalEvents;
+    let doneResolve: (t: number) => void = () => undefined;
+    const done = new Promise<number>((r) => (doneResolve = r));
+    const check = (): void => {
+      if (decrypted + undecryptable >= total) doneResolve(performance.now());
+    };
+    client.on("room.event", (ev: RoomEvent) => {
+      if (!ev.encryption) return;
+      if (decrypted++ === 0) firstAt = performance.now();
+      check();
+    });
+    client.on("room.undecryptable", (ev: UndecryptableEvent) => {
+      undecryptable++;
+      failureCodes[ev.code] = (failureCodes[ev.code] ?? 0) + 1;
+      check();
+    });
+    let steadyT0 = 0;
+    let steadyD0 = 0;
+    client.on("sync", () => {
+      if (syncs++ === 0) {
+        steadyT0 = performance.now();
+        steadyD0 = decrypted;
+      }
+    });
+    client.on("error", (err) => console.error(`[bench ${cfg.mode}] client error: ${err.message}`));
+
+    const worker = cryptoWorker(client);
+    const wElu0 = worker?.performance.eventLoopUtilization();
+    const mon = new LoopMonitor();
+    mon.start();
+    const t0 = performance.now();
+    client.start();
+    const timeout = setTimeout(() => doneResolve(NaN), 600_000);
+    const t1 = await done;
+    clearTimeout(timeout);
+    const loop = mon.stop();
+    const workerElu = worker && wElu0 ? worker.performance.eventLoopUtilization(wElu0).utilization : null;
+    if (!Number.isFinite(t1)) throw new Error(`timed out: ${decrypted} decrypted + ${undecryptable} undecryptable of ${total}`);
+
+    const result: ClientResult = {
+      mode: cfg.mode,
+      decrypted,
+      undecryptable,
+      failureCodes,
+      seconds: (t1 - steadyT0) / 1000,
+      eps: (decrypted - steadyD0) / ((t1 - steadyT0) / 1000),
+      fullSeconds: (t1 - t0) / 1000,
+      fullEps: decrypted / ((t1 - t0) / 1000),
+      firstEventMs: firstAt - t0,
+      syncs,
+      loop,
+      workerElu,
+      prepareToDeviceMs: prepared.ms,
+    };
+    if (cfg.memory) {
+      await sleep(300);
+      const m = process.memoryUsage();
+      (globalThis as unknown as { gc?: () => void }).gc?.();
+      await sleep(100);
+      const g = process.memoryUsage();
+      result.memory = {
+        rssBeforeMB: MB(rssBefore),
+        rssAfterMB: MB(m.rss),
+        rssAfterGcMB: MB(g.rss),
+        maxRssMB: process.resourceUsage().maxRSS / 1024,
+        heapUsedMB: MB(g.heapUsed),
+        externalMB: MB(g.external),
+        arrayBuffersMB: MB(g.arrayBuffers),
+      };
+    }
+    if (prof) {
+      const stats = (await fx.call("stats", "stats")) as Extract<FixtureMessage, { type: "stats" }>;
+      result.fixture = { requests: stats.requests, syncBytes: stats.syncBytes, syncServed: stats.syncServed };
+      result.profile = profileSummary(prof, decrypted, result.fullSeconds * 1000, cfg.manifestDir);
+    }
+    return result;
+  } finally {
+    await client.close().catch(() => undefined);
+    await stopFixture(fx.child);
+    rmSync(dbDir, { recursive: true, force: true });
+  }
+}
+
+function profileSummary(prof: Profile, decrypted: number, windowMs: number, manifestDir: string): Json {
+  const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0);
+  const table = (t: Record<string, { n: number; ms: number }>): Json => {
+    const o: Json = {};
+    for (const [k, v] of Object.entries(t)) o[k] = { n: v.n, totalMs: v.ms, usPerDecryptedEvent: (v.ms * 1000) / decrypted };
+    return o;
+  };
+  // Offline: what JSON.parse of the sync bodies costs the main thread (the HTTP layer does it).
+  const lines = readFileSync(join(manifestDir, "batches.jsonl"), "utf8").split("\n").filter((l) => l.length);
+  let parseMs = 0;
+  for (const l of lines) {
+    const t0 = performance.now();
+    JSON.parse(l);
+    parseMs += performance.now() - t0;
+  }
+  const out: Json = {
+    windowMs,
+    syncs: prof.syncFetchMs.length,
+    syncFetchTotalMs: sum(prof.syncFetchMs),
+    processSyncTotalMs: sum(prof.processMs),
+    decryptSpanTotalMs: sum(prof.decryptSpanMs),
+    syncBodyJsonParseTotalMs: parseMs,
+    calls: table(prof.calls),
+  };
+  if (prof.exec) out.exec = table(prof.exec);
+  if (prof.parse) out.parse = table(prof.parse);
+  if (prof.engine) out.engine = table(prof.engine);
+  return out;
+}
+
+// -------------------------------------------------------------------------------------------------
+// cold start
+
+async function runCold(cfg: Extract<MeasureConfig, { mode: "cold-sdk" | "cold-main" }>): Promise<ColdResult> {
+  const info = JSON.parse(readFileSync(join(cfg.coldDir, "cold.json"), "utf8")) as { sessions: number; syncToken: string };
+  const dbDir = mkdtempSync(join(tmpdir(), "mxbench-cold-"));
+  copyFileSync(join(cfg.coldDir, "crypto.db"), join(dbDir, "crypto.db"));
+  const fx = await startFixture({ manifestDir: cfg.coldDir, initialSince: info.syncToken, includeState: false, userId: RECEIVER_USER, otkCountOverride: 50 });
+  const mode = cfg.mode === "cold-sdk" ? "sdk" : "main";
+  let client: MatrixClient | null = null;
+  try {
+    const t0 = performance.now();
+    client = newClient(fx.port, dbDir, mode, { restoreDeviceId: true });
+    const first = new Promise<number>((resolve) => {
+      client!.on("room.event", (ev) => {
+        if (ev.encryption) resolve(performance.now());
+      });
+    });
+    let firstSyncAt: number | null = null;
+    const c = client as unknown as { http: { request: (...a: unknown[]) => Promise<unknown> } };
+    const orig = c.http.request.bind(c.http);
+    c.http.request = async (...a: unknown[]) => {
+      const r = await orig(...a);
+      if (firstSyncAt === null && typeof a[1] === "string" && (a[1] as string).startsWith("/_matrix/client/v3/sync")) firstSyncAt = performance.now();
+      return r;
+    };
+    await client.login(RECEIVER_USER, RECEIVER_PASSWORD);
+    const tLogin = performance.now();
+    client.start();
+    const timeout = sleep(120_000).then(() => NaN);
+    const t1 = await Promise.race([first, timeout]);
+    if (!Number.isFinite(t1)) throw new Error("cold start: no decrypted event within 120 s");
+    return { mode: cfg.mode, sessions: info.sessions, firstEventMs: t1 - t0, loginMs: tLogin - t0, firstSyncMs: firstSyncAt !== null ? firstSyncAt - tLogin : null };
+  } finally {
+    await client?.close().catch(() => undefined);
+    await stopFixture(fx.child);
+    rmSync(dbDir, { recursive: true, force: true });
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const cfgPath = process.argv[2];
+  if (!cfgPath) throw new Error("usage: measure.js <config.json>");
+  const cfg = JSON.parse(readFileSync(cfgPath, "utf8")) as MeasureConfig;
+  let result: unknown;
+  switch (cfg.mode) {
+    case "raw":
+      result = await runRaw(cfg);
+      break;
+    case "idle":
+      result = await runIdle(cfg);
+      break;
+    case "sdk":
+    case "main":
+      result = await runClient(cfg);
+      break;
+    case "cold-sdk":
+    case "cold-main":
+      result = await runCold(cfg);
+      break;
+  }
+  writeFileSync(cfg.out, JSON.stringify(result));
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`[bench] measurement failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,288 @@
+/**
+ * `npm run bench` — decrypt throughput and main-thread responsiveness, measured side by side.
+ *
+ *   node dist/bench/run.js [--quick] [--runs N] [--rooms R] [--senders S] [--messages M]
+ *                          [--batch B] [--no-cold] [--no-memory] [--no-experiments] [--no-sweep]
+ *                          [--no-profile] [--keep-temp]
+ *
+ * Generates the workloads with real libolm sessions (workload.ts, coldStore.ts), then runs every
+ * measurement `--runs` times, each in a fresh process (measure.ts), modes interleaved so drift on
+ * a noisy machine hits them alike, and reports medians, min and max: a table on stdout,
+ * bench/results/latest.json and bench/results/latest.svg. Targets are printed PASS/FAIL; the exit
+ * code never depends on them.
+ */
+import { execFile } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, freemem, loadavg, platform, release, arch, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { generateColdStore, type ColdStoreInfo } from "./coldStore.js";
+import { DIST_BENCH, REPO_ROOT, libolmVersion, sdkVersion, type Manifest } from "./common.js";
+import type { ClientResult, ColdResult, IdleResult, MeasureConfig, RawResult, TunedFlags } from "./measure.js";
+import { buildReport, renderSvg, renderTable, type BenchResults } from "./report.js";
+import { generateWorkload } from "./workload.js";
+
+interface Options {
+  quick: boolean;
+  runs: number;
+  rooms: number;
+  senders: number;
+  messages: number;
+  batch: number;
+  payloads: number[];
+  coldSizes: number[];
+  memory: { rooms: number; senders: number; messages: number } | null;
+  experiments: boolean;
+  /** sdk at other sync sizes, and with big rooms. */
+  sweep: { batches: number[]; extraMembers: number } | null;
+  profile: boolean;
+  keepTemp: boolean;
+  idleSeconds: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const has = (f: string): boolean => argv.includes(f);
+  const num = (f: string, d: number): number => {
+    const i = argv.indexOf(f);
+    if (i < 0) return d;
+    const v = Number(argv[i + 1]);
+    if (!Number.isFinite(v) || v <= 0) throw new Error(`${f} needs a positive number`);
+    return Math.floor(v);
+  };
+  const quick = has("--quick");
+  return {
+    quick,
+    runs: num("--runs", 3),
+    rooms: num("--rooms", quick ? 5 : 10),
+    senders: num("--senders", 5),
+    messages: num("--messages", quick ? 120 : 200),
+    batch: num("--batch", 250),
+    payloads: [200, 2048],
+    coldSizes: has("--no-cold") ? [] : quick ? [1_000, 10_000] : [10_000, 100_000],
+    memory: has("--no-memory") ? null : quick ? { rooms: 20, senders: 5, messages: 100 } : { rooms: 100, senders: 10, messages: 100 },
+    experiments: !has("--no-experiments"),
+    sweep: has("--no-sweep") ? null : quick ? { batches: [], extraMembers: 200 } : { batches: [50, 100, 500, 1000], extraMembers: 500 },
+    profile: !has("--no-profile"),
+    keepTemp: has("--keep-temp"),
+    idleSeconds: quick ? 1 : 2,
+  };
+}
+
+const log = (msg: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+};
+
+let measureSeq = 0;
+function measure<T>(work: string, cfg: Omit<MeasureConfig, "out"> & Record<string, unknown>): Promise<T | null> {
+  const n = ++measureSeq;
+  const out = join(work, `result-${n}.json`);
+  const cfgPath = join(work, `config-${n}.json`);
+  writeFileSync(cfgPath, JSON.stringify({ ...cfg, out }));
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, ["--expose-gc", join(DIST_BENCH, "measure.js"), cfgPath], { timeout: 15 * 60_000, maxBuffer: 16 << 20 }, (err) => {
+      if (err) {
+        log(`measurement ${cfg.mode} failed: ${err.message.split("\n")[0]}`);
+        resolve(null);
+        return;
+      }
+      try {
+        resolve(JSON.parse(readFileSync(out, "utf8")) as T);
+      } catch (e) {
+        log(`measurement ${cfg.mode} wrote no result: ${String(e)}`);
+        resolve(null);
+      }
+    });
+    child.stderr?.on("data", (d: Buffer) => process.stderr.write(d));
+    child.stdout?.on("data", (d: Buffer) => process.stderr.write(d));
+  });
+}
+
+/** What-if variants run in the sdk mode (bench/tunedStore.ts). */
+export const EXPERIMENTS: { key: string; label: string; flags: TunedFlags }[] = [
+  { key: "relaxed", label: "decrypt-only commits with synchronous=NORMAL", flags: { relaxedDecryptSync: true } },
+  { key: "group", label: "one transaction per sync (group commit)", flags: { groupCommit: true } },
+  { key: "group+devcache", label: "group commit + device lookup cache", flags: { groupCommit: true, deviceCache: true } },
+  { key: "group+devcache+noreplay", label: "… + no replay rows (upper bound)", flags: { groupCommit: true, deviceCache: true, skipReplayRows: true } },
+];
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const work = mkdtempSync(join(tmpdir(), "mxbench-"));
+  const cleanup = (): void => {
+    if (!opts.keepTemp) rmSync(work, { recursive: true, force: true });
+  };
+  process.on("SIGINT", () => {
+    cleanup();
+    process.exit(130);
+  });
+  const load0 = loadavg();
+  log(`${opts.quick ? "quick" : "full"} run, ${opts.runs} run(s) per measurement, temp dir ${work}`);
+
+  // ---- workloads -----------------------------------------------------------------------------
+  const manifests: Record<string, Manifest> = {};
+  for (const p of opts.payloads) {
+    const key = String(p);
+    const m = await generateWorkload(
+      { name: `${key}B`, rooms: opts.rooms, senders: opts.senders, messages: opts.messages, payloadBytes: p, batchSize: opts.batch, undecryptableFraction: 0.01, delayedFraction: 0.02, seed: 1000 + p },
+      join(work, `w${key}`),
+    );
+    manifests[key] = m;
+    log(`workload ${key} B: ${m.totalEvents} events (${m.undecryptableEvents} undecryptable, ${m.outOfOrderEvents} out of order), ${m.sessions.length} sessions, ${m.batches} syncs, generated in ${m.generationSeconds.toFixed(1)} s`);
+  }
+  let memManifest: Manifest | null = null;
+  if (opts.memory) {
+    const mm = opts.memory;
+    memManifest = await generateWorkload(
+      { name: "memory", rooms: mm.rooms, senders: mm.senders, messages: mm.messages, payloadBytes: 200, batchSize: opts.batch, undecryptableFraction: 0, delayedFraction: 0.02, seed: 7 },
+      join(work, "wmem"),
+    );
+    log(`memory workload: ${memManifest.totalEvents} events across ${mm.rooms * mm.senders} sessions, generated in ${memManifest.generationSeconds.toFixed(1)} s`);
+  }
+  const sweepManifests: Record<string, Manifest> = {};
+  if (opts.sweep) {
+    for (const b of opts.sweep.batches) {
+      sweepManifests[String(b)] = await generateWorkload(
+        { name: `200B-batch${b}`, rooms: opts.rooms, senders: opts.senders, messages: opts.messages, payloadBytes: 200, batchSize: b, undecryptableFraction: 0.01, delayedFraction: 0.02, seed: 1200 },
+        join(work, `wb${b}`),
+      );
+    }
+    log(`sweep workloads: ${opts.sweep.batches.join(", ")} events per sync`);
+  }
+  const cold: Record<string, ColdStoreInfo> = {};
+  for (const n of opts.coldSizes) {
+    const t0 = performance.now();
+    cold[String(n)] = await generateColdStore(join(work, `cold${n}`), n, 99 + n);
+    const c = cold[String(n)]!;
+    log(`cold store with ${n} inbound sessions: ${(c.fileBytes / 1e6).toFixed(1)} MB, libolm ${c.sessionGenSeconds.toFixed(1)} s + saveChanges ${c.storeWriteSeconds.toFixed(1)} s (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+
+  // ---- measurements --------------------------------------------------------------------------
+  const raw: Record<string, RawResult[]> = {};
+  const client: Record<string, ClientResult[]> = {};
+  const idle: IdleResult[] = [];
+  const coldRuns: Record<string, ColdResult[]> = {};
+  const memRuns: Record<string, ClientResult[]> = {};
+  const sweep: Record<string, ClientResult[]> = {};
+  const push = <T>(rec: Record<string, T[]>, key: string, v: T | null): void => {
+    if (v) (rec[key] ??= []).push(v);
+  };
+  for (let run = 1; run <= opts.runs; run++) {
+    log(`run ${run}/${opts.runs}`);
+    const i = await measure<IdleResult>(work, { mode: "idle", seconds: opts.idleSeconds });
+    if (i) idle.push(i);
+    for (const p of opts.payloads) {
+      const key = String(p);
+      const dir = manifests[key]!.dir;
+      const modes = ["raw", "sdk", "main"];
+      const order = modes.map((_, k) => modes[(k + run - 1) % modes.length]!);
+      for (const mode of order) {
+        if (mode === "raw") {
+          const r = await measure<RawResult>(work, { mode: "raw", manifestDir: dir });
+          push(raw, key, r);
+          if (r) log(`  ${key} B raw: ${r.decryptEps.toFixed(0)} ev/s (decrypt + JSON.parse ${r.decryptParseEps.toFixed(0)} ev/s)`);
+        } else {
+          const r = await measure<ClientResult>(work, { mode: mode as "sdk" | "main", manifestDir: dir });
+          push(client, `${mode}:${key}`, r);
+          if (r) log(`  ${key} B ${mode}: ${r.eps.toFixed(0)} ev/s, loop p99 ${r.loop.p99.toFixed(1)} ms max ${r.loop.max.toFixed(1)} ms${r.workerElu !== null ? `, worker busy ${(r.workerElu * 100).toFixed(0)} %` : ""}`);
+        }
+      }
+      if (opts.experiments) {
+        // --quick keeps the most telling variant only.
+        for (const x of opts.quick ? EXPERIMENTS.filter((e) => e.key === "group+devcache") : EXPERIMENTS) {
+          const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: dir, tuned: x.flags });
+          push(client, `sdk+${x.key}:${key}`, r);
+          if (r) log(`  ${key} B sdk what-if [${x.key}]: ${r.eps.toFixed(0)} ev/s`);
+        }
+      }
+    }
+    if (opts.sweep) {
+      for (const b of opts.sweep.batches) {
+        const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: sweepManifests[String(b)]!.dir });
+        push(sweep, `batch:${b}`, r);
+        if (r) log(`  200 B sdk, ${b} events/sync: ${r.eps.toFixed(0)} ev/s`);
+      }
+      const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: manifests["200"]!.dir, extraMembersPerRoom: opts.sweep.extraMembers });
+      push(sweep, `bigrooms:${opts.sweep.extraMembers}`, r);
+      if (r) log(`  200 B sdk, +${opts.sweep.extraMembers} members per room: ${r.eps.toFixed(0)} ev/s`);
+    }
+    for (const n of opts.coldSizes) {
+      for (const mode of ["cold-sdk", "cold-main"] as const) {
+        const r = await measure<ColdResult>(work, { mode, coldDir: join(work, `cold${n}`) });
+        push(coldRuns, `${mode}:${n}`, r);
+        if (r) log(`  cold start ${n} sessions (${mode.slice(5)}): first event after ${r.firstEventMs.toFixed(0)} ms (login ${r.loginMs.toFixed(0)} ms)`);
+      }
+    }
+    if (memManifest) {
+      for (const mode of ["sdk", "main"] as const) {
+        const r = await measure<ClientResult>(work, { mode, manifestDir: memManifest.dir, memory: true });
+        push(memRuns, mode, r);
+        if (r?.memory) log(`  memory (${mode}): RSS ${r.memory.rssAfterMB.toFixed(0)} MB after ${r.decrypted} events (${r.eps.toFixed(0)} ev/s)`);
+      }
+    }
+  }
+
+  // ---- profile (one extra, instrumented run per payload; not part of the figures above) -----
+  const profiles: Record<string, unknown> = {};
+  if (opts.profile) {
+    for (const p of opts.payloads) {
+      for (const mode of ["sdk", "main"] as const) {
+        const r = await measure<ClientResult>(work, { mode, manifestDir: manifests[String(p)]!.dir, profile: true });
+        if (r) profiles[`${mode}:${p}`] = { eps: r.eps, workerElu: r.workerElu, decrypted: r.decrypted, ...(r.profile ?? {}), fixture: r.fixture };
+      }
+    }
+    if (opts.sweep) {
+      // Where big rooms spend it: the same engine, instrumented, with the big-rooms state.
+      const r = await measure<ClientResult>(work, { mode: "main", manifestDir: manifests["200"]!.dir, profile: true, extraMembersPerRoom: opts.sweep.extraMembers });
+      if (r) profiles[`main:200:bigrooms`] = { eps: r.eps, decrypted: r.decrypted, extraMembersPerRoom: opts.sweep.extraMembers, ...(r.profile ?? {}) };
+    }
+    log("profile runs done");
+  }
+
+  const results: BenchResults = {
+    date: new Date(started).toISOString(),
+    durationSeconds: (Date.now() - started) / 1000,
+    machine: {
+      os: `${platform()} ${release()} ${arch()}`,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? "unknown",
+      totalMemMB: Math.round(totalmem() / 2 ** 20),
+      freeMemMB: Math.round(freemem() / 2 ** 20),
+      loadavgStart: load0,
+      loadavgEnd: loadavg(),
+      node: process.version,
+      libolm: libolmVersion(),
+      sdk: sdkVersion(),
+      note: "2 vCPUs, shared and noisy: expect run-to-run spread; compare modes within one run.",
+    },
+    options: { ...opts },
+    manifests: Object.fromEntries(Object.entries(manifests).map(([k, m]) => [k, strip(m)])),
+    memoryManifest: memManifest ? strip(memManifest) : null,
+    coldStores: cold,
+    raw,
+    client,
+    idle,
+    cold: coldRuns,
+    memory: memRuns,
+    profiles,
+    experiments: opts.experiments ? (opts.quick ? EXPERIMENTS.filter((e) => e.key === "group+devcache") : EXPERIMENTS) : [],
+    sweep,
+  };
+  const report = buildReport(results);
+  const outDir = join(REPO_ROOT, "bench", "results");
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, "latest.json"), JSON.stringify(report, null, 1) + "\n");
+  writeFileSync(join(outDir, "latest.svg"), renderSvg(report));
+  process.stdout.write(renderTable(report) + "\n");
+  log(`wrote bench/results/latest.json and bench/results/latest.svg (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  cleanup();
+}
+
+function strip(m: Manifest): Record<string, unknown> {
+  const { senders, sessions, rooms: _r, dir: _d, ...rest } = m;
+  return { ...rest, rooms: m.rooms.length, senders: senders.length, sessions: sessions.length, lostSessions: sessions.filter((s) => s.lost).length };
+}
+
+main().catch((err: unknown) => {
+  log(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exitCode = 1;
+});
