@@ -782,7 +782,11 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     const decrypted = timelines.map(() => new Map<string, RoomDecryptResult>());
     const encRooms = timelines.map((t, i) => ({ i, roomId: t.roomId, events: t.events.filter((e) => e.type === "m.room.encrypted") })).filter((r) => r.events.length);
     if (encRooms.length && this.encryption && this.account) {
-      const payload = encRooms.map((r) => ({ roomId: r.roomId, events: r.events }));
+      // Only what decryption needs crosses to the worker (less to clone and parse there).
+      const payload = encRooms.map((r) => ({
+        roomId: r.roomId,
+        events: r.events.map((e) => ({ type: e.type, event_id: e.event_id, sender: e.sender, origin_server_ts: e.origin_server_ts, content: e.content })),
+      }));
       const out = await this.crypto.decryptSyncTimelines(this.toWorkerJson(payload, () => {
         for (const r of payload) r.events = keepSerializable(r.events, this.log, "timeline event");
       }));

@@ -47,7 +47,7 @@ import type {
 } from "../../src/protocol/store.js";
 import type { Logger } from "../../src/util/logger.js";
 import { canonicalJson, signablePart } from "./canonicalJson.js";
-import { GroupSessionCache } from "./GroupSessionCache.js";
+import { GroupSessionCache, type LiveInboundSession } from "./GroupSessionCache.js";
 import { Transaction } from "./Transaction.js";
 import { checkDeviceChain, crossSigningKeysFromSeeds, deviceSigningUploadBody, generateCrossSigningKeys, mergeSignatureUploads, parseCrossSigningKey, publicKeyFromSeed, signDevice, signUserMaster, type CrossSigningSeeds } from "./crossSigning.js";
 import { loadIdentity, loadPin, loadSeeds, loadVerified, saveIdentity, savePin, saveSeeds, saveVerified, type StoredIdentity } from "./CrossSigningStore.js";
@@ -906,7 +906,8 @@ export class CryptoEngine {
         createdTs: this.now(),
       };
       tx.putInbound(record);
-      this.cache.set(GroupSessionCache.key(s.roomId, s.senderKey, s.sessionId), { session, record });
+      // A session new to the store has no replay records yet: track them all in memory.
+      this.cache.set(GroupSessionCache.key(s.roomId, s.senderKey, s.sessionId), { session, record, seen: new Map(), complete: !existing });
       keep = true;
       result?.roomKeys.push({ roomId: s.roomId, sessionId: s.sessionId, senderKey: s.senderKey });
       return true;
@@ -959,7 +960,7 @@ export class CryptoEngine {
     return out;
   }
 
-  private loadInbound(tx: Transaction, roomId: string, senderKey: string, sessionId: string): { session: Olm.InboundGroupSession; record: InboundGroupSessionRecord } | null {
+  private loadInbound(tx: Transaction, roomId: string, senderKey: string, sessionId: string): LiveInboundSession | null {
     const key = GroupSessionCache.key(roomId, senderKey, sessionId);
     const live = this.cache.get(key);
     if (live) return live;
@@ -1013,14 +1014,16 @@ export class CryptoEngine {
 
     // replay detection (persistent)
     const ts = typeof ev.origin_server_ts === "number" ? ev.origin_server_ts : 0;
-    const seen = tx.getReplay(c.sender_key, c.session_id, dec.message_index);
-    if (seen) {
-      if (seen.eventId !== ev.event_id || seen.originServerTs !== ts) {
-        throw new DecryptFailure(DecryptionFailureCode.Replay, `message index ${dec.message_index} of session ${c.session_id} was already used by ${seen.eventId}`);
+    const mem = live.seen?.get(dec.message_index);
+    const stored = mem ? { eventId: mem.eventId, originServerTs: mem.ts } : live.complete ? null : tx.getReplay(c.sender_key, c.session_id, dec.message_index);
+    if (stored) {
+      if (stored.eventId !== ev.event_id || stored.originServerTs !== ts) {
+        throw new DecryptFailure(DecryptionFailureCode.Replay, `message index ${dec.message_index} of session ${c.session_id} was already used by ${stored.eventId}`);
       }
     } else {
       tx.putReplay({ senderKey: c.sender_key, sessionId: c.session_id, messageIndex: dec.message_index, eventId: ev.event_id, originServerTs: ts });
     }
+    (live.seen ??= new Map()).set(dec.message_index, { eventId: stored?.eventId ?? ev.event_id, ts: stored?.originServerTs ?? ts });
 
     // sender checks and verification status, from the store (same answer after a restart)
     const rec = live.record;

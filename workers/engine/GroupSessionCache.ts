@@ -5,6 +5,13 @@ import type { InboundGroupSessionRecord } from "../../src/protocol/store.js";
 export interface LiveInboundSession {
   session: Olm.InboundGroupSession;
   record: InboundGroupSessionRecord;
+  /** Replay records of this session seen in this process: message index → first sighting. */
+  seen?: Map<number, { eventId: string; ts: number }>;
+  /**
+   * `seen` holds every replay record of the session (it was created in this process), so a miss
+   * means "never seen" without asking the store.
+   */
+  complete?: boolean;
 }
 
 /**
