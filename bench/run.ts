@@ -37,6 +37,8 @@ interface Options {
   profile: boolean;
   keepTemp: boolean;
   idleSeconds: number;
+  /** Where latest.json and latest.svg go (default bench/results). */
+  outDir: string | null;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -64,6 +66,10 @@ function parseArgs(argv: string[]): Options {
     profile: !has("--no-profile"),
     keepTemp: has("--keep-temp"),
     idleSeconds: quick ? 1 : 2,
+    outDir: (() => {
+      const i = argv.indexOf("--out");
+      return i >= 0 && argv[i + 1] ? argv[i + 1]! : null;
+    })(),
   };
 }
 
@@ -268,12 +274,12 @@ async function main(): Promise<void> {
     sweep,
   };
   const report = buildReport(results);
-  const outDir = join(REPO_ROOT, "bench", "results");
+  const outDir = opts.outDir ?? join(REPO_ROOT, "bench", "results");
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, "latest.json"), JSON.stringify(report, null, 1) + "\n");
   writeFileSync(join(outDir, "latest.svg"), renderSvg(report));
   process.stdout.write(renderTable(report) + "\n");
-  log(`wrote bench/results/latest.json and bench/results/latest.svg (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  log(`wrote ${join(outDir, "latest.json")} and latest.svg (${((Date.now() - started) / 1000).toFixed(0)} s)`);
   cleanup();
 }
 

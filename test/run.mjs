@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 
 const root = new URL("../dist/test/", import.meta.url).pathname;
 const layers = process.argv.slice(2);
-const order = ["unit", "store", "engine", "worker", "http", "integration", "faults"];
+const order = ["unit", "store", "engine", "worker", "http", "integration", "faults", "bench"];
 const wanted = layers.length ? layers : order;
 const files = [];
 function walk(dir) {

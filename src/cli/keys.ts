@@ -17,8 +17,8 @@ import { parseArgs } from "node:util";
 import { CryptoWorkerHost } from "../client/CryptoWorkerHost.js";
 import { MatrixSdkError } from "../protocol/errors.js";
 import { noopLogger } from "../util/logger.js";
+import { DEFAULT_PICKLE_KEY } from "../client/paths.js";
 
-const DEFAULT_PICKLE_KEY = "matrix-e2ee-worker-sdk default pickle key";
 
 function bar(label: string): (done: number, total: number) => void {
   return (done, total) => {

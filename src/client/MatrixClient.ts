@@ -26,7 +26,7 @@ import { childLogger, noopLogger, type Logger, type LogLevel } from "../util/log
 import { CryptoWorkerHost } from "./CryptoWorkerHost.js";
 import { Device } from "./Device.js";
 import type { MatrixClientEvents, RoomEvent, UndecryptableEvent } from "./events.js";
-import { userDataDir } from "./paths.js";
+import { DEFAULT_PICKLE_KEY, userDataDir } from "./paths.js";
 import { Room, type RoomEncryptionSettings } from "./Room.js";
 import { createWriteStream } from "node:fs";
 import { downloadAttachment, downloadToBuffer, fileContent, uploadEncrypted, uploadPlain, type AttachmentInput, type SendFileOptions } from "./media.js";
@@ -124,7 +124,6 @@ function keepSerializable<T>(list: T[], log: Logger, what: string): T[] {
   });
 }
 
-const DEFAULT_PICKLE_KEY = "matrix-e2ee-worker-sdk default pickle key";
 
 type Json = Record<string, unknown>;
 const isObj = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -15,3 +15,9 @@ export function userDataDir(appName = APP_NAME, env: NodeJS.ProcessEnv = process
   const xdg = env.XDG_DATA_HOME;
   return join(xdg && xdg.startsWith("/") ? xdg : join(homedir(), ".local", "share"), appName);
 }
+
+/**
+ * The pickle key used when `storeConf.pickleKey` is not set. A constant: it keeps keys out of
+ * casual view but does not protect a store file someone can read (see the README).
+ */
+export const DEFAULT_PICKLE_KEY = "matrix-e2ee-worker-sdk default pickle key";
