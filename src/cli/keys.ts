@@ -11,7 +11,7 @@
  * MATRIX_PICKLE_KEY if the store was created with a custom pickle key. The store must not be in
  * use by a running client (it is locked: one process per database).
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { CryptoWorkerHost } from "../client/CryptoWorkerHost.js";
@@ -49,6 +49,10 @@ export async function main(argv: string[]): Promise<number> {
   if (values.help || !cmd || !values.db) {
     process.stderr.write("usage: matrix-e2ee-keys <accounts|export|import|delete-device> --db <file> [--out|--in <file>] [--user @u:hs] [--device ID] [--rounds N] [--passphrase-file F]\n");
     return values.help ? 0 : 2;
+  }
+  if (!existsSync(resolve(values.db))) {
+    process.stderr.write(`error: no store file at ${values.db}\n`);
+    return 1;
   }
   const host = new CryptoWorkerHost({ store: { kind: "sqlite", path: resolve(values.db) }, pickleKey: process.env.MATRIX_PICKLE_KEY ?? DEFAULT_PICKLE_KEY, logLevel: "silent" }, noopLogger);
   try {
