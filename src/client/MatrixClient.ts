@@ -765,7 +765,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       this.emit("room.invite", roomId, isObj(inv) && typeof inv.sender === "string" ? inv.sender : null);
     }
 
-    // Timelines: one worker call per room for its encrypted events, rooms in parallel, emitted in order.
+    // Timelines, in order per room; gaps of limited timelines fetched first.
     let emitted = 0;
     const timelines: { roomId: string; events: Json[] }[] = [];
     for (const [roomId, r] of Object.entries(join)) {
@@ -868,12 +868,29 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
 
   private emitTimelineEvent(roomId: string, ev: Json, r: RoomDecryptResult | undefined, late: boolean): void {
     const item = this.toTimelineItem(roomId, ev, r, late);
-    if ("code" in item) this.emit("room.undecryptable", item);
-    else this.emit("room.event", item);
+    if ("code" in item) this.deliver("room.undecryptable", item);
+    else this.deliver("room.event", item);
   }
 
   private emitDecrypted(roomId: string, ev: Json, r: RoomDecryptResult & { ok: true }, late: boolean): void {
-    this.emit("room.event", this.toTimelineItem(roomId, ev, r, late) as RoomEvent);
+    this.deliver("room.event", this.toTimelineItem(roomId, ev, r, late) as RoomEvent);
+  }
+
+  /**
+   * Emit to application listeners. A throwing listener must not fail the sync (which would then be
+   * processed again and again): its error is reported as an `error` event.
+   */
+  private deliver<K extends "room.event" | "room.undecryptable">(event: K, arg: Parameters<MatrixClientEvents[K]>[0]): void {
+    try {
+      (this.emit as (e: string, a: unknown) => boolean)(event, arg);
+    } catch (err) {
+      this.log.warn(`a ${event} listener threw: ${String(err)}`);
+      try {
+        this.emit("error", err instanceof Error ? err : new Error(String(err)));
+      } catch {
+        // an error listener that throws is ignored
+      }
+    }
   }
 
   /** A raw timeline event plus its decryption result → what listeners get. */

@@ -187,4 +187,21 @@ describe("E2EE through a real Synapse", { timeout: 240_000 }, () => {
     await alice.client.getRoom(roomId).sendText("still syncing");
     await bob.rec.waitFor(() => bob.rec.bodies(roomId).includes("still syncing"), "Bob still syncing");
   });
+
+  it("a throwing room.event listener is reported as an error and does not stall the sync", async () => {
+    const errors: Error[] = [];
+    const onError = (e: Error): void => void errors.push(e);
+    const boom = (e: { content: Record<string, unknown> }): void => {
+      if (e.content.body === "make the listener throw") throw new Error("listener bug");
+    };
+    bob.client.on("error", onError);
+    bob.client.on("room.event", boom);
+    await alice.client.getRoom(roomId).sendText("make the listener throw");
+    await alice.client.getRoom(roomId).sendText("after the throwing listener");
+    await bob.rec.waitFor(() => bob.rec.bodies(roomId).includes("after the throwing listener"), "Bob still receiving");
+    assert.ok(errors.some((e) => e.message === "listener bug"));
+    assert.equal(bob.rec.bodies(roomId).filter((b) => b === "make the listener throw").length, 1, "the sync was processed again");
+    bob.client.off("room.event", boom);
+    bob.client.off("error", onError);
+  });
 });
