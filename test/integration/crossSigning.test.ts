@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import * as wasm from "@matrix-org/matrix-sdk-crypto-wasm";
 import { MatrixSdkError, type MatrixClient } from "../../src/index.js";
 import type { SynapseHandle } from "../harness/synapse.js";
-import { PASSWORD, Recorder, startClient, synapse, tempDir, uniqueName } from "./helpers.js";
+import { PASSWORD, Recorder, startClient, synapse, tempDir, uniqueName, waitUntil } from "./helpers.js";
 
 type Json = Record<string, unknown>;
 
@@ -52,13 +52,6 @@ describe("cross-signing and secret storage", { timeout: 240_000 }, () => {
     clients.push(c.client);
     return c;
   };
-  const until = async (pred: () => Promise<boolean>, what: string): Promise<void> => {
-    const deadline = Date.now() + 30_000;
-    while (!(await pred())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
 
   before(async () => {
     hs = await synapse();
@@ -96,7 +89,7 @@ describe("cross-signing and secret storage", { timeout: 240_000 }, () => {
     assert.equal(d2?.crossSigned ?? false, false, "restore with a wrong key must change nothing");
 
     await a2.client.restoreCrossSigning({ recoveryKey });
-    await until(async () => {
+    await waitUntil(async () => {
       await a1.client.refreshUserKeys(alice);
       d2 = (await a1.client.getDevices(alice)).find((d) => d.deviceId === a2.client.deviceId);
       return d2?.crossSigned === true;
@@ -108,7 +101,7 @@ describe("cross-signing and secret storage", { timeout: 240_000 }, () => {
   it("validates another user's chain, reports a device not signed by its owner, and verifyUser makes their events verified", async () => {
     await b1.client.bootstrapCrossSigning({ password: PASSWORD });
     const b2 = track(await startClient(hs, bob, tempDir(), { deviceId: `XB2${Date.now()}` })); // never signed by Bob's self-signing key
-    await until(async () => {
+    await waitUntil(async () => {
       await a1.client.refreshUserKeys(bob);
       const ds = await a1.client.getDevices(bob);
       return ds.some((d) => d.deviceId === b1.client.deviceId && d.crossSigned) && ds.some((d) => d.deviceId === b2.client.deviceId);
@@ -143,7 +136,7 @@ describe("cross-signing and secret storage", { timeout: 240_000 }, () => {
     const changed: string[] = [];
     a1.client.on("user.identityChanged", (u) => changed.push(u));
     await b1.client.bootstrapCrossSigning({ password: PASSWORD }); // a new master key for Bob
-    await until(async () => {
+    await waitUntil(async () => {
       await a1.client.refreshUserKeys(bob);
       return changed.includes(bob);
     }, "the identity change");

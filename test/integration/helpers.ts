@@ -95,3 +95,12 @@ export async function startClient(
   if (!noStart) client.start();
   return { client, rec };
 }
+
+/** Poll an async condition (for state only reachable by asking, e.g. the worker's device list). */
+export async function waitUntil(pred: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

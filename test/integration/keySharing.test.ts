@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { MatrixClient } from "../../src/index.js";
 import type { SynapseHandle } from "../harness/synapse.js";
-import { PASSWORD, Recorder, startClient, synapse, tempDir, uniqueName } from "./helpers.js";
+import { PASSWORD, Recorder, startClient, synapse, tempDir, uniqueName, waitUntil } from "./helpers.js";
 
 describe("key sharing among own devices through a real Synapse", { timeout: 240_000 }, () => {
   let hs: SynapseHandle;
@@ -18,13 +18,6 @@ describe("key sharing among own devices through a real Synapse", { timeout: 240_
   const track = <T extends { client: MatrixClient }>(c: T): T => {
     clients.push(c.client);
     return c;
-  };
-  const waitUntil = async (pred: () => Promise<boolean>, what: string): Promise<void> => {
-    const deadline = Date.now() + 30_000;
-    while (!(await pred())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
   };
 
   before(async () => {
