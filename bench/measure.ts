@@ -289,7 +289,7 @@ function installClientProfile(client: MatrixClient, mode: "sdk" | "main"): Profi
   let inflight = 0;
   host.call = async (m: string, a: unknown[]) => {
     const t0 = performance.now();
-    if (m === "decryptRoomEvents") {
+    if (m === "decryptSyncTimelines") {
       if (inflight === 0) spanStart = t0;
       inflight++;
     }
@@ -300,7 +300,7 @@ function installClientProfile(client: MatrixClient, mode: "sdk" | "main"): Profi
       const e = (prof.calls[m] ??= { n: 0, ms: 0 });
       e.n++;
       e.ms += t1 - t0;
-      if (m === "decryptRoomEvents" && --inflight === 0) prof.decryptSpanMs.push(t1 - spanStart);
+      if (m === "decryptSyncTimelines" && --inflight === 0) prof.decryptSpanMs.push(t1 - spanStart);
     }
   };
   if (mode === "main") {

@@ -90,20 +90,20 @@ function breakdownFor(profiles: Record<string, unknown>, payload: string): Json 
   if (!main?.engine || !main.exec) return null;
   const us = (ms: number): number => round((ms * 1000) / main.decrypted, 1);
   const eng = main.engine;
-  const inDecrypt = (n: string): number => eng[`decryptRoomEvents:${n}`]?.totalMs ?? 0;
-  const decryptExec = main.exec.decryptRoomEvents?.totalMs ?? 0;
-  const decryptParse = main.parse?.decryptRoomEvents?.totalMs ?? 0;
+  const inDecrypt = (n: string): number => eng[`decryptSyncTimelines:${n}`]?.totalMs ?? 0;
+  const decryptExec = main.exec.decryptSyncTimelines?.totalMs ?? 0;
+  const decryptParse = main.parse?.decryptSyncTimelines?.totalMs ?? 0;
   const olm = inDecrypt("olm.megolmDecrypt");
   const unpickle = inDecrypt("olm.inboundUnpickle");
   const commit = inDecrypt("store.saveChanges");
   const devByCurve = inDecrypt("store.getDeviceByCurve25519");
   const replayRead = inDecrypt("store.getReplayRecord");
   const otherReads = Object.entries(eng)
-    .filter(([k]) => k.startsWith("decryptRoomEvents:store.") && !/saveChanges|getDeviceByCurve25519|getReplayRecord/.test(k))
+    .filter(([k]) => k.startsWith("decryptSyncTimelines:store.") && !/saveChanges|getDeviceByCurve25519|getReplayRecord/.test(k))
     .reduce((s, [, v]) => s + v.totalMs, 0);
   const engineRest = decryptExec - decryptParse - olm - unpickle - commit - devByCurve - replayRead - otherReads;
   const otherCalls = Object.entries(main.exec)
-    .filter(([k]) => k !== "decryptRoomEvents")
+    .filter(([k]) => k !== "decryptSyncTimelines")
     .reduce((s, [, v]) => s + v.totalMs, 0);
   const window = Number(main.windowMs);
   const fetch = Number(main.syncFetchTotalMs);
@@ -117,7 +117,7 @@ function breakdownFor(profiles: Record<string, unknown>, payload: string): Json 
       "store: commit of decrypt batch (replay rows; 1 txn/room/sync, FULL)": us(commit),
       "store: getDeviceByCurve25519 (1 query/event)": us(devByCurve),
       "store: getReplayRecord (1 query/event)": us(replayRead),
-      "store: other reads in decryptRoomEvents": us(otherReads),
+      "store: other reads in decryptSyncTimelines": us(otherReads),
       "facade: JSON.parse of the events array": us(decryptParse),
       "engine: rest (checks, plaintext JSON.parse, content JSON.stringify)": us(engineRest),
       "engine: other calls (receiveSyncChanges, commitSyncToken, keys)": us(otherCalls),
@@ -136,7 +136,7 @@ function breakdownFor(profiles: Record<string, unknown>, payload: string): Json 
       eps: round(sdk.eps, 0),
       totalUs: round((sdkWindow * 1000) / sdk.decrypted, 1),
       "GET /sync incl. JSON.parse (worker idle meanwhile)": round((sdkFetch * 1000) / sdk.decrypted, 1),
-      "decryptRoomEvents span per sync (worker)": round((sdkSpan * 1000) / sdk.decrypted, 1),
+      "decryptSyncTimelines span per sync (worker)": round((sdkSpan * 1000) / sdk.decrypted, 1),
       "same span, main-thread engine": round((mainSpan * 1000) / main.decrypted, 1),
       "worker busy (ELU)": sdk.workerElu !== null ? round(sdk.workerElu, 3) : null,
       "ceiling if the worker never waited (eps / ELU)": sdk.workerElu ? round(sdk.eps / sdk.workerElu, 0) : null,
@@ -425,7 +425,7 @@ export function renderTable(rep: Report): string {
       const s = b.sdk as Record<string, number | null> | undefined;
       if (s) {
         out.push(
-          `    sdk run: ${fmt(Number(s.totalUs), 1)} µs/ev total; /sync fetch ${fmt(Number(s["GET /sync incl. JSON.parse (worker idle meanwhile)"]), 1)}; decrypt span ${fmt(Number(s["decryptRoomEvents span per sync (worker)"]), 1)} (main-thread engine: ${fmt(Number(s["same span, main-thread engine"]), 1)}); worker busy ${fmt(Number(s["worker busy (ELU)"]) * 100, 0)} % → ceiling ${fmt(Number(s["ceiling if the worker never waited (eps / ELU)"]))} ev/s`,
+          `    sdk run: ${fmt(Number(s.totalUs), 1)} µs/ev total; /sync fetch ${fmt(Number(s["GET /sync incl. JSON.parse (worker idle meanwhile)"]), 1)}; decrypt span ${fmt(Number(s["decryptSyncTimelines span per sync (worker)"]), 1)} (main-thread engine: ${fmt(Number(s["same span, main-thread engine"]), 1)}); worker busy ${fmt(Number(s["worker busy (ELU)"]) * 100, 0)} % → ceiling ${fmt(Number(s["ceiling if the worker never waited (eps / ELU)"]))} ev/s`,
         );
       }
     }
