@@ -426,7 +426,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       await this.http.request("POST", path, { body: r.deviceSigningUpload });
     } catch (err) {
       if (!(err instanceof MatrixHttpError) || err.status !== 401) throw err;
-      const session = typeof err.details.session === "string" ? err.details.session : await this.uiaSession(path, r.deviceSigningUpload);
+      const session = typeof err.details.session === "string" ? err.details.session : undefined;
       if (!opts.password) throw new InvalidArgumentError("the server wants the account password to upload cross-signing keys");
       await this.http.request("POST", path, {
         body: { ...r.deviceSigningUpload, auth: { type: "m.login.password", identifier: { type: "m.id.user", user: this._userId }, password: opts.password, session } },
@@ -439,15 +439,6 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     await this.setAccountData("m.secret_storage.default_key", { key: ss.keyId });
     await this.refreshOwnKeys();
     return { recoveryKey: r.recoveryKey };
-  }
-
-  private async uiaSession(path: string, body: Json): Promise<string | undefined> {
-    try {
-      await this.http.request("POST", path, { body, retry: false });
-    } catch (err) {
-      if (err instanceof MatrixHttpError && typeof err.details.session === "string") return err.details.session;
-    }
-    return undefined;
   }
 
   /**

@@ -41,7 +41,6 @@ import type {
   CryptoStore,
   DeviceRecord,
   InboundGroupSessionRecord,
-  OlmSessionRecord,
   OutboundGroupSessionRecord,
   SharedWithEntry,
 } from "../../src/protocol/store.js";
@@ -51,7 +50,7 @@ import { GroupSessionCache, type LiveInboundSession } from "./GroupSessionCache.
 import { Transaction } from "./Transaction.js";
 import { checkDeviceChain, crossSigningKeysFromSeeds, deviceSigningUploadBody, generateCrossSigningKeys, mergeSignatureUploads, parseCrossSigningKey, publicKeyFromSeed, signDevice, signUserMaster, type CrossSigningSeeds } from "./crossSigning.js";
 import { loadIdentity, loadPin, loadSeeds, loadVerified, saveIdentity, savePin, saveSeeds, saveVerified, type StoredIdentity } from "./CrossSigningStore.js";
-import { checkKey, decodeRecoveryKey, decryptSecret, deriveKeyFromPassphrase, encryptSecret, generateRecoveryKey, makeKeyDescription, newSecretStorageKeyId, SecretStorageError } from "./secretStorage.js";
+import { checkKey, decodeRecoveryKey, decryptSecret, encodeRecoveryKey, deriveKeyFromPassphrase, encryptSecret, generateRecoveryKey, makeKeyDescription, newSecretStorageKeyId, SecretStorageError } from "./secretStorage.js";
 
 type OlmModule = typeof Olm;
 type Json = Record<string, unknown>;
@@ -1491,7 +1490,6 @@ export class CryptoEngine {
     ] as const) {
       secrets[name] = { encrypted: { [keyId]: encryptSecret(b64(seed), privateKey, name) } };
     }
-    const { encodeRecoveryKey } = await import("./secretStorage.js");
     const recoveryKey = encodeRecoveryKey(privateKey);
     privateKey.fill(0);
     return { recoveryKey, keyId, keyDescription: description, secrets };
@@ -1967,4 +1965,3 @@ function canonicalJsonSafe(v: unknown): string {
   }
 }
 
-export type { OlmSessionRecord };
