@@ -11,6 +11,20 @@ import type { CryptoEngine } from "./engine/CryptoEngine.js";
 
 const PAGE = 1000;
 
+/**
+ * Call a progress callback and wait for it. Across the worker boundary the callback is a Comlink
+ * proxy whose calls travel on their own port, so without the wait the last report could reach the
+ * main thread after the call's result. A failing callback does not fail the export or import.
+ */
+async function report(onProgress: ((done: number, total: number) => void) | undefined, done: number, total: number): Promise<void> {
+  if (!onProgress) return;
+  try {
+    await onProgress(done, total);
+  } catch {
+    // the caller's callback failed: its problem, not the export's
+  }
+}
+
 /** Export every inbound session to `path` atomically (temp file, fsync, rename), mode 0600. @internal */
 export async function exportKeysToFile(
   engine: CryptoEngine,
@@ -27,7 +41,7 @@ export async function exportKeysToFile(
     const page = engine.exportRoomKeysPage(PAGE, after);
     for (const k of page.keys) parts.push(JSON.stringify(k));
     done += page.keys.length;
-    onProgress?.(done, page.total);
+    await report(onProgress, done, page.total);
     if (!page.next) break;
     after = page.next;
   }
@@ -70,7 +84,7 @@ export async function importKeysFromFile(
     result.imported += r.imported;
     result.skipped += r.skipped;
     result.redecrypted.push(...r.redecrypted);
-    onProgress?.(Math.min(i + PAGE, sessions.length), sessions.length);
+    await report(onProgress, Math.min(i + PAGE, sessions.length), sessions.length);
   }
   return result;
 }

@@ -492,7 +492,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
    * This does not export the device's identity keys.
    */
   async exportKeys(path: string, passphrase: string, opts: { rounds?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<{ exported: number }> {
-    const exported = await this.crypto.exportKeysToFile(resolvePath(path), passphrase, opts.rounds, opts.onProgress);
+    const exported = await this.crypto.exportKeysToFile(resolvePath(path), passphrase, opts.rounds, this.progressReporter(opts.onProgress));
     return { exported };
   }
 
@@ -503,9 +503,25 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
    * 1,000 sessions are committed one by one, so syncing goes on during a large import.
    */
   async importKeys(path: string, passphrase: string, opts: { onProgress?: (done: number, total: number) => void } = {}): Promise<{ total: number; imported: number; skipped: number }> {
-    const r = await this.crypto.importKeysFromFile(resolvePath(path), passphrase, opts.onProgress);
+    const r = await this.crypto.importKeysFromFile(resolvePath(path), passphrase, this.progressReporter(opts.onProgress));
     for (const batch of r.redecrypted) for (const ev of batch.results) if (ev.ok) this.emitDecrypted(batch.roomId, { event_id: ev.eventId }, ev, true);
     return { total: r.total, imported: r.imported, skipped: r.skipped };
+  }
+
+  /**
+   * Wrap a caller's progress callback for the worker, which waits for each report so that every
+   * report arrives before the result. The wrapper returns at once (never the caller's promise, which
+   * might wait for the worker and deadlock), and a throwing callback becomes an `error` event.
+   */
+  private progressReporter(onProgress: ((done: number, total: number) => void) | undefined): ((done: number, total: number) => void) | undefined {
+    if (!onProgress) return undefined;
+    return (done, total) => {
+      try {
+        onProgress(done, total);
+      } catch (err) {
+        this.emit("error", err instanceof Error ? err : new Error(String(err)));
+      }
+    };
   }
 
   // ---------------------------------------------------------------------------------------------
