@@ -177,7 +177,29 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX pending_events_by_age ON pending_events (account_id, received_ts);
   `,
+  // 3: replay records packed: one row per session per saved batch (up to REPLAY_CHUNK records, a
+  // JSON array of [message_index, event_id, origin_server_ts]) instead of one row per message.
+  // A sync's commit writes a row per session it touched rather than one per event.
+  `
+  CREATE TABLE replay_chunks (
+    account_id INTEGER NOT NULL REFERENCES accounts (account_id) ON DELETE CASCADE,
+    sender_key TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    min_index INTEGER NOT NULL,
+    max_index INTEGER NOT NULL,
+    records TEXT NOT NULL
+  );
+  CREATE INDEX replay_chunks_by_session ON replay_chunks (account_id, sender_key, session_id, min_index);
+  INSERT INTO replay_chunks (account_id, sender_key, session_id, min_index, max_index, records)
+    SELECT account_id, sender_key, session_id, MIN(message_index), MAX(message_index),
+           json_group_array(json_array(message_index, event_id, origin_server_ts))
+    FROM replay_records GROUP BY account_id, sender_key, session_id, message_index / 64;
+  DROP TABLE replay_records;
+  `,
 ];
+
+/** Most replay records packed into one `replay_chunks` row. */
+const REPLAY_CHUNK = 64;
 
 /** To-device digests older than this are pruned (a crash-replay window, not history). */
 const DIGEST_TTL_MS = 7 * 24 * 60 * 60 * 1000;
@@ -251,11 +273,8 @@ interface MemberRow {
   membership: string;
 }
 interface ReplayRow {
-  sender_key: string;
-  session_id: string;
-  message_index: number;
-  event_id: string;
-  origin_server_ts: number;
+  /** `[message_index, event_id, origin_server_ts]` as JSON. */
+  rec: string;
 }
 interface PendingRow {
   room_id: string;
@@ -320,13 +339,31 @@ const toRoom = (r: RoomRow): RoomRecord => ({
   historyVisibility: r.history_visibility,
 });
 const toMember = (r: MemberRow): RoomMemberRecord => ({ roomId: r.room_id, userId: r.user_id, membership: r.membership });
-const toReplay = (r: ReplayRow): ReplayRecord => ({
-  senderKey: r.sender_key,
-  sessionId: r.session_id,
-  messageIndex: r.message_index,
-  eventId: r.event_id,
-  originServerTs: r.origin_server_ts,
-});
+/** Group replay records by session, first sighting of an index kept, in rows of at most {@link REPLAY_CHUNK}. */
+function packReplay(records: readonly ReplayRecord[]): { senderKey: string; sessionId: string; min: number; max: number; json: string }[] {
+  const bySession = new Map<string, Map<number, ReplayRecord>>();
+  for (const r of records) {
+    const k = `${r.senderKey}\u0000${r.sessionId}`;
+    let m = bySession.get(k);
+    if (!m) bySession.set(k, (m = new Map()));
+    if (!m.has(r.messageIndex)) m.set(r.messageIndex, r);
+  }
+  const out: { senderKey: string; sessionId: string; min: number; max: number; json: string }[] = [];
+  for (const m of bySession.values()) {
+    const all = [...m.values()];
+    for (let i = 0; i < all.length; i += REPLAY_CHUNK) {
+      const part = all.slice(i, i + REPLAY_CHUNK);
+      let min = Infinity;
+      let max = -Infinity;
+      for (const r of part) {
+        if (r.messageIndex < min) min = r.messageIndex;
+        if (r.messageIndex > max) max = r.messageIndex;
+      }
+      out.push({ senderKey: part[0]!.senderKey, sessionId: part[0]!.sessionId, min, max, json: JSON.stringify(part.map((r) => [r.messageIndex, r.eventId, r.originServerTs])) });
+    }
+  }
+  return out;
+}
 const toPending = (r: PendingRow): PendingEventRecord => ({
   roomId: r.room_id,
   sessionId: r.session_id,
@@ -639,13 +676,15 @@ function prepareStatements(db: Db) {
        ON CONFLICT (account_id, room_id, user_id) DO UPDATE SET membership = excluded.membership`,
     ),
 
-    getReplay: db.prepare<[number, string, string, number], ReplayRow>(
-      `SELECT sender_key, session_id, message_index, event_id, origin_server_ts FROM replay_records
-       WHERE account_id = ? AND sender_key = ? AND session_id = ? AND message_index = ?`,
+    // The earliest row (rowid order) holding the index is its first sighting.
+    getReplay: db.prepare<[number, string, string, number, number, number], ReplayRow>(
+      `SELECT j.value AS rec FROM replay_chunks AS c, json_each(c.records) AS j
+       WHERE c.account_id = ? AND c.sender_key = ? AND c.session_id = ? AND c.min_index <= ? AND c.max_index >= ?
+         AND json_extract(j.value, '$[0]') = ?
+       ORDER BY c.rowid, j.key LIMIT 1`,
     ),
-    insertReplay: db.prepare<[number, string, string, number, string, number], unknown>(
-      `INSERT INTO replay_records (account_id, sender_key, session_id, message_index, event_id, origin_server_ts)
-       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+    insertReplay: db.prepare<[number, string, string, number, number, string], unknown>(
+      `INSERT INTO replay_chunks (account_id, sender_key, session_id, min_index, max_index, records) VALUES (?, ?, ?, ?, ?, ?)`,
     ),
 
     getPending: db.prepare<[number, string, string], PendingRow>(
@@ -960,8 +999,13 @@ export class SqliteCryptoStore implements CryptoStore {
   getReplayRecord(senderKey: string, sessionId: string, messageIndex: number): ReplayRecord | null {
     const a = this.acct();
     if (a === null) return null;
-    const r = this.s().getReplay.get(a, senderKey, sessionId, messageIndex);
-    return r ? toReplay(r) : null;
+    const r = this.s().getReplay.get(a, senderKey, sessionId, messageIndex, messageIndex, messageIndex);
+    if (!r) return null;
+    const v = JSON.parse(r.rec) as unknown;
+    if (!Array.isArray(v) || v[0] !== messageIndex || typeof v[1] !== "string" || typeof v[2] !== "number") {
+      throw new StoreError(`A replay record of session ${sessionId} in the crypto store is corrupted.`, { path: this.path });
+    }
+    return { senderKey, sessionId, messageIndex, eventId: v[1], originServerTs: v[2] };
   }
 
   /** Pending events of one session in a room, oldest first. */
@@ -1078,7 +1122,7 @@ export class SqliteCryptoStore implements CryptoStore {
           st.upsertRoom.run(a, r.roomId, r.encryption === null ? null : JSON.stringify(r.encryption), r.historyVisibility);
         }
         for (const r of changes.roomMembers ?? []) st.upsertRoomMember.run(a, r.roomId, r.userId, r.membership);
-        for (const r of changes.replayRecords ?? []) st.insertReplay.run(a, r.senderKey, r.sessionId, r.messageIndex, r.eventId, r.originServerTs);
+        if (changes.replayRecords?.length) for (const c of packReplay(changes.replayRecords)) st.insertReplay.run(a, c.senderKey, c.sessionId, c.min, c.max, c.json);
         for (const r of changes.pendingEvents ?? []) st.upsertPending.run(a, r.roomId, r.eventId, r.sessionId, r.eventJson, r.receivedTs);
         for (const r of changes.deletedPendingEvents ?? []) st.deletePending.run(a, r.roomId, r.eventId);
         for (const d of changes.toDeviceDigests ?? []) st.insertDigest.run(a, d, now);
