@@ -128,6 +128,30 @@ function keepSerializable<T>(list: T[], log: Logger, what: string): T[] {
 type Json = Record<string, unknown>;
 const isObj = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
 
+
+/** The events array of `section[key]` (`{ events: [...] }` in a sync response), or none. */
+function syncEvents(section: unknown, key: string): unknown[] {
+  if (!isObj(section) || !isObj(section[key])) return [];
+  const evs = (section[key] as Json).events;
+  return Array.isArray(evs) ? evs : [];
+}
+
+/** A `/sync` response taken apart for processing (see `MatrixClient.prepareSync`). */
+interface SyncWork {
+  res: unknown;
+  nextBatch: string;
+  join: Json;
+  invite: Json;
+  leave: Json;
+  cryptoRooms: SyncChangesInput["rooms"];
+  /** Joined rooms' timelines as received; `gapFrom` is the `prev_batch` of a limited timeline. */
+  timelines: { roomId: string; events: Json[]; gapFrom: string | null }[];
+  /** `receiveSyncChanges` input, serialized (null: not prepared). */
+  cryptoInputJson: string | null;
+  /** `decryptSyncTimelines` input, serialized (null: not prepared, or nothing to decrypt). */
+  decryptJson: string | null;
+}
+
 /**
  * A Matrix client with end-to-end encryption running in a worker thread.
  *
@@ -662,8 +686,8 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     const max = this.opts.syncBackoff?.maxMs ?? 60_000;
     const timeout = this.opts.syncTimeoutMs ?? 30_000;
     let failures = 0;
-    type Fetched = { res: unknown } | { err: unknown };
-    const fetchSync = (since: string | null): Promise<Fetched> =>
+    type Fetched = { res: unknown; work?: SyncWork | undefined } | { err: unknown };
+    const fetchSync = (since: string | null, prepare = false): Promise<Fetched> =>
       this.http
         .request<unknown>("GET", "/_matrix/client/v3/sync", {
           query: { since: since ?? undefined, timeout: since ? timeout : 0, filter: SYNC_FILTER },
@@ -672,7 +696,9 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
           signal,
         })
         .then(
-          (res) => ({ res }),
+          // A prefetched sync is prepared (parsed into the worker's inputs) as soon as it arrives,
+          // which is while the worker still decrypts the previous one.
+          (res) => ({ res, work: prepare ? this.tryPrepareSync(res) : undefined }),
           (err: unknown) => ({ err }),
         );
     // The next /sync is fetched while this one's timelines decrypt (its to-device part is already
@@ -685,8 +711,8 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
         if ("err" in got) throw got.err;
         if (signal.aborted) break;
         await this.processSync(got.res, (next) => {
-          if (!signal.aborted) prefetch = fetchSync(next);
-        });
+          if (!signal.aborted) prefetch = fetchSync(next, true);
+        }, got.work);
         failures = 0;
       } catch (err) {
         prefetch = null;
@@ -705,22 +731,82 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     }
   }
 
-  /** Process one `/sync` response: crypto first, then timelines in order, then commit the token. */
-  private async processSync(res: unknown, onIngested?: (nextBatch: string) => void): Promise<void> {
+  /** {@link prepareSync}, or undefined when the response is malformed (processSync reports it). */
+  private tryPrepareSync(res: unknown): SyncWork | undefined {
+    try {
+      return this.prepareSync(res);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The parts of a `/sync` response's processing that depend on nothing but the response: its
+   * sections, the crypto worker's input and the encrypted timeline events to decrypt, serialized
+   * for the worker. A prefetched sync is prepared while the worker is busy with the previous one,
+   * so the worker does not wait for this main-thread work between syncs.
+   */
+  private prepareSync(res: unknown): SyncWork {
     if (!isObj(res) || typeof res.next_batch !== "string") throw new MatrixHttpError(200, "M_BAD_JSON", "sync response without next_batch");
     const nextBatch = res.next_batch;
     const roomsSection = isObj(res.rooms) ? res.rooms : {};
     const join = isObj(roomsSection.join) ? roomsSection.join : {};
     const invite = isObj(roomsSection.invite) ? roomsSection.invite : {};
     const leave = isObj(roomsSection.leave) ? roomsSection.leave : {};
-    const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-    const events = (section: unknown, key: string): unknown[] => (isObj(section) && isObj(section[key]) ? arr((section[key] as Json).events) : []);
-
+    const stateOf = (section: unknown): unknown[] => [...syncEvents(section, "state"), ...syncEvents(section, "timeline").filter((e) => isObj(e) && typeof e.state_key === "string")];
     const cryptoRooms: SyncChangesInput["rooms"] = [];
-    const stateOf = (section: unknown): unknown[] => [...events(section, "state"), ...events(section, "timeline").filter((e) => isObj(e) && typeof e.state_key === "string")];
     for (const [roomId, r] of Object.entries(join)) cryptoRooms.push({ roomId, membership: "join", stateEvents: stateOf(r) });
     for (const [roomId, r] of Object.entries(leave)) cryptoRooms.push({ roomId, membership: "leave", stateEvents: stateOf(r) });
-    for (const [roomId, r] of Object.entries(invite)) cryptoRooms.push({ roomId, membership: "invite", stateEvents: events(r, "invite_state") });
+    for (const [roomId, r] of Object.entries(invite)) cryptoRooms.push({ roomId, membership: "invite", stateEvents: syncEvents(r, "invite_state") });
+    const timelines: SyncWork["timelines"] = [];
+    for (const [roomId, r] of Object.entries(join)) {
+      const tl = isObj(r) && isObj(r.timeline) ? r.timeline : {};
+      timelines.push({ roomId, events: syncEvents(r, "timeline").filter(isObj), gapFrom: tl.limited === true && typeof tl.prev_batch === "string" ? tl.prev_batch : null });
+    }
+    const work: SyncWork = { res, nextBatch, join, invite, leave, cryptoRooms, timelines, cryptoInputJson: null, decryptJson: null };
+    if (this.encryption && this.account) {
+      work.cryptoInputJson = this.cryptoInputJson(work);
+      // With a gap to fetch first, the events to decrypt are known only after the fetch.
+      if (!timelines.some((t) => t.gapFrom !== null)) work.decryptJson = this.decryptPayloadJson(timelines);
+    }
+    return work;
+  }
+
+  /** The worker's `receiveSyncChanges` input for a sync, serialized. */
+  private cryptoInputJson(work: SyncWork): string {
+    const res = work.res as Json;
+    const devLists = isObj(res.device_lists) ? res.device_lists : {};
+    const input: SyncChangesInput = {
+      nextBatch: work.nextBatch,
+      toDevice: syncEvents(res, "to_device"),
+      deviceLists: { changed: devLists.changed, left: devLists.left },
+      rooms: work.cryptoRooms,
+    };
+    if (isObj(res.device_one_time_keys_count)) input.oneTimeKeyCounts = res.device_one_time_keys_count;
+    const fb = res.device_unused_fallback_key_types ?? res["org.matrix.msc2732.device_unused_fallback_key_types"];
+    if (fb !== undefined) input.unusedFallbackKeyTypes = fb;
+    return this.toWorkerJson(input, () => {
+      input.toDevice = keepSerializable(input.toDevice, this.log, "to-device event");
+      for (const r of input.rooms) r.stateEvents = keepSerializable(r.stateEvents, this.log, "state event");
+    });
+  }
+
+  /** The encrypted timeline events of a sync, serialized for `decryptSyncTimelines`; null when there are none. */
+  private decryptPayloadJson(timelines: { roomId: string; events: Json[] }[]): string | null {
+    // Only what decryption needs crosses to the worker (less to clone and parse there).
+    const payload = timelines
+      .map((t) => ({ roomId: t.roomId, events: t.events.filter((e) => e.type === "m.room.encrypted").map((e) => ({ type: e.type, event_id: e.event_id, sender: e.sender, origin_server_ts: e.origin_server_ts, content: e.content })) }))
+      .filter((r) => r.events.length);
+    if (!payload.length) return null;
+    return this.toWorkerJson(payload, () => {
+      for (const r of payload) r.events = keepSerializable(r.events, this.log, "timeline event");
+    });
+  }
+
+  /** Process one `/sync` response: crypto first, then timelines in order, then commit the token. */
+  private async processSync(res: unknown, onIngested?: (nextBatch: string) => void, prepared?: SyncWork): Promise<void> {
+    const work = prepared !== undefined && prepared.res === res ? prepared : this.prepareSync(res);
+    const { nextBatch, invite, cryptoRooms } = work;
 
     // Main-thread room view.
     for (const cr of cryptoRooms) {
@@ -736,21 +822,17 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     }
 
     let cryptoResult: SyncChangesResult | null = null;
+    // When the events to decrypt are already known (no timeline gap to fetch), the decryption is
+    // queued right behind the sync's crypto changes, so the worker goes from one to the other
+    // without waiting for this thread. Its side effects are committed only with the sync token.
+    let early: Promise<{ roomId: string; results: RoomDecryptResult[] }[]> | null = null;
     if (this.encryption && this.account) {
-      const devLists = isObj(res.device_lists) ? res.device_lists : {};
-      const input: SyncChangesInput = {
-        nextBatch,
-        toDevice: events(res, "to_device"),
-        deviceLists: { changed: devLists.changed, left: devLists.left },
-        rooms: cryptoRooms,
-      };
-      if (isObj(res.device_one_time_keys_count)) input.oneTimeKeyCounts = res.device_one_time_keys_count;
-      const fb = res.device_unused_fallback_key_types ?? res["org.matrix.msc2732.device_unused_fallback_key_types"];
-      if (fb !== undefined) input.unusedFallbackKeyTypes = fb;
-      cryptoResult = await this.crypto.receiveSyncChanges(this.toWorkerJson(input, () => {
-        input.toDevice = keepSerializable(input.toDevice, this.log, "to-device event");
-        for (const r of input.rooms) r.stateEvents = keepSerializable(r.stateEvents, this.log, "state event");
-      }));
+      const changes = this.crypto.receiveSyncChanges(work.cryptoInputJson ?? this.cryptoInputJson(work));
+      if (work.decryptJson !== null) {
+        early = this.crypto.decryptSyncTimelines(work.decryptJson);
+        early.catch(() => undefined); // awaited below; if the crypto changes fail, nobody does
+      }
+      cryptoResult = await changes;
       for (const f of cryptoResult.toDeviceFailures) this.emit("toDevice.failure", f);
       for (const t of cryptoResult.toDevice) {
         this.emit("toDevice", { type: t.type, sender: t.sender, content: JSON.parse(t.contentJson) as Json, encrypted: t.encrypted, senderCurve25519: t.senderCurve25519 });
@@ -758,7 +840,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       for (const k of cryptoResult.roomKeys) this.emit("room.key", k);
       for (const e of cryptoResult.encryptedRooms) this.emit("room.encrypted", e.roomId, e.encryption);
     } else {
-      for (const t of events(res, "to_device")) {
+      for (const t of syncEvents(work.res, "to_device")) {
         if (isObj(t) && typeof t.type === "string" && typeof t.sender === "string" && isObj(t.content)) {
           this.emit("toDevice", { type: t.type, sender: t.sender, content: t.content, encrypted: false, senderCurve25519: null });
         }
@@ -768,43 +850,28 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     onIngested?.(nextBatch);
 
     for (const [roomId, r] of Object.entries(invite)) {
-      const inv = events(r, "invite_state").find((e) => isObj(e) && e.type === "m.room.member" && e.state_key === this._userId);
+      const inv = syncEvents(r, "invite_state").find((e) => isObj(e) && e.type === "m.room.member" && e.state_key === this._userId);
       this.emit("room.invite", roomId, isObj(inv) && typeof inv.sender === "string" ? inv.sender : null);
     }
 
     // Timelines, in order per room; gaps of limited timelines fetched first.
     let emitted = 0;
     const timelines: { roomId: string; events: Json[] }[] = [];
-    for (const [roomId, r] of Object.entries(join)) {
-      const tl = isObj(r) && isObj(r.timeline) ? r.timeline : {};
-      let evs = events(r, "timeline").filter(isObj);
+    for (const t of work.timelines) {
       // A limited timeline skipped events since our last sync: fetch the gap so nothing is lost.
-      if (tl.limited === true && typeof tl.prev_batch === "string" && this.syncToken) {
-        evs = [...(await this.fetchGap(roomId, tl.prev_batch, this.syncToken, evs)), ...evs];
-      }
-      timelines.push({ roomId, events: evs });
+      const gap = t.gapFrom !== null && this.syncToken ? await this.fetchGap(t.roomId, t.gapFrom, this.syncToken, t.events) : [];
+      timelines.push({ roomId: t.roomId, events: gap.length ? [...gap, ...t.events] : t.events });
     }
     // One worker call for the whole sync's encrypted timeline events (O(1) hops per sync).
-    const decrypted = timelines.map(() => new Map<string, RoomDecryptResult>());
-    const encRooms = timelines.map((t, i) => ({ i, roomId: t.roomId, events: t.events.filter((e) => e.type === "m.room.encrypted") })).filter((r) => r.events.length);
-    if (encRooms.length && this.encryption && this.account) {
-      // Only what decryption needs crosses to the worker (less to clone and parse there).
-      const payload = encRooms.map((r) => ({
-        roomId: r.roomId,
-        events: r.events.map((e) => ({ type: e.type, event_id: e.event_id, sender: e.sender, origin_server_ts: e.origin_server_ts, content: e.content })),
-      }));
-      const out = await this.crypto.decryptSyncTimelines(this.toWorkerJson(payload, () => {
-        for (const r of payload) r.events = keepSerializable(r.events, this.log, "timeline event");
-      }));
-      out.forEach((o, k) => {
-        const target = decrypted[encRooms[k]!.i]!;
-        for (const r of o.results) target.set(r.eventId, r);
-      });
+    const decrypted = new Map<string, RoomDecryptResult>();
+    if (this.encryption && this.account) {
+      const payloadJson = early ? null : this.decryptPayloadJson(timelines);
+      const out = early ?? (payloadJson !== null ? this.crypto.decryptSyncTimelines(payloadJson) : null);
+      if (out) for (const o of await out) for (const r of o.results) decrypted.set(`${o.roomId}\u0000${r.eventId}`, r);
     }
-    timelines.forEach((t, i) => {
-      const results = decrypted[i]!;
+    timelines.forEach((t) => {
       for (const ev of t.events) {
-        const r = typeof ev.event_id === "string" ? results.get(ev.event_id) : undefined;
+        const r = ev.type === "m.room.encrypted" && typeof ev.event_id === "string" ? decrypted.get(`${t.roomId}\u0000${ev.event_id}`) : undefined;
         this.emitTimelineEvent(t.roomId, ev, r, false);
         emitted++;
       }
