@@ -80,7 +80,7 @@ export class InProcessHost extends EventEmitter {
       case "receiveSyncChanges":
         return e.receiveSyncChanges(this.parse(name, args[0] as string) as Parameters<CryptoEngine["receiveSyncChanges"]>[0]);
       case "decryptSyncTimelines":
-        return e.decryptSyncTimelines(this.parse(name, args[0] as string) as { roomId: string; events: unknown[] }[]);
+        return e.decryptSyncTimelines(args[0] as { roomId: string; events: unknown[] }[]);
       case "decryptRoomEvents":
         return e.decryptRoomEvents(args[0] as string, this.parse(name, args[1] as string) as unknown[]);
       case "encryptRoomEvent":

@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     markRequestAsFailed: (id, kind, errcode, message) => run(() => engine.markRequestAsFailed(id, kind, errcode, message)),
     receiveSyncChanges: (inputJson: string) => run(() => engine.receiveSyncChanges(JSON.parse(inputJson))),
     commitSyncToken: (token: string) => run(() => engine.commitSyncToken(token)),
-    decryptSyncTimelines: (roomsJson: string) => run(() => engine.decryptSyncTimelines(JSON.parse(roomsJson) as { roomId: string; events: unknown[] }[])),
+    decryptSyncTimelines: (rooms) => run(() => engine.decryptSyncTimelines(rooms)),
     decryptRoomEvents: (roomId: string, eventsJson: string) => run(() => engine.decryptRoomEvents(roomId, JSON.parse(eventsJson) as unknown[])),
     setRoomEncryption: (roomId, encryption) => run(() => engine.setRoomEncryption(roomId, encryption)),
     setRoomMembers: (roomId, members) => run(() => engine.setRoomMembers(roomId, members)),

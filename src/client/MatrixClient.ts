@@ -7,7 +7,7 @@ import { EventEmitter } from "eventemitter3";
 import { resolve as resolvePath } from "node:path";
 import { join } from "node:path";
 import type { Dispatcher } from "undici";
-import type { OutgoingRequest, RemoteCryptoWorkerApi, RoomDecryptResult, SyncChangesInput, SyncChangesResult, AccountInfo, IncomingKeyRequest } from "../protocol/api.js";
+import type { OutgoingRequest, RemoteCryptoWorkerApi, RoomDecryptResult, SyncChangesInput, SyncChangesResult, AccountInfo, IncomingKeyRequest, EncryptedEventInput, Primitive } from "../protocol/api.js";
 import {
   ClientClosedError,
   EncryptionDisabledError,
@@ -148,8 +148,15 @@ interface SyncWork {
   timelines: { roomId: string; events: Json[]; gapFrom: string | null }[];
   /** `receiveSyncChanges` input, serialized (null: not prepared). */
   cryptoInputJson: string | null;
-  /** `decryptSyncTimelines` input, serialized (null: not prepared, or nothing to decrypt). */
-  decryptJson: string | null;
+  /** `decryptSyncTimelines` input (null: not prepared, or nothing to decrypt). */
+  decrypt: DecryptPayload | null;
+}
+
+type DecryptPayload = { roomId: string; events: EncryptedEventInput[] }[];
+
+/** `v` when it is a JSON primitive, else null (what crosses to the worker is never nested). */
+function primitive(v: unknown): Primitive {
+  return v === null || v === undefined || typeof v === "string" || typeof v === "number" || typeof v === "boolean" ? v : null;
 }
 
 /**
@@ -763,11 +770,11 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       const tl = isObj(r) && isObj(r.timeline) ? r.timeline : {};
       timelines.push({ roomId, events: syncEvents(r, "timeline").filter(isObj), gapFrom: tl.limited === true && typeof tl.prev_batch === "string" ? tl.prev_batch : null });
     }
-    const work: SyncWork = { res, nextBatch, join, invite, leave, cryptoRooms, timelines, cryptoInputJson: null, decryptJson: null };
+    const work: SyncWork = { res, nextBatch, join, invite, leave, cryptoRooms, timelines, cryptoInputJson: null, decrypt: null };
     if (this.encryption && this.account) {
       work.cryptoInputJson = this.cryptoInputJson(work);
       // With a gap to fetch first, the events to decrypt are known only after the fetch.
-      if (!timelines.some((t) => t.gapFrom !== null)) work.decryptJson = this.decryptPayloadJson(timelines);
+      if (!timelines.some((t) => t.gapFrom !== null)) work.decrypt = this.decryptPayload(timelines);
     }
     return work;
   }
@@ -791,16 +798,25 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     });
   }
 
-  /** The encrypted timeline events of a sync, serialized for `decryptSyncTimelines`; null when there are none. */
-  private decryptPayloadJson(timelines: { roomId: string; events: Json[] }[]): string | null {
-    // Only what decryption needs crosses to the worker (less to clone and parse there).
-    const payload = timelines
-      .map((t) => ({ roomId: t.roomId, events: t.events.filter((e) => e.type === "m.room.encrypted").map((e) => ({ type: e.type, event_id: e.event_id, sender: e.sender, origin_server_ts: e.origin_server_ts, content: e.content })) }))
-      .filter((r) => r.events.length);
-    if (!payload.length) return null;
-    return this.toWorkerJson(payload, () => {
-      for (const r of payload) r.events = keepSerializable(r.events, this.log, "timeline event");
-    });
+  /** The encrypted timeline events of a sync, reduced for `decryptSyncTimelines`; null when there are none. */
+  private decryptPayload(timelines: { roomId: string; events: Json[] }[]): DecryptPayload | null {
+    const payload: DecryptPayload = [];
+    for (const t of timelines) {
+      const events: EncryptedEventInput[] = [];
+      for (const e of t.events) {
+        if (e.type !== "m.room.encrypted") continue;
+        const c = isObj(e.content) ? e.content : {};
+        events.push({
+          type: "m.room.encrypted",
+          event_id: primitive(e.event_id),
+          sender: primitive(e.sender),
+          origin_server_ts: primitive(e.origin_server_ts),
+          content: { algorithm: primitive(c.algorithm), ciphertext: primitive(c.ciphertext), session_id: primitive(c.session_id), sender_key: primitive(c.sender_key), device_id: primitive(c.device_id) },
+        });
+      }
+      if (events.length) payload.push({ roomId: t.roomId, events });
+    }
+    return payload.length ? payload : null;
   }
 
   /** Process one `/sync` response: crypto first, then timelines in order, then commit the token. */
@@ -828,8 +844,8 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     let early: Promise<{ roomId: string; results: RoomDecryptResult[] }[]> | null = null;
     if (this.encryption && this.account) {
       const changes = this.crypto.receiveSyncChanges(work.cryptoInputJson ?? this.cryptoInputJson(work));
-      if (work.decryptJson !== null) {
-        early = this.crypto.decryptSyncTimelines(work.decryptJson);
+      if (work.decrypt !== null) {
+        early = this.crypto.decryptSyncTimelines(work.decrypt);
         early.catch(() => undefined); // awaited below; if the crypto changes fail, nobody does
       }
       cryptoResult = await changes;
@@ -865,8 +881,8 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     // One worker call for the whole sync's encrypted timeline events (O(1) hops per sync).
     const decrypted = new Map<string, RoomDecryptResult>();
     if (this.encryption && this.account) {
-      const payloadJson = early ? null : this.decryptPayloadJson(timelines);
-      const out = early ?? (payloadJson !== null ? this.crypto.decryptSyncTimelines(payloadJson) : null);
+      const payload = early ? null : this.decryptPayload(timelines);
+      const out = early ?? (payload !== null ? this.crypto.decryptSyncTimelines(payload) : null);
       if (out) for (const o of await out) for (const r of o.results) decrypted.set(`${o.roomId}\u0000${r.eventId}`, r);
     }
     timelines.forEach((t) => {

@@ -56,6 +56,21 @@ export interface SyncChangesInput {
   rooms: { roomId: string; membership: "join" | "invite" | "leave"; stateEvents: unknown[] }[];
 }
 
+/** A JSON primitive, or absent. */
+export type Primitive = string | number | boolean | null | undefined;
+
+/**
+ * An `m.room.encrypted` timeline event reduced to the fields decryption reads. Values the server
+ * sent as anything but primitives arrive as `null` (and fail the worker's checks as malformed).
+ */
+export interface EncryptedEventInput {
+  type: Primitive;
+  event_id: Primitive;
+  sender: Primitive;
+  origin_server_ts: Primitive;
+  content: { algorithm: Primitive; ciphertext: Primitive; session_id: Primitive; sender_key: Primitive; device_id: Primitive };
+}
+
 /** Why a room event could not be decrypted. */
 export const DecryptionFailureCode = {
   /** We do not have the Megolm session (yet): the key may still arrive. */
@@ -243,8 +258,12 @@ export interface CryptoWorkerApi {
   receiveSyncChanges(inputJson: string): SyncChangesResult;
   /** Commit the sync token once everything that sync carried was handled. */
   commitSyncToken(token: string): void;
-  /** Decrypt the encrypted timeline events of all rooms of one sync; side effects commit with the token. */
-  decryptSyncTimelines(roomsJson: string): { roomId: string; results: RoomDecryptResult[] }[];
+  /**
+   * Decrypt the encrypted timeline events of all rooms of one sync; side effects commit with the
+   * token. The events come as structured data reduced to the fields decryption reads, all of them
+   * primitives (so they clone cheaply and cannot be too deep to clone); the worker checks them all.
+   */
+  decryptSyncTimelines(rooms: { roomId: string; events: EncryptedEventInput[] }[]): { roomId: string; results: RoomDecryptResult[] }[];
   /** Decrypt a batch of `m.room.encrypted` events of one room (JSON array). */
   decryptRoomEvents(roomId: string, eventsJson: string): RoomDecryptResult[];
 
