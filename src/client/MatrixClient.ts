@@ -805,13 +805,13 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       const events: EncryptedEventInput[] = [];
       for (const e of t.events) {
         if (e.type !== "m.room.encrypted") continue;
-        const c = isObj(e.content) ? e.content : {};
+        const c = e.content;
         events.push({
           type: "m.room.encrypted",
           event_id: primitive(e.event_id),
           sender: primitive(e.sender),
           origin_server_ts: primitive(e.origin_server_ts),
-          content: { algorithm: primitive(c.algorithm), ciphertext: primitive(c.ciphertext), session_id: primitive(c.session_id), sender_key: primitive(c.sender_key), device_id: primitive(c.device_id) },
+          content: isObj(c) ? { algorithm: primitive(c.algorithm), ciphertext: primitive(c.ciphertext), session_id: primitive(c.session_id), sender_key: primitive(c.sender_key), device_id: primitive(c.device_id) } : null,
         });
       }
       if (events.length) payload.push({ roomId: t.roomId, events });

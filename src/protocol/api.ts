@@ -68,7 +68,8 @@ export interface EncryptedEventInput {
   event_id: Primitive;
   sender: Primitive;
   origin_server_ts: Primitive;
-  content: { algorithm: Primitive; ciphertext: Primitive; session_id: Primitive; sender_key: Primitive; device_id: Primitive };
+  /** Null when the event's content is not an object. */
+  content: { algorithm: Primitive; ciphertext: Primitive; session_id: Primitive; sender_key: Primitive; device_id: Primitive } | null;
 }
 
 /** Why a room event could not be decrypted. */

@@ -372,17 +372,19 @@ describe("hostile sync input (fake homeserver, real worker)", { timeout: 120_000
   });
 
   it(
-    "a deeply nested to-device event (5,000 levels) is dropped with a reason, not a sync that can never be processed",
+    "a deeply nested to-device event and timeline ciphertext (5,000 levels) fail with a reason, not a sync that can never be processed",
     async () => {
       const depth = 5000;
       const deep = '{"a":'.repeat(depth) + "1" + "}".repeat(depth);
       const good = { ...r.peer.megolmEvent("A1", ROOM_A, { msgtype: "m.text", body: "next to a deep event" }, r.fake.eventId()), unsigned: unsigned("next to deep") };
+      const template = r.peer.megolmEvent("A1", ROOM_A, { msgtype: "m.text", body: "deep" }, r.fake.eventId());
+      const deepTimeline = { ...template, content: { ...(template.content as Record<string, unknown>), ciphertext: "__DEEP__" }, unsigned: unsigned("deep ciphertext") };
       const idx = r.fake.batchCount;
       const text = JSON.stringify({
         next_batch: FakeHomeserver.tokenAfter(idx),
         to_device: { events: [{ type: "m.room.encrypted", sender: MALLORY, content: "__DEEP__" }] },
-        rooms: { join: { [ROOM_A]: joinedRoom([], [good]) } },
-      }).replace('"__DEEP__"', deep);
+        rooms: { join: { [ROOM_A]: joinedRoom([], [deepTimeline, good]) } },
+      }).replaceAll('"__DEEP__"', deep);
       r.fake.queueSync({ rawBody: text });
       tried.push(`to-device: content nested ${depth} levels`);
       const token = FakeHomeserver.tokenAfter(idx);
@@ -402,6 +404,7 @@ describe("hostile sync input (fake homeserver, real worker)", { timeout: 120_000
         }
       }
       assert.equal(decryptedOf("next to deep")?.content.body, "next to a deep event");
+      assert.equal(utdOf("deep ciphertext")?.code, "malformed");
     },
   );
 
