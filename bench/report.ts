@@ -405,7 +405,9 @@ export function renderTable(rep: Report): string {
     out.push(
       `Big rooms (${fmt(Number(b.trackedUsers))} tracked users; one instrumented main-thread run, ${fmt(Number(b.eps))} ev/s vs ${fmt(Number(b.epsSmallRooms))}): ` +
         `receiveSyncChanges ${fmt(b.receiveSyncChanges!.msPerSync, 1)} ms/sync (small rooms: ${fmt(small?.receiveSyncChanges?.msPerSync ?? NaN, 1)}), ` +
-        `of which store.getTrackedUsers ${fmt(b["receiveSyncChanges:getTrackedUsers"]!.msPerSync, 1)} ms (${fmt(b["receiveSyncChanges:getTrackedUsers"]!.calls)} calls) ` +
+        (b["receiveSyncChanges:getTrackedUsers"]!.calls
+          ? `of which store.getTrackedUsers ${fmt(b["receiveSyncChanges:getTrackedUsers"]!.msPerSync, 1)} ms (${fmt(b["receiveSyncChanges:getTrackedUsers"]!.calls)} calls) `
+          : "store.getTrackedUsers never called (tracked users are kept in memory) ") +
         `and getRoomMembers ${fmt(b["receiveSyncChanges:getRoomMembers"]!.msPerSync, 1)} ms; outgoingRequests ${fmt(b.outgoingRequests!.msPerSync, 1)} ms/sync.`,
     );
     out.push("");

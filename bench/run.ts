@@ -104,10 +104,8 @@ function measure<T>(work: string, cfg: Omit<MeasureConfig, "out"> & Record<strin
 
 /** What-if variants run in the sdk mode (bench/tunedStore.ts). */
 export const EXPERIMENTS: { key: string; label: string; flags: TunedFlags }[] = [
-  { key: "relaxed", label: "decrypt-only commits with synchronous=NORMAL", flags: { relaxedDecryptSync: true } },
-  { key: "group", label: "one transaction per sync (group commit)", flags: { groupCommit: true } },
-  { key: "group+devcache", label: "group commit + device lookup cache", flags: { groupCommit: true, deviceCache: true } },
-  { key: "group+devcache+noreplay", label: "… + no replay rows (upper bound)", flags: { groupCommit: true, deviceCache: true, skipReplayRows: true } },
+  { key: "relaxed", label: "token commit without fsync (synchronous=NORMAL)", flags: { relaxedTokenCommit: true } },
+  { key: "noreplay", label: "no replay records written (upper bound)", flags: { skipReplayRows: true } },
 ];
 
 async function main(): Promise<void> {
@@ -194,7 +192,7 @@ async function main(): Promise<void> {
       }
       if (opts.experiments) {
         // --quick keeps the most telling variant only.
-        for (const x of opts.quick ? EXPERIMENTS.filter((e) => e.key === "group+devcache") : EXPERIMENTS) {
+        for (const x of opts.quick ? EXPERIMENTS.filter((e) => e.key === "noreplay") : EXPERIMENTS) {
           const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: dir, tuned: x.flags });
           push(client, `sdk+${x.key}:${key}`, r);
           if (r) log(`  ${key} B sdk what-if [${x.key}]: ${r.eps.toFixed(0)} ev/s`);
@@ -270,7 +268,7 @@ async function main(): Promise<void> {
     cold: coldRuns,
     memory: memRuns,
     profiles,
-    experiments: opts.experiments ? (opts.quick ? EXPERIMENTS.filter((e) => e.key === "group+devcache") : EXPERIMENTS) : [],
+    experiments: opts.experiments ? (opts.quick ? EXPERIMENTS.filter((e) => e.key === "noreplay") : EXPERIMENTS) : [],
     sweep,
   };
   const report = buildReport(results);
