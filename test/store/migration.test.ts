@@ -73,10 +73,21 @@ describe("SQLite schema migrations", () => {
     assert.equal(store.getReplayRecord("curveA", "sessA", 5)?.eventId, "$a5");
     assert.equal(store.getReplayRecord("curveA", "sessA", 500)?.eventId, "$a500");
     await store.close();
+    {
+      const db2 = new Database(path, { readonly: true });
+      assert.ok((db2.prepare("SELECT count(*) FROM replay_chunks").pluck().get() as number) <= 5);
+      db2.close();
+    }
+    // Deleting the account removes its replay records too (cascade through the session numbers).
+    const again = new SqliteCryptoStore(path, noopLogger);
+    await again.open();
+    await again.deleteAccount("@m:x", "DEV");
+    await again.close();
     const after = new Database(path, { readonly: true });
     assert.equal(after.pragma("user_version", { simple: true }), SQLITE_MIGRATIONS.length);
     assert.equal(after.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'replay_records'").pluck().get(), 0);
-    assert.ok((after.prepare("SELECT count(*) FROM replay_chunks").pluck().get() as number) <= 5);
+    assert.equal(after.prepare("SELECT count(*) FROM replay_chunks").pluck().get(), 0);
+    assert.equal(after.prepare("SELECT count(*) FROM replay_sessions").pluck().get(), 0);
     after.close();
   });
 });

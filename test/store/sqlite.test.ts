@@ -252,6 +252,7 @@ describe("SqliteCryptoStore specifics", () => {
         "tracked_users",
         "rooms",
         "room_members",
+        "replay_sessions",
         "replay_chunks",
         "pending_events",
         "to_device_digests",

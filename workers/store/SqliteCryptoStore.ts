@@ -178,28 +178,41 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX pending_events_by_age ON pending_events (account_id, received_ts);
   `,
   // 3: replay records packed: one row per session per saved batch (up to REPLAY_CHUNK records, a
-  // JSON array of [message_index, event_id, origin_server_ts]) instead of one row per message.
-  // A sync's commit writes a row per session it touched rather than one per event.
+  // JSON array of [message_index, event_id, origin_server_ts]) instead of one row per message, and
+  // keyed by a session number given in order of first use (so a sync's inserts land in the few
+  // index pages of recent sessions, not in one page per session as long random keys would).
   `
-  CREATE TABLE replay_chunks (
+  CREATE TABLE replay_sessions (
+    sess_no INTEGER PRIMARY KEY,
     account_id INTEGER NOT NULL REFERENCES accounts (account_id) ON DELETE CASCADE,
     sender_key TEXT NOT NULL,
     session_id TEXT NOT NULL,
+    UNIQUE (account_id, sender_key, session_id)
+  );
+  CREATE TABLE replay_chunks (
+    sess_no INTEGER NOT NULL REFERENCES replay_sessions (sess_no) ON DELETE CASCADE,
     min_index INTEGER NOT NULL,
     max_index INTEGER NOT NULL,
     records TEXT NOT NULL
   );
-  CREATE INDEX replay_chunks_by_session ON replay_chunks (account_id, sender_key, session_id, min_index);
-  INSERT INTO replay_chunks (account_id, sender_key, session_id, min_index, max_index, records)
-    SELECT account_id, sender_key, session_id, MIN(message_index), MAX(message_index),
-           json_group_array(json_array(message_index, event_id, origin_server_ts))
-    FROM replay_records GROUP BY account_id, sender_key, session_id, message_index / 64;
+  CREATE INDEX replay_chunks_by_session ON replay_chunks (sess_no, min_index);
+  INSERT INTO replay_sessions (account_id, sender_key, session_id)
+    SELECT DISTINCT account_id, sender_key, session_id FROM replay_records;
+  INSERT INTO replay_chunks (sess_no, min_index, max_index, records)
+    SELECT s.sess_no, MIN(r.message_index), MAX(r.message_index),
+           json_group_array(json_array(r.message_index, r.event_id, r.origin_server_ts))
+    FROM replay_records AS r
+    JOIN replay_sessions AS s ON s.account_id = r.account_id AND s.sender_key = r.sender_key AND s.session_id = r.session_id
+    GROUP BY s.sess_no, r.message_index / 64;
   DROP TABLE replay_records;
   `,
 ];
 
 /** Most replay records packed into one `replay_chunks` row. */
 const REPLAY_CHUNK = 64;
+/** Most cached replay session numbers (the cache is emptied when full). */
+const REPLAY_SESSION_CACHE = 20_000;
+const replaySessionKey = (accountId: number, senderKey: string, sessionId: string): string => `${accountId}\u0000${senderKey}\u0000${sessionId}`;
 
 /** To-device digests older than this are pruned (a crash-replay window, not history). */
 const DIGEST_TTL_MS = 7 * 24 * 60 * 60 * 1000;
@@ -676,16 +689,15 @@ function prepareStatements(db: Db) {
        ON CONFLICT (account_id, room_id, user_id) DO UPDATE SET membership = excluded.membership`,
     ),
 
+    getReplaySession: db.prepare<[number, string, string], number>("SELECT sess_no FROM replay_sessions WHERE account_id = ? AND sender_key = ? AND session_id = ?").pluck(),
+    insertReplaySession: db.prepare<[number, string, string], unknown>("INSERT INTO replay_sessions (account_id, sender_key, session_id) VALUES (?, ?, ?)"),
     // The earliest row (rowid order) holding the index is its first sighting.
-    getReplay: db.prepare<[number, string, string, number, number, number], ReplayRow>(
+    getReplay: db.prepare<[number, number, number, number], ReplayRow>(
       `SELECT j.value AS rec FROM replay_chunks AS c, json_each(c.records) AS j
-       WHERE c.account_id = ? AND c.sender_key = ? AND c.session_id = ? AND c.min_index <= ? AND c.max_index >= ?
-         AND json_extract(j.value, '$[0]') = ?
+       WHERE c.sess_no = ? AND c.min_index <= ? AND c.max_index >= ? AND json_extract(j.value, '$[0]') = ?
        ORDER BY c.rowid, j.key LIMIT 1`,
     ),
-    insertReplay: db.prepare<[number, string, string, number, number, string], unknown>(
-      `INSERT INTO replay_chunks (account_id, sender_key, session_id, min_index, max_index, records) VALUES (?, ?, ?, ?, ?, ?)`,
-    ),
+    insertReplay: db.prepare<[number, number, number, string], unknown>("INSERT INTO replay_chunks (sess_no, min_index, max_index, records) VALUES (?, ?, ?, ?)"),
 
     getPending: db.prepare<[number, string, string], PendingRow>(
       `SELECT room_id, session_id, event_id, event_json, received_ts FROM pending_events
@@ -756,6 +768,8 @@ export class SqliteCryptoStore implements CryptoStore {
   private st: Statements | null = null;
   private scope: Scope | null = null;
   private batchesSincePrune = 0;
+  /** (account, sender key, session ID) → replay session number; see migration 3. */
+  private readonly replaySessions = new Map<string, number>();
   private lastPruneTs = 0;
 
   /**
@@ -866,6 +880,7 @@ export class SqliteCryptoStore implements CryptoStore {
     this.db = null;
     this.st = null;
     this.scope = null;
+    this.replaySessions.clear();
     if (db?.open) {
       db.close();
       this.logger.debug(`crypto store closed: ${this.path}`);
@@ -906,6 +921,7 @@ export class SqliteCryptoStore implements CryptoStore {
   /** Delete the account row; every record of the account goes with it (foreign-key cascade). */
   async deleteAccount(userId: string, deviceId: string): Promise<void> {
     const info = this.s().deleteAccount.run(userId, deviceId);
+    this.replaySessions.clear(); // the account's replay sessions went with it
     if (this.scope && this.scope.userId === userId && this.scope.deviceId === deviceId) this.scope.accountId = null;
     if (info.changes > 0) this.logger.info(`crypto store: deleted account ${userId} / ${deviceId}`);
   }
@@ -999,7 +1015,9 @@ export class SqliteCryptoStore implements CryptoStore {
   getReplayRecord(senderKey: string, sessionId: string, messageIndex: number): ReplayRecord | null {
     const a = this.acct();
     if (a === null) return null;
-    const r = this.s().getReplay.get(a, senderKey, sessionId, messageIndex, messageIndex, messageIndex);
+    const sess = this.replaySessionNo(a, senderKey, sessionId);
+    if (sess === null) return null;
+    const r = this.s().getReplay.get(sess, messageIndex, messageIndex, messageIndex);
     if (!r) return null;
     const v = JSON.parse(r.rec) as unknown;
     if (!Array.isArray(v) || v[0] !== messageIndex || typeof v[1] !== "string" || typeof v[2] !== "number") {
@@ -1061,6 +1079,8 @@ export class SqliteCryptoStore implements CryptoStore {
     const now = Date.now();
     const prune = ++this.batchesSincePrune >= PRUNE_EVERY_BATCHES || now - this.lastPruneTs >= PRUNE_EVERY_MS;
     let accountId: number;
+    // Session numbers handed out in this batch: cached only once the batch is committed.
+    const newReplaySessions: [string, number][] = [];
     try {
       accountId = db.transaction((): number => {
         let a: number;
@@ -1122,7 +1142,16 @@ export class SqliteCryptoStore implements CryptoStore {
           st.upsertRoom.run(a, r.roomId, r.encryption === null ? null : JSON.stringify(r.encryption), r.historyVisibility);
         }
         for (const r of changes.roomMembers ?? []) st.upsertRoomMember.run(a, r.roomId, r.userId, r.membership);
-        if (changes.replayRecords?.length) for (const c of packReplay(changes.replayRecords)) st.insertReplay.run(a, c.senderKey, c.sessionId, c.min, c.max, c.json);
+        if (changes.replayRecords?.length) {
+          for (const c of packReplay(changes.replayRecords)) {
+            let sess = this.replaySessionNo(a, c.senderKey, c.sessionId);
+            if (sess === null) {
+              sess = Number(st.insertReplaySession.run(a, c.senderKey, c.sessionId).lastInsertRowid);
+              newReplaySessions.push([replaySessionKey(a, c.senderKey, c.sessionId), sess]);
+            }
+            st.insertReplay.run(sess, c.min, c.max, c.json);
+          }
+        }
         for (const r of changes.pendingEvents ?? []) st.upsertPending.run(a, r.roomId, r.eventId, r.sessionId, r.eventJson, r.receivedTs);
         for (const r of changes.deletedPendingEvents ?? []) st.deletePending.run(a, r.roomId, r.eventId);
         for (const d of changes.toDeviceDigests ?? []) st.insertDigest.run(a, d, now);
@@ -1146,6 +1175,22 @@ export class SqliteCryptoStore implements CryptoStore {
       this.batchesSincePrune = 0;
       this.lastPruneTs = now;
     }
+    if (newReplaySessions.length) {
+      if (this.replaySessions.size + newReplaySessions.length > REPLAY_SESSION_CACHE) this.replaySessions.clear();
+      for (const [k, v] of newReplaySessions) this.replaySessions.set(k, v);
+    }
     if (acc) this.scope = { userId: acc.userId, deviceId: acc.deviceId, accountId };
+  }
+
+  /** The replay session number of a Megolm session, or null when it has no replay records yet. */
+  private replaySessionNo(accountId: number, senderKey: string, sessionId: string): number | null {
+    const k = replaySessionKey(accountId, senderKey, sessionId);
+    const hit = this.replaySessions.get(k);
+    if (hit !== undefined) return hit;
+    const n = this.s().getReplaySession.get(accountId, senderKey, sessionId);
+    if (n === undefined) return null;
+    if (this.replaySessions.size >= REPLAY_SESSION_CACHE) this.replaySessions.clear();
+    this.replaySessions.set(k, n);
+    return n;
   }
 }
