@@ -704,8 +704,9 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
         })
         .then(
           // A prefetched sync is prepared (parsed into the worker's inputs) as soon as it arrives,
-          // which is while the worker still decrypts the previous one.
-          (res) => ({ res, work: prepare ? this.tryPrepareSync(res) : undefined }),
+          // which is while the worker still decrypts the previous one; in a task of its own, so
+          // that it does not add to the stall of parsing the response body.
+          (res) => (prepare ? new Promise<Fetched>((resolve) => setImmediate(() => resolve({ res, work: this.tryPrepareSync(res) }))) : { res }),
           (err: unknown) => ({ err }),
         );
     // The next /sync is fetched while this one's timelines decrypt (its to-device part is already
