@@ -128,7 +128,6 @@ function keepSerializable<T>(list: T[], log: Logger, what: string): T[] {
 type Json = Record<string, unknown>;
 const isObj = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
 
-
 /** The events array of `section[key]` (`{ events: [...] }` in a sync response), or none. */
 function syncEvents(section: unknown, key: string): unknown[] {
   if (!isObj(section) || !isObj(section[key])) return [];
@@ -750,8 +749,8 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
 
   /**
    * The parts of a `/sync` response's processing that depend on nothing but the response: its
-   * sections, the crypto worker's input and the encrypted timeline events to decrypt, serialized
-   * for the worker. A prefetched sync is prepared while the worker is busy with the previous one,
+   * sections, the crypto worker's input (serialized) and the encrypted timeline events reduced to
+   * what decryption reads. A prefetched sync is prepared while the worker is busy with the previous one,
    * so the worker does not wait for this main-thread work between syncs.
    */
   private prepareSync(res: unknown): SyncWork {
