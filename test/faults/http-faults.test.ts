@@ -83,6 +83,8 @@ describe("HTTP faults on a scripted fake homeserver", { timeout: 120_000 }, () =
     const good = { type: "m.room.message", event_id: "$good", sender: PEER, origin_server_ts: 2, content: { msgtype: "m.text", body: "after the storm" } };
     const t1 = FakeHomeserver.tokenAfter(fake.queueSync({ rooms: { join: { [ROOM]: joinedRoom([], [good]) } } }));
     await waitFor(() => ev.events.some((e) => e.eventId === "$good"), "the good sync after the faults", 30_000);
+    // Its token is committed (and `sync` emitted) only after its events were emitted.
+    await waitFor(() => ev.syncs.includes(t1), "the good sync's token to be committed");
     const errs = ev.errors.slice(errorsBefore).map(describeErr);
     const syncCalls = fake.callsTo(/\/sync/);
     const i429 = syncCalls.findIndex((c) => c.outcome === "status:429");
