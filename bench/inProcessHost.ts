@@ -6,7 +6,8 @@
  * only the thread the engine runs on differs.
  *
  * It keeps the facade's conventions (JSON strings in for receiveSyncChanges/decryptRoomEvents/
- * encryptRoomEvent, one call at a time) so the comparison is like for like.
+ * encryptRoomEvent, structured data for decryptSyncTimelines, one call at a time) so the
+ * comparison is like for like.
  */
 import { EventEmitter } from "eventemitter3";
 import Olm from "@matrix-org/olm";

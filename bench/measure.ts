@@ -255,7 +255,7 @@ interface Profile {
   processMs: number[];
   /** Wall time of each worker call as the main thread sees it (includes queueing behind other calls). */
   calls: Record<string, { n: number; ms: number }>;
-  /** Per sync: span of the decryptRoomEvents calls (first call → last answer). */
+  /** Per sync: span of the decryptSyncTimelines call (dispatch → answer). */
   decryptSpanMs: number[];
   /** Main mode: execution time of each engine call, and of the JSON.parse of its arguments. */
   exec?: Record<string, { n: number; ms: number }>;
@@ -323,7 +323,7 @@ const STORE_METHODS = [
 
 /**
  * Main mode only: time libolm calls and each store method inside the engine (the same engine code
- * the worker runs), attributed to the engine call running, to split a decryptRoomEvents call into
+ * the worker runs), attributed to the engine call running, to split a decryptSyncTimelines call into
  * libolm / store reads / commit / the rest.
  */
 function installEngineProfile(prof: Profile, host: InProcessHost): void {
