@@ -75,8 +75,16 @@ describe("key export and import", { timeout: 240_000 }, () => {
     writeFileSync(theirFile, wasm.OlmMachine.encryptExportedRoomKeys(JSON.stringify(mine), "their pass", 1000));
     const a3 = await startClient(hs, alice, tempDir(), { deviceId: `KY${Date.now()}` });
     clients.push(a3.client);
-    const r = await a3.client.importKeys(theirFile, "their pass");
+    // A progress callback that throws neither fails the import nor goes unreported.
+    const errors: Error[] = [];
+    a3.client.on("error", (e) => errors.push(e));
+    const r = await a3.client.importKeys(theirFile, "their pass", {
+      onProgress: () => {
+        throw new Error("progress callback failed");
+      },
+    });
     assert.equal(r.imported, mine.length);
+    assert.ok(errors.some((e) => e.message === "progress callback failed"));
   });
 
   it("the offline CLI exports from a store file that no client holds", async () => {
