@@ -6,18 +6,16 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import Olm from "@matrix-org/olm";
 import { KeyServer, Peer, roomState } from "./helpers.js";
 import type { OutgoingRequest, RoomDecryptResult, SyncChangesInput } from "../../src/protocol/api.js";
 import { ErrorCode, UnknownDeviceKeysError, UnknownDevicesError } from "../../src/protocol/errors.js";
-import { canonicalJson } from "../../workers/engine/canonicalJson.js";
+import { OlmPeer } from "../support/olmPeer.js";
 
 const ROOM = "!verif:example.org";
 const ALICE = "@alice:example.org";
 const BOB = "@bob:example.org";
 const CAROL = "@carol:example.org";
 const MALLORY = "@mallory:example.org";
-const OLM_ALG = "m.olm.v1.curve25519-aes-sha2";
 const MEGOLM_ALG = "m.megolm.v1.aes-sha2";
 type Json = Record<string, unknown>;
 
@@ -83,34 +81,17 @@ function addressed(reqs: OutgoingRequest[], eventType: string): string[] {
 }
 
 /**
- * A raw libolm device driven by the test (no engine): it publishes signed device keys on the
- * KeyServer (or not), claims a recipient's one-time key, and sends hand-made Olm and Megolm
- * messages with whatever claims it likes.
+ * A raw libolm device driven by the test (no engine; test/support/olmPeer.ts): it publishes signed
+ * device keys on the KeyServer (or not), claims a recipient's one-time key, and sends hand-made
+ * Olm and Megolm messages with whatever claims it likes.
  */
-class RawDevice {
-  readonly account = new Olm.Account();
-  readonly ed25519: string;
-  readonly curve25519: string;
+class RawDevice extends OlmPeer {
   constructor(
     readonly server: KeyServer,
-    readonly userId: string,
-    readonly deviceId: string,
+    userId: string,
+    deviceId: string,
   ) {
-    this.account.create();
-    const k = JSON.parse(this.account.identity_keys()) as { ed25519: string; curve25519: string };
-    this.ed25519 = k.ed25519;
-    this.curve25519 = k.curve25519;
-  }
-  /** Signed device keys, as the spec prescribes (signature over canonical JSON). */
-  deviceKeys(): Json {
-    const dk: Json = {
-      user_id: this.userId,
-      device_id: this.deviceId,
-      algorithms: [OLM_ALG, MEGOLM_ALG],
-      keys: { [`curve25519:${this.deviceId}`]: this.curve25519, [`ed25519:${this.deviceId}`]: this.ed25519 },
-    };
-    dk.signatures = { [this.userId]: { [`ed25519:${this.deviceId}`]: this.account.sign(canonicalJson(dk)) } };
-    return dk;
+    super(userId, deviceId);
   }
   publish(): void {
     if (!this.server.deviceKeys.has(this.userId)) this.server.deviceKeys.set(this.userId, new Map());
@@ -120,50 +101,13 @@ class RawDevice {
   olmTo(to: Peer, type: string, content: Json, claimedEd25519: string): Json {
     const claim: OutgoingRequest = { id: "raw", kind: "keys_claim", body: JSON.stringify({ one_time_keys: { [to.userId]: { [to.deviceId]: "signed_curve25519" } } }) };
     const res = this.server.handle(this.userId, this.deviceId, claim) as { one_time_keys: Record<string, Record<string, Record<string, { key: string }>>> };
-    const otk = Object.values(res.one_time_keys[to.userId]![to.deviceId]!)[0]!.key;
-    const s = new Olm.Session();
-    try {
-      s.create_outbound(this.account, to.curve25519, otk);
-      const plaintext = {
-        type,
-        content,
-        sender: this.userId,
-        sender_device: this.deviceId,
-        keys: { ed25519: claimedEd25519 },
-        recipient: to.userId,
-        recipient_keys: { ed25519: to.ed25519 },
-      };
-      const m = s.encrypt(JSON.stringify(plaintext));
-      return { type: "m.room.encrypted", sender: this.userId, content: { algorithm: OLM_ALG, sender_key: this.curve25519, ciphertext: { [to.curve25519]: { type: m.type, body: m.body } } } };
-    } finally {
-      s.free();
-    }
+    this.openSession(to, Object.values(res.one_time_keys[to.userId]![to.deviceId]!)[0]!.key, true);
+    return this.olmToDevice(to, type, content, { plaintextOverrides: { keys: { ed25519: claimedEd25519 } } });
   }
   /** A new Megolm outbound session: its ID, key, and a function encrypting room events with it. */
-  megolm(): { sessionId: string; sessionKey: string; event: (body: string, eventId: string) => Json; free: () => void } {
-    const og = new Olm.OutboundGroupSession();
-    og.create();
-    return {
-      sessionId: og.session_id(),
-      sessionKey: og.session_key(),
-      event: (body, eventId) => ({
-        type: "m.room.encrypted",
-        event_id: eventId,
-        sender: this.userId,
-        origin_server_ts: 5000,
-        content: {
-          algorithm: MEGOLM_ALG,
-          sender_key: this.curve25519,
-          session_id: og.session_id(),
-          device_id: this.deviceId,
-          ciphertext: og.encrypt(JSON.stringify({ type: "m.room.message", content: { msgtype: "m.text", body }, room_id: ROOM })),
-        },
-      }),
-      free: () => og.free(),
-    };
-  }
-  free(): void {
-    this.account.free();
+  megolm(): { sessionId: string; sessionKey: string; event: (body: string, eventId: string) => Json } {
+    const { sessionId, sessionKey } = this.newMegolm("m");
+    return { sessionId, sessionKey, event: (body, eventId) => this.megolmEvent("m", ROOM, { msgtype: "m.text", body }, eventId) };
   }
 }
 
@@ -379,7 +323,6 @@ describe("engine: forged room keys (claimed ed25519 of another device)", () => {
     assert.deepEqual(res.toDeviceFailures.map((f) => [f.sender, f.code]), [[MALLORY, "sender_mismatch"]]);
     const r = failed((await bob.engine.decryptRoomEvents(ROOM, [mg.event("forged", "$forged")]))[0]);
     assert.equal(r.code, "missing_session");
-    mg.free();
     mallory.free();
   });
 
@@ -412,7 +355,6 @@ describe("engine: forged room keys (claimed ed25519 of another device)", () => {
     if (r.ok) assert.equal(again.code, "sender_mismatch");
     const later = failed((await bob.engine.decryptRoomEvents(ROOM, [mg.event("later", "$later")]))[0]);
     assert.ok(["sender_mismatch", "missing_session"].includes(later.code), later.code);
-    mg.free();
     mallory.free();
   });
 });

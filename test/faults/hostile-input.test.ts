@@ -16,7 +16,7 @@ import fc from "fast-check";
 import type { MatrixClient } from "../../src/index.js";
 import { FakeHomeserver, FAKE_SERVER_NAME, encryptedRoomState, isObj, joinedRoom, memberEvent } from "./fakeServer.js";
 import { ClientEvents, LogCapture, fakeClient, waitFor } from "./helpers.js";
-import { OlmPeer, initOlm, recipientFromUpload, type Recipient } from "./olmPeer.js";
+import { OlmPeer, initOlm, recipientFromUpload, type Recipient } from "../support/olmPeer.js";
 
 type Json = Record<string, unknown>;
 

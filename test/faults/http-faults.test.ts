@@ -17,7 +17,7 @@ import type { SynapseHandle } from "../harness/synapse.js";
 import { PASSWORD, Recorder, startClient, synapse, uniqueName } from "../integration/helpers.js";
 import { FakeHomeserver, FAKE_SERVER_NAME, encryptedRoomState, isObj, joinedRoom, type Fault } from "./fakeServer.js";
 import { ClientEvents, LogCapture, fakeClient, sleep, tempDir, waitFor } from "./helpers.js";
-import { OlmPeer, PeerInbox, initOlm } from "./olmPeer.js";
+import { OlmPeer, PeerInbox, initOlm } from "../support/olmPeer.js";
 
 type Json = Record<string, unknown>;
 const ME = `@me:${FAKE_SERVER_NAME}`;

@@ -18,7 +18,7 @@ import type { SynapseHandle } from "../harness/synapse.js";
 import { PASSWORD, Recorder, startClient, synapse, uniqueName } from "../integration/helpers.js";
 import { FakeHomeserver, FAKE_SERVER_NAME, encryptedRoomState, joinedRoom } from "./fakeServer.js";
 import { ClientEvents, LogCapture, fakeClient, recordingAgent, sleep, tempDir, waitFor, waitForProgress, type SyncLog } from "./helpers.js";
-import { OlmPeer, initOlm, recipientFromUpload } from "./olmPeer.js";
+import { OlmPeer, initOlm, recipientFromUpload } from "../support/olmPeer.js";
 
 type Json = Record<string, unknown>;
 

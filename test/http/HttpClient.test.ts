@@ -9,7 +9,6 @@ import { computeBackoff, sleep } from "../../src/util/backoff.js";
 import type { Logger } from "../../src/util/logger.js";
 
 const ORIGIN = "https://hs.example.org";
-const JSON_HEADERS = { headers: { "content-type": "application/json" } };
 
 /** The part of undici's mock reply-callback options these tests read. */
 interface MockCallOpts {

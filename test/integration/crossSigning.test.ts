@@ -9,7 +9,6 @@ import { MatrixSdkError, type MatrixClient } from "../../src/index.js";
 import type { SynapseHandle } from "../harness/synapse.js";
 import { PASSWORD, Recorder, startClient, synapse, tempDir, uniqueName, waitUntil } from "./helpers.js";
 
-type Json = Record<string, unknown>;
 
 /** A matrix-sdk-crypto-wasm OlmMachine logged in as `userId`, driven against the same Synapse. */
 async function wasmPeer(hs: SynapseHandle, userId: string): Promise<{ machine: wasm.OlmMachine; flush: () => Promise<void> }> {

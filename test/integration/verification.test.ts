@@ -10,7 +10,7 @@ import Olm from "@matrix-org/olm";
 import { Device, UnknownDevicesError, type MatrixClient } from "../../src/index.js";
 import type { RoomEvent, UndecryptableEvent } from "../../src/client/events.js";
 import type { SynapseHandle } from "../harness/synapse.js";
-import { canonicalJson } from "../../workers/engine/canonicalJson.js";
+import { OlmPeer } from "../support/olmPeer.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +19,6 @@ import { PASSWORD, Recorder, startClient, synapse, uniqueName } from "./helpers.
 type Json = Record<string, unknown>;
 type Client = { client: MatrixClient; rec: Recorder };
 
-const OLM_ALG = "m.olm.v1.curve25519-aes-sha2";
 const MEGOLM_ALG = "m.megolm.v1.aes-sha2";
 /** How long to watch for something that must NOT happen (never used to wait for a condition). */
 const ABSENCE_MS = 2500;
@@ -414,31 +413,18 @@ describe("device verification and trust policy through a real Synapse", { timeou
     let roomId = "";
     const toDeviceFailures: { sender: string; type: string; code: string; message: string }[] = [];
 
-    /** One of Mallory's devices: a raw libolm account and an access token. */
-    class RawDevice {
-      readonly account = new Olm.Account();
-      readonly ed25519: string;
-      readonly curve25519: string;
+    /** One of Mallory's devices: a raw libolm device (test/support/olmPeer.ts) and an access token. */
+    class RawDevice extends OlmPeer {
       constructor(
-        readonly userId: string,
-        readonly deviceId: string,
+        userId: string,
+        deviceId: string,
         readonly token: string,
       ) {
-        this.account.create();
-        const k = JSON.parse(this.account.identity_keys()) as { ed25519: string; curve25519: string };
-        this.ed25519 = k.ed25519;
-        this.curve25519 = k.curve25519;
+        super(userId, deviceId);
       }
       /** Upload device keys signed per spec (ed25519 over canonical JSON without signatures/unsigned). */
       async uploadDeviceKeys(): Promise<void> {
-        const dk: Json = {
-          user_id: this.userId,
-          device_id: this.deviceId,
-          algorithms: [OLM_ALG, MEGOLM_ALG],
-          keys: { [`curve25519:${this.deviceId}`]: this.curve25519, [`ed25519:${this.deviceId}`]: this.ed25519 },
-        };
-        dk.signatures = { [this.userId]: { [`ed25519:${this.deviceId}`]: this.account.sign(canonicalJson(dk)) } };
-        await api(this.token, "POST", "/_matrix/client/v3/keys/upload", { device_keys: dk });
+        await api(this.token, "POST", "/_matrix/client/v3/keys/upload", { device_keys: this.deviceKeys() });
       }
       /** Claim one of the target's one-time keys and send it an Olm-encrypted event whose plaintext claims `claimedEd25519`. */
       async sendOlm(target: MatrixClient, type: string, content: Json, claimedEd25519: string): Promise<void> {
@@ -447,27 +433,12 @@ describe("device verification and trust policy through a real Synapse", { timeou
         });
         const keyObj = Object.values(claimed.one_time_keys[target.userId!]?.[target.deviceId!] ?? {})[0];
         assert.ok(keyObj, "no one-time key could be claimed for the target");
-        const s = new Olm.Session();
-        try {
-          s.create_outbound(this.account, target.getIdentityKey(), keyObj.key);
-          const m = s.encrypt(
-            JSON.stringify({
-              type,
-              content,
-              sender: this.userId,
-              sender_device: this.deviceId,
-              keys: { ed25519: claimedEd25519 },
-              recipient: target.userId,
-              recipient_keys: { ed25519: target.getFingerprint() },
-            }),
-          );
-          const msg = { algorithm: OLM_ALG, sender_key: this.curve25519, ciphertext: { [target.getIdentityKey()]: { type: m.type, body: m.body } } };
-          await api(this.token, "PUT", `/_matrix/client/v3/sendToDevice/m.room.encrypted/forge${Date.now()}${Math.random().toString(36).slice(2)}`, {
-            messages: { [target.userId!]: { [target.deviceId!]: msg } },
-          });
-        } finally {
-          s.free();
-        }
+        const to = { userId: target.userId!, deviceId: target.deviceId!, curve25519: target.getIdentityKey(), ed25519: target.getFingerprint() };
+        this.openSession(to, keyObj.key, true);
+        const ev = this.olmToDevice(to, type, content, { plaintextOverrides: { keys: { ed25519: claimedEd25519 } } });
+        await api(this.token, "PUT", `/_matrix/client/v3/sendToDevice/m.room.encrypted/forge${Date.now()}${Math.random().toString(36).slice(2)}`, {
+          messages: { [target.userId!]: { [target.deviceId!]: ev.content } },
+        });
       }
       /** Send a Megolm-encrypted message to the room with `og`. */
       async sendMegolm(room: string, og: Olm.OutboundGroupSession, body: string): Promise<string> {
@@ -480,9 +451,6 @@ describe("device verification and trust policy through a real Synapse", { timeou
           ciphertext,
         });
         return res.event_id;
-      }
-      free(): void {
-        this.account.free();
       }
     }
     let m1: RawDevice;

@@ -18,7 +18,6 @@ import {
   DecryptionFailureCode,
   VerificationStatus,
   type AccountInfo,
-  type DecryptedToDevice,
   type DeviceInfo,
   type OutgoingRequest,
   type PrepareShareStep,
