@@ -41,6 +41,29 @@ export interface OlmSessionRecord {
 /** Where an inbound Megolm session came from. */
 export type InboundSessionSource = "own" | "room_key" | "forwarded" | "imported";
 
+/**
+ * How an inbound Megolm session reached us, bound when it was received and never recomputed
+ * from what a later message claims (matrix-rust-sdk's `SenderData`, DESIGN §8). The verification
+ * label of every event decrypted with the session is derived from this record and the current
+ * device trust by one function (`workers/engine/trust/senderTrust.ts`).
+ *
+ * - `own`: we created the session ourselves (our outbound session's inbound twin).
+ * - `olm`: an `m.room_key` received over an Olm channel. `userId` is the authenticated Olm sender
+ *   (the to-device event's `sender`, checked against the Olm plaintext), `curve25519` the Olm
+ *   channel's key, `ed25519` the key the plaintext claimed, `deviceId` the device that owned
+ *   `curve25519` for that user when the key arrived (`null` when the device was not yet known).
+ * - `forwarded`: an `m.forwarded_room_key` from one of our devices (`userId`/`deviceId`/`curve25519`
+ *   of the forwarder). The key's creator is only claimed, so it is never authenticated.
+ * - `imported`: read from a key export file (or an import through the API).
+ * - `backup`: restored from server-side key backup (`version`).
+ */
+export type SenderData =
+  | { kind: "own" }
+  | { kind: "olm"; userId: string; deviceId: string | null; curve25519: string; ed25519: string }
+  | { kind: "forwarded"; userId: string; deviceId: string | null; curve25519: string }
+  | { kind: "imported" }
+  | { kind: "backup"; version: string };
+
 /** An inbound Megolm session (decrypts a room's messages from one sender device). */
 export interface InboundGroupSessionRecord {
   roomId: string;
@@ -55,6 +78,12 @@ export interface InboundGroupSessionRecord {
   firstKnownIndex: number;
   /** How the session arrived; only `own` and `room_key` are authenticated. */
   source: InboundSessionSource;
+  /**
+   * Provenance bound at receipt (see {@link SenderData}). Absent on sessions stored by SDK
+   * versions before schema 4: the engine then derives it from `source` (an `own` session stays
+   * own; a `room_key` session counts as received over Olm from an unknown user).
+   */
+  senderData?: SenderData;
   /** Creation time, ms since the epoch. */
   createdTs: number;
 }

@@ -19,7 +19,7 @@ import {
   type CrossSigningKeyObject,
   type CrossSigningKeySet,
   type DeviceSigner,
-} from "../../workers/engine/crossSigning.js";
+} from "../../workers/engine/identities/crossSigning.js";
 import { ErrorCode, InvalidArgumentError } from "../../src/protocol/errors.js";
 
 type Json = Record<string, unknown>;

@@ -17,7 +17,7 @@ import {
   newSecretStorageKeyId,
   type AesHmacSha2EncryptedData,
   type SecretStorageErrorReason,
-} from "../../workers/engine/secretStorage.js";
+} from "../../workers/engine/secrets/secretStorage.js";
 import { ErrorCode, InvalidArgumentError, deserializeError, serializeError } from "../../src/protocol/errors.js";
 
 const subtle = webcrypto.subtle;

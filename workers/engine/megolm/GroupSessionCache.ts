@@ -1,5 +1,5 @@
 import type Olm from "@matrix-org/olm";
-import type { InboundGroupSessionRecord } from "../../src/protocol/store.js";
+import type { InboundGroupSessionRecord } from "../../../src/protocol/store.js";
 
 /** A live (unpickled) inbound Megolm session and the metadata decryption needs. @internal */
 export interface LiveInboundSession {

@@ -6,9 +6,9 @@
  * @internal
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
-import { StoreError } from "../../src/protocol/errors.js";
+import { StoreError } from "../../../src/protocol/errors.js";
 import type { CrossSigningSeeds } from "./crossSigning.js";
-import type { Transaction } from "./Transaction.js";
+import type { Transaction } from "../Transaction.js";
 
 /** A user's published cross-signing keys, as received. */
 export interface StoredIdentity {

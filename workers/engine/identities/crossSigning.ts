@@ -14,8 +14,8 @@
  * @internal
  */
 import type Olm from "@matrix-org/olm";
-import { InvalidArgumentError } from "../../src/protocol/errors.js";
-import { canonicalJson, signablePart } from "./canonicalJson.js";
+import { InvalidArgumentError } from "../../../src/protocol/errors.js";
+import { canonicalJson, signablePart } from "../canonicalJson.js";
 
 type OlmModule = typeof Olm;
 type Json = Record<string, unknown>;

@@ -11,7 +11,7 @@
  * @internal
  */
 import { createCipheriv, createHmac, hkdfSync, pbkdf2, randomBytes, timingSafeEqual } from "node:crypto";
-import { InvalidArgumentError } from "../../src/protocol/errors.js";
+import { InvalidArgumentError } from "../../../src/protocol/errors.js";
 
 /** The only secret storage algorithm the spec defines. */
 export const SECRET_STORAGE_ALGORITHM_V1_AES = "m.secret_storage.v1.aes-hmac-sha2";

@@ -1,0 +1,216 @@
+/**
+ * Room keys shared among our own devices: `m.room_key_request`s we send for sessions we lack
+ * (persisted, re-sent after a restart, cancelled once answered), requests from our other devices
+ * (collected for the application, answered only when it approves), and `m.forwarded_room_key`s
+ * we accept (only ones we asked for, only from our own devices).
+ * @internal
+ */
+import { MEGOLM_ALGORITHM, type IncomingKeyRequest, type OutgoingRequest, type SyncChangesResult } from "../../../src/protocol/api.js";
+import type { DeviceRecord } from "../../../src/protocol/store.js";
+import { isObj, isStr, type EngineContext, type Json } from "../EngineContext.js";
+import type { InboundSessions } from "../megolm/InboundSessions.js";
+import type { OlmSessions } from "../olm/OlmSessions.js";
+import type { SessionClaims } from "../olm/SessionClaims.js";
+import type { Transaction } from "../Transaction.js";
+
+/** Value key of the outgoing key requests. @internal */
+export const KEY_REQUESTS = "outgoing_key_requests";
+/** Cap on outstanding outgoing key requests. */
+const MAX_KEY_REQUESTS = 1000;
+
+/** An `m.room_key_request` we send to our own devices. @internal */
+interface OutgoingKeyRequest {
+  requestId: string;
+  roomId: string;
+  senderKey: string;
+  sessionId: string;
+  state: "unsent" | "sent" | "cancel";
+}
+
+/** @internal */
+export class KeySharing {
+  /** Whether undecryptable events trigger `m.room_key_request`s (set by the forward listener). */
+  private enabled = false;
+  /** Outgoing key requests by request ID, persisted as one value. */
+  private requests = new Map<string, OutgoingKeyRequest>();
+
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly inbound: InboundSessions,
+    private readonly olm: OlmSessions,
+    private readonly claims: SessionClaims,
+  ) {}
+
+  /** Load the outstanding requests of the account just loaded; unanswered ones are sent again. */
+  load(existingAccount: boolean): void {
+    this.requests = new Map();
+    const stored = existingAccount ? this.ctx.store.getValue(KEY_REQUESTS) : null;
+    if (stored) {
+      for (const r of JSON.parse(stored) as OutgoingKeyRequest[]) this.requests.set(r.requestId, { ...r, state: r.state === "cancel" ? "cancel" : "unsent" });
+    }
+  }
+
+  /** Turn automatic key requests on (the application added a key-forward listener) or off. */
+  setEnabled(enabled: boolean): void {
+    this.enabled = enabled;
+  }
+
+  /** Write the current request state into `tx`. */
+  save(tx: Transaction): void {
+    tx.setValue(KEY_REQUESTS, JSON.stringify([...this.requests.values()]));
+  }
+
+  /** Write the request state into `tx` if it moved on since `tx` last saw it (sync token commits). */
+  saveIfChanged(tx: Transaction): void {
+    if (tx.getValue(KEY_REQUESTS) !== this.ctx.store.getValue(KEY_REQUESTS)) this.save(tx);
+  }
+
+  /** Ask our other devices for a session, at most once per session. */
+  queueRequest(tx: Transaction, roomId: string, senderKey: string, sessionId: string): void {
+    if (!this.enabled || this.requests.size >= MAX_KEY_REQUESTS) return;
+    for (const r of this.requests.values()) if (r.roomId === roomId && r.senderKey === senderKey && r.sessionId === sessionId) return;
+    const requestId = this.ctx.newId();
+    this.requests.set(requestId, { requestId, roomId, senderKey, sessionId, state: "unsent" });
+    this.save(tx);
+  }
+
+  /** The `m.room_key_request` (and cancellation) messages not yet sent nor in flight. */
+  buildRequestMessages(): OutgoingRequest[] {
+    const { ctx } = this;
+    const me = ctx.me();
+    const out: OutgoingRequest[] = [];
+    const inFlight = new Set([...ctx.inFlight.values()].map((r) => r.keyRequest).filter(isStr));
+    for (const r of this.requests.values()) {
+      if (r.state === "sent" || inFlight.has(r.requestId)) continue;
+      const content: Json =
+        r.state === "cancel"
+          ? { action: "request_cancellation", request_id: r.requestId, requesting_device_id: me.deviceId }
+          : { action: "request", request_id: r.requestId, requesting_device_id: me.deviceId, body: { algorithm: MEGOLM_ALGORITHM, room_id: r.roomId, sender_key: r.senderKey, session_id: r.sessionId } };
+      const id = ctx.addInFlight({ kind: "to_device", keyRequest: r.requestId });
+      out.push({ id, kind: "to_device", eventType: "m.room_key_request", txnId: ctx.txnId(id), body: JSON.stringify({ messages: { [me.userId]: { "*": content } } }) });
+    }
+    return out;
+  }
+
+  /** A request (or its cancellation) reached the server. */
+  onRequestSent(tx: Transaction, requestId: string): void {
+    const r = this.requests.get(requestId);
+    if (!r) return;
+    if (r.state === "cancel") this.requests.delete(requestId);
+    else r.state = "sent";
+    this.save(tx);
+  }
+
+  /** An `m.room_key_request` from one of our own other devices: collected for the application. */
+  onIncomingRequest(sender: string, c: Json, result: SyncChangesResult): void {
+    const { ctx } = this;
+    const me = ctx.me();
+    const deviceId = c.requesting_device_id;
+    const requestId = c.request_id;
+    if (sender !== me.userId || !isStr(deviceId) || !isStr(requestId) || deviceId === me.deviceId) {
+      ctx.log.debug(`ignoring a key request from ${sender}/${String(deviceId)} (not another device of ours)`);
+      return;
+    }
+    if (c.action === "request_cancellation" || c.action === "cancel_request") {
+      result.keyRequests = result.keyRequests.filter((r) => !(r.deviceId === deviceId && r.requestId === requestId));
+      result.keyRequestCancellations.push(`${deviceId}|${requestId}`);
+      return;
+    }
+    const b = c.body;
+    if (c.action !== "request" || !isObj(b) || b.algorithm !== MEGOLM_ALGORITHM || !isStr(b.room_id) || !isStr(b.sender_key) || !isStr(b.session_id)) {
+      ctx.log.warn(`ignoring a malformed key request from ${deviceId} (reason: malformed)`);
+      return;
+    }
+    if (!ctx.store.getInboundGroupSession(b.room_id, b.sender_key, b.session_id)) {
+      ctx.log.debug(`key request ${requestId} from ${deviceId}: we do not have session ${b.session_id}`);
+      return;
+    }
+    if (result.keyRequests.some((r) => r.deviceId === deviceId && r.requestId === requestId)) return;
+    result.keyRequests.push({ requestId, deviceId, roomId: b.room_id, senderKey: b.sender_key, sessionId: b.session_id });
+  }
+
+  /** keys/claim for own devices we are about to answer and have no Olm session with. */
+  prepareForwarding(tx: Transaction, deviceIds: string[]): OutgoingRequest | null {
+    const me = this.ctx.me();
+    const devices: DeviceRecord[] = [];
+    for (const id of deviceIds) {
+      const d = tx.getDevice(me.userId, id);
+      if (d && !d.deleted && !d.blacklisted) devices.push(d);
+    }
+    return this.claims.claimFor(tx, devices, false);
+  }
+
+  /** Answer approved requests from our own devices with Olm-encrypted `m.forwarded_room_key`s. Blacklisted devices are never answered. */
+  answer(tx: Transaction, requests: IncomingKeyRequest[]): OutgoingRequest[] {
+    const { ctx } = this;
+    const me = ctx.me();
+    const messages: Record<string, Json> = {};
+    for (const r of requests) {
+      const device = tx.getDevice(me.userId, r.deviceId);
+      if (!device || device.deleted || device.blacklisted || r.deviceId === me.deviceId) {
+        ctx.log.warn(`not answering key request ${r.requestId}: device ${r.deviceId} is unknown, deleted or blacklisted`);
+        continue;
+      }
+      const rec = tx.getInbound(r.roomId, r.senderKey, r.sessionId);
+      if (!rec) continue;
+      const content = this.olm.encrypt(tx, device, "m.forwarded_room_key", {
+        algorithm: MEGOLM_ALGORITHM,
+        room_id: rec.roomId,
+        sender_key: rec.senderKey,
+        sender_claimed_ed25519_key: rec.claimedEd25519,
+        session_id: rec.sessionId,
+        session_key: this.inbound.exportKey(rec),
+        forwarding_curve25519_key_chain: rec.forwardingChain,
+      });
+      if (!content) {
+        ctx.log.warn(`not answering key request ${r.requestId}: no Olm session with ${r.deviceId}`);
+        continue;
+      }
+      // One message per device per request batch: later ones for the same device go in the next batch.
+      if (messages[r.deviceId]) continue;
+      messages[r.deviceId] = content;
+    }
+    if (!Object.keys(messages).length) return [];
+    const id = ctx.addInFlight({ kind: "to_device" });
+    return [{ id, kind: "to_device", eventType: "m.room.encrypted", txnId: ctx.txnId(id), body: JSON.stringify({ messages: { [me.userId]: messages } }) }];
+  }
+
+  /**
+   * A forwarded key, Olm-decrypted from `sender`'s `device` (looked up by user and key): accepted
+   * only from our own known, non-blacklisted devices, and only if we asked for it. Its provenance
+   * records the forwarder; events on it are never better than `unauthenticated`.
+   */
+  onForwardedKey(tx: Transaction, sender: string, device: DeviceRecord | null, olmSenderKey: string, c: Json, result: SyncChangesResult): void {
+    const { ctx } = this;
+    const me = ctx.me();
+    if (sender !== me.userId || !device || device.userId !== me.userId || device.blacklisted) {
+      ctx.log.warn(`ignoring m.forwarded_room_key from ${sender} (reason: not one of our known devices)`);
+      return;
+    }
+    if (c.algorithm !== MEGOLM_ALGORITHM || !isStr(c.room_id) || !isStr(c.sender_key) || !isStr(c.session_id) || !isStr(c.session_key) || !isStr(c.sender_claimed_ed25519_key)) {
+      ctx.log.warn("ignoring malformed m.forwarded_room_key (reason: malformed)");
+      return;
+    }
+    const req = [...this.requests.values()].find((r) => r.state !== "cancel" && r.roomId === c.room_id && r.senderKey === c.sender_key && r.sessionId === c.session_id);
+    if (!req) {
+      ctx.log.warn(`ignoring m.forwarded_room_key for session ${c.session_id} that we did not request`);
+      return;
+    }
+    const chain = Array.isArray(c.forwarding_curve25519_key_chain) ? c.forwarding_curve25519_key_chain.filter(isStr) : [];
+    const added = this.inbound.add(tx, {
+      roomId: c.room_id,
+      senderKey: c.sender_key,
+      sessionId: c.session_id,
+      sessionKey: c.session_key,
+      exported: true,
+      claimedEd25519: c.sender_claimed_ed25519_key,
+      forwardingChain: [...chain, olmSenderKey],
+      senderData: { kind: "forwarded", userId: sender, deviceId: device.deviceId, curve25519: olmSenderKey },
+    });
+    if (added) result.roomKeys.push({ roomId: c.room_id, sessionId: c.session_id, senderKey: c.sender_key });
+    if (!added && !tx.getInbound(c.room_id, c.sender_key, c.session_id)) return; // bad key: keep the request outstanding
+    req.state = "cancel";
+    this.save(tx);
+    result.forwardedKeys.push({ roomId: c.room_id, sessionId: c.session_id });
+  }
+}

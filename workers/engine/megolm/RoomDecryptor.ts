@@ -1,0 +1,186 @@
+/**
+ * Room-event decryption: Megolm decrypt, replay detection (persistent message-index records),
+ * events kept waiting for their keys and decrypted again when the keys arrive, and the label of
+ * each event from {@link senderTrust}.
+ * @internal
+ */
+import { DecryptionFailureCode, MEGOLM_ALGORITHM, type DecryptionFailureCodeValue, type RoomDecryptResult, type SyncChangesResult } from "../../../src/protocol/api.js";
+import { DecryptFailure, MAX_CIPHERTEXT_LENGTH, MAX_ID_LENGTH } from "../DecryptFailure.js";
+import { isObj, isStr, type EngineContext } from "../EngineContext.js";
+import type { DeviceTracker } from "../identities/DeviceTracker.js";
+import type { UserIdentities } from "../identities/UserIdentities.js";
+import type { Transaction } from "../Transaction.js";
+import { provenanceOf, senderTrust } from "../trust/senderTrust.js";
+import type { InboundSessions } from "./InboundSessions.js";
+import type { WithheldNotices } from "./WithheldNotices.js";
+
+/** Upper bound on events kept waiting for their keys. */
+const MAX_PENDING_EVENTS = 20_000;
+/** Value key of the sessions whose waiting events were decrypted but not yet confirmed by a sync token. @internal */
+export const UNCONFIRMED_REDECRYPT = "unconfirmed_redecrypt";
+
+/** Called for an event whose key may still come (so that it can be requested). @internal */
+export type MissingKeyHandler = (tx: Transaction, roomId: string, senderKey: string, sessionId: string) => void;
+
+/** Decrypted results of one room. @internal */
+export interface RoomResults {
+  roomId: string;
+  results: RoomDecryptResult[];
+}
+
+/** @internal */
+export class RoomDecryptor {
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly inbound: InboundSessions,
+    private readonly devices: DeviceTracker,
+    private readonly identities: UserIdentities,
+    private readonly withheld: WithheldNotices,
+    private readonly onMissingKey: MissingKeyHandler,
+  ) {}
+
+  /**
+   * Decrypt a batch of `m.room.encrypted` events of one room. Failures are results with a reason
+   * code; with `keepPending`, events whose key may still arrive are stored to be decrypted then.
+   */
+  decryptBatch(tx: Transaction, roomId: string, events: unknown[], keepPending: boolean): RoomDecryptResult[] {
+    const out: RoomDecryptResult[] = [];
+    let pendingBudget = keepPending ? MAX_PENDING_EVENTS - this.ctx.store.countPendingEvents() : 0;
+    for (const ev of events) {
+      const eventId = isObj(ev) && isStr(ev.event_id) ? ev.event_id : "";
+      try {
+        out.push(this.decryptOne(tx, roomId, ev));
+      } catch (e) {
+        const code = e instanceof DecryptFailure ? (e.code as DecryptionFailureCodeValue) : DecryptionFailureCode.Malformed;
+        const message = e instanceof Error ? e.message : String(e);
+        const content = isObj(ev) && isObj(ev.content) ? ev.content : {};
+        const sessionId = isStr(content.session_id) ? content.session_id : null;
+        const failure: RoomDecryptResult = { ok: false, eventId, code, message, sessionId };
+        if (e instanceof DecryptFailure && e.withheldCode) failure.withheldCode = e.withheldCode;
+        out.push(failure);
+        const mayArrive = code === DecryptionFailureCode.MissingSession || code === DecryptionFailureCode.UnknownIndex || code === DecryptionFailureCode.Withheld;
+        if (mayArrive && code !== DecryptionFailureCode.Withheld && sessionId && isStr(content.sender_key) && content.algorithm === MEGOLM_ALGORITHM) {
+          this.onMissingKey(tx, roomId, content.sender_key, sessionId);
+        }
+        if (mayArrive && keepPending && sessionId && eventId) {
+          if (pendingBudget > 0 && !tx.hasPending(roomId, eventId)) {
+            tx.putPending({ roomId, sessionId, eventId, eventJson: JSON.stringify(ev), receivedTs: this.ctx.now() });
+            pendingBudget--;
+          }
+        } else if (code !== DecryptionFailureCode.MissingSession) {
+          this.ctx.log.warn(`could not decrypt ${eventId} in ${roomId} (reason: ${code}): ${message}`);
+        }
+      }
+    }
+    return out;
+  }
+
+  private decryptOne(tx: Transaction, roomId: string, ev: unknown): RoomDecryptResult & { ok: true } {
+    const me = this.ctx.me();
+    if (!isObj(ev) || !isStr(ev.event_id) || !isStr(ev.sender) || !isObj(ev.content)) throw new DecryptFailure(DecryptionFailureCode.Malformed, "event lacks event_id, sender or content");
+    const c = ev.content;
+    if (c.algorithm !== MEGOLM_ALGORITHM) throw new DecryptFailure(DecryptionFailureCode.UnknownAlgorithm, `unsupported algorithm ${String(c.algorithm)}`);
+    if (!isStr(c.ciphertext) || !isStr(c.session_id) || !isStr(c.sender_key) || c.ciphertext.length > MAX_CIPHERTEXT_LENGTH || c.session_id.length > MAX_ID_LENGTH || c.sender_key.length > MAX_ID_LENGTH) {
+      throw new DecryptFailure(DecryptionFailureCode.Malformed, "missing ciphertext, session_id or sender_key");
+    }
+    const live = this.inbound.live(tx, roomId, c.sender_key, c.session_id);
+    if (!live) {
+      const w = this.withheld.lookup(tx, roomId, c.session_id);
+      if (w) throw new DecryptFailure(DecryptionFailureCode.Withheld, `the sender withheld the key: ${w.code}${w.reason ? ` (${w.reason})` : ""}`, w.code);
+      throw new DecryptFailure(DecryptionFailureCode.MissingSession, `no session ${c.session_id} from ${c.sender_key}`);
+    }
+    let dec: { plaintext: string; message_index: number };
+    try {
+      dec = live.session.decrypt(c.ciphertext);
+    } catch (e) {
+      const msg = String(e instanceof Error ? e.message : e);
+      if (msg.includes("UNKNOWN_MESSAGE_INDEX")) throw new DecryptFailure(DecryptionFailureCode.UnknownIndex, `unknown message index, first known index ${live.record.firstKnownIndex}`);
+      throw new DecryptFailure(DecryptionFailureCode.Malformed, `Megolm decryption failed: ${msg}`);
+    }
+    let payload: unknown;
+    try {
+      payload = JSON.parse(dec.plaintext);
+    } catch {
+      throw new DecryptFailure(DecryptionFailureCode.Malformed, "plaintext is not JSON");
+    }
+    if (!isObj(payload) || !isStr(payload.type) || !isObj(payload.content)) throw new DecryptFailure(DecryptionFailureCode.Malformed, "plaintext lacks type or content");
+    if (payload.room_id !== roomId) throw new DecryptFailure(DecryptionFailureCode.RoomMismatch, `decrypted room_id ${String(payload.room_id)} differs from ${roomId}`);
+
+    // replay detection (persistent)
+    const ts = typeof ev.origin_server_ts === "number" ? ev.origin_server_ts : 0;
+    const mem = live.seen?.get(dec.message_index);
+    const stored = mem ? { eventId: mem.eventId, originServerTs: mem.ts } : live.complete ? null : tx.getReplay(c.sender_key, c.session_id, dec.message_index);
+    if (stored) {
+      if (stored.eventId !== ev.event_id || stored.originServerTs !== ts) {
+        throw new DecryptFailure(DecryptionFailureCode.Replay, `message index ${dec.message_index} of session ${c.session_id} was already used by ${stored.eventId}`);
+      }
+    } else {
+      tx.putReplay({ senderKey: c.sender_key, sessionId: c.session_id, messageIndex: dec.message_index, eventId: ev.event_id, originServerTs: ts });
+    }
+    (live.seen ??= new Map()).set(dec.message_index, { eventId: stored?.eventId ?? ev.event_id, ts: stored?.originServerTs ?? ts });
+
+    // the label, from the session's provenance and current device trust (same answer after a restart)
+    const rec = live.record;
+    const label = senderTrust({
+      provenance: provenanceOf(rec),
+      eventSender: ev.sender,
+      claimedDeviceId: isStr(c.device_id) ? c.device_id : null,
+      own: { userId: me.userId, deviceId: me.deviceId },
+      lookupDevice: (userId, curve25519) => {
+        const device = this.devices.deviceByKey(tx, userId, curve25519);
+        return device ? { device, ...this.identities.deviceTrust(tx, device) } : null;
+      },
+    });
+    if (!label.ok) throw new DecryptFailure(label.code, label.message);
+    return {
+      ok: true,
+      eventId: ev.event_id,
+      sender: ev.sender,
+      originServerTs: ts,
+      type: payload.type,
+      plaintextJson: dec.plaintext,
+      senderCurve25519: c.sender_key,
+      claimedEd25519: rec.claimedEd25519,
+      senderDeviceId: label.senderDeviceId,
+      sessionId: c.session_id,
+      messageIndex: dec.message_index,
+      verification: label.verification,
+      crossSigned: label.crossSigned,
+      forwardingChain: rec.forwardingChain,
+    };
+  }
+
+  /**
+   * Decrypt the stored events waiting for the sessions in `result.roomKeys` (and push them to
+   * `result.redecrypted`). With `deferred` (sync processing), the waiting rows are deleted in that
+   * batch, committed only with the sync token, and the sessions are remembered in `tx` until then:
+   * if the process dies before the client emitted the events, the next sync decrypts them again
+   * (the key's to-device message itself will not come back).
+   */
+  redecryptPending(tx: Transaction, result: SyncChangesResult, deferred: (() => Transaction) | null = null): void {
+    const keys = result.roomKeys.map((k) => [k.roomId, k.sessionId] as [string, string]);
+    if (deferred) {
+      for (const [r, sid] of JSON.parse(tx.getValue(UNCONFIRMED_REDECRYPT) ?? "[]") as [string, string][]) {
+        if (!keys.some(([a, b]) => a === r && b === sid)) keys.push([r, sid]);
+      }
+    }
+    const touched: [string, string][] = [];
+    for (const [roomId, sessionId] of keys) {
+      const waiting = this.ctx.store.getPendingEvents(roomId, sessionId);
+      if (!waiting.length) continue;
+      const events = waiting.map((p) => JSON.parse(p.eventJson) as unknown);
+      const results = this.decryptBatch(tx, roomId, events, false);
+      const ok = results.filter((r) => r.ok);
+      if (!ok.length) continue;
+      if (deferred) {
+        const later = deferred();
+        for (const r of ok) later.deletePending(roomId, r.eventId);
+        touched.push([roomId, sessionId]);
+      } else {
+        for (const r of ok) tx.deletePending(roomId, r.eventId);
+      }
+      result.redecrypted.push({ roomId, results: ok });
+    }
+    if (deferred && (touched.length || tx.getValue(UNCONFIRMED_REDECRYPT))) tx.setValue(UNCONFIRMED_REDECRYPT, touched.length ? JSON.stringify(touched) : null);
+  }
+}

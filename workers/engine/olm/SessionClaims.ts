@@ -1,0 +1,127 @@
+/**
+ * `/keys/claim` requests and what follows from them: Olm sessions for devices we must reach, a
+ * back-off for devices whose claim returned nothing, and unwedging (a new session plus an
+ * `m.dummy` for a device whose Olm channel broke).
+ *
+ * Locking rule (the caller's duty, DESIGN §3): claims are single flight on the main thread; a
+ * claim request handed out here must be answered (sent or failed) before the next one is asked for.
+ * @internal
+ */
+import type { OutgoingRequest } from "../../../src/protocol/api.js";
+import type { DeviceRecord } from "../../../src/protocol/store.js";
+import type { EngineContext, Json } from "../EngineContext.js";
+import type { Transaction } from "../Transaction.js";
+import type { OlmSessions } from "./OlmSessions.js";
+
+/** Do not claim again for a device whose claim returned no key for this long. */
+const FAILED_CLAIM_RETRY_MS = 60 * 1000;
+/** At most one unwedging per device per hour. */
+const UNWEDGE_INTERVAL_MS = 3600 * 1000;
+
+/** @internal */
+export class SessionClaims {
+  /** `user|device` → when its last claim returned no usable key. */
+  private readonly failedClaims = new Map<string, number>();
+  /** Devices whose Olm channel is wedged: "claim" a new session, then send them an "m.dummy". */
+  private readonly unwedge = new Map<string, "claim" | "claiming" | "dummy">();
+
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly sessions: OlmSessions,
+  ) {}
+
+  /** Forget in-memory claim state (account released). */
+  release(): void {
+    this.unwedge.clear();
+  }
+
+  /**
+   * A `/keys/claim` for the devices among `devices` we have no Olm session with (skipping those
+   * whose claim recently returned nothing, unless `backOff` is false), or null when none is needed.
+   */
+  claimFor(tx: Transaction, devices: DeviceRecord[], backOff = true): OutgoingRequest | null {
+    const missing: Record<string, Record<string, string>> = {};
+    const keys = new Map<string, number>();
+    for (const d of devices) {
+      const k = `${d.userId}|${d.deviceId}`;
+      const failedAt = this.failedClaims.get(k);
+      if (backOff && failedAt !== undefined && this.ctx.now() - failedAt < FAILED_CLAIM_RETRY_MS) continue;
+      if (this.sessions.hasSession(tx, d.curve25519)) continue;
+      (missing[d.userId] ??= {})[d.deviceId] = "signed_curve25519";
+      keys.set(k, 0);
+    }
+    if (!keys.size) return null;
+    const id = this.ctx.addInFlight({ kind: "keys_claim", users: keys });
+    return { id, kind: "keys_claim", body: JSON.stringify({ one_time_keys: missing, timeout: 10_000 }) };
+  }
+
+  /** Open sessions from a claim answer; devices that got none are backed off (and leave unwedging). */
+  onClaimed(tx: Transaction, response: Json, users: Map<string, number>, unwedge: boolean): void {
+    const claimed = this.sessions.createFromClaim(tx, response);
+    for (const k of claimed) this.failedClaims.delete(k);
+    for (const k of users.keys()) if (!claimed.has(k)) this.failedClaims.set(k, this.ctx.now());
+    if (unwedge) for (const k of users.keys()) this.unwedge.set(k, "dummy");
+  }
+
+  /** A claim failed outright: back off every device it covered. */
+  onClaimFailed(users: Map<string, number>, unwedge: boolean): void {
+    for (const u of users.keys()) {
+      this.failedClaims.set(u, this.ctx.now());
+      if (unwedge) this.unwedge.delete(u);
+    }
+  }
+
+  /**
+   * An Olm message from `sender`'s device with `senderKey` failed: start a new session and send it
+   * an m.dummy, at most once per device per hour (the time is persisted in `tx`).
+   */
+  markWedged(tx: Transaction, device: DeviceRecord | null): void {
+    if (!device || device.deleted) return;
+    const key = `unwedged:${device.curve25519}`;
+    const last = Number(tx.getValue(key) ?? 0);
+    if (this.ctx.now() - last < UNWEDGE_INTERVAL_MS) return;
+    tx.setValue(key, String(this.ctx.now()));
+    this.unwedge.set(`${device.userId}|${device.deviceId}`, "claim");
+    this.ctx.log.info(`Olm session with ${device.userId}/${device.deviceId} looks wedged; creating a new one`);
+  }
+
+  /** The claim and `m.dummy` requests of devices being unwedged (the dummies' ratchets written into `tx`). */
+  buildUnwedgeRequests(tx: Transaction): OutgoingRequest[] {
+    const out: OutgoingRequest[] = [];
+    const claim: Record<string, Record<string, string>> = {};
+    const users = new Map<string, number>();
+    const dummies: Record<string, Record<string, Json>> = {};
+    let anyDummy = false;
+    for (const [k, state] of this.unwedge) {
+      const i = k.lastIndexOf("|");
+      const userId = k.slice(0, i);
+      const deviceId = k.slice(i + 1);
+      const device = tx.getDevice(userId, deviceId);
+      if (!device) {
+        this.unwedge.delete(k);
+        continue;
+      }
+      if (state === "claim") {
+        (claim[userId] ??= {})[deviceId] = "signed_curve25519";
+        users.set(k, 0);
+        this.unwedge.set(k, "claiming");
+      } else if (state === "dummy") {
+        this.unwedge.delete(k);
+        const content = this.sessions.encrypt(tx, device, "m.dummy", {});
+        if (content) {
+          (dummies[userId] ??= {})[deviceId] = content;
+          anyDummy = true;
+        }
+      }
+    }
+    if (users.size) {
+      const id = this.ctx.addInFlight({ kind: "keys_claim", users, unwedge: true });
+      out.push({ id, kind: "keys_claim", body: JSON.stringify({ one_time_keys: claim, timeout: 10_000 }) });
+    }
+    if (anyDummy) {
+      const id = this.ctx.addInFlight({ kind: "to_device" });
+      out.push({ id, kind: "to_device", eventType: "m.room.encrypted", txnId: this.ctx.txnId(id), body: JSON.stringify({ messages: dummies }) });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Our own cross-signing keys and their copy in secret storage: bootstrap (create the three keys,
+ * sign this device, encrypt the private keys under a new recovery key or passphrase) and restore
+ * (decrypt them on another device of the same user and check them against the published keys).
+ * @internal
+ */
+import { randomBytes } from "node:crypto";
+import type { CrossSigningBootstrap } from "../../../src/protocol/api.js";
+import { InvalidArgumentError } from "../../../src/protocol/errors.js";
+import type { AccountKeys } from "../account/AccountKeys.js";
+import { canonicalJson, signablePart } from "../canonicalJson.js";
+import { isObj, isStr, type EngineContext, type Json } from "../EngineContext.js";
+import type { DeviceTracker } from "../identities/DeviceTracker.js";
+import type { UserIdentities } from "../identities/UserIdentities.js";
+import { crossSigningKeysFromSeeds, deviceSigningUploadBody, generateCrossSigningKeys, mergeSignatureUploads, parseCrossSigningKey, signDevice, type CrossSigningSeeds } from "../identities/crossSigning.js";
+import { loadIdentity, loadPin, saveIdentity, savePin, saveSeeds } from "../identities/CrossSigningStore.js";
+import type { Transaction } from "../Transaction.js";
+import { checkKey, decodeRecoveryKey, decryptSecret, deriveKeyFromPassphrase, encodeRecoveryKey, encryptSecret, generateRecoveryKey, makeKeyDescription, newSecretStorageKeyId, SecretStorageError } from "./secretStorage.js";
+
+/** The secret names of the three cross-signing private keys. */
+const SECRET_NAMES = ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"] as const;
+
+/** @internal */
+export class CrossSigningSecrets {
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly account: AccountKeys,
+    private readonly devices: DeviceTracker,
+    private readonly identities: UserIdentities,
+  ) {}
+
+  /**
+   * Create the three cross-signing keys (written into `tx`, which the caller commits before
+   * anything leaves), sign this device with the self-signing key, and encrypt the private keys
+   * for secret storage.
+   */
+  async bootstrap(tx: Transaction, opts: { passphrase?: string }): Promise<CrossSigningBootstrap> {
+    const { ctx } = this;
+    const me = ctx.me();
+    const keys = generateCrossSigningKeys(ctx.olm, me.userId, { deviceId: me.deviceId, signWithDevice: (c: string) => this.account.sign(c) });
+    const seeds = { master: keys.master.seed, selfSigning: keys.selfSigning.seed, userSigning: keys.userSigning.seed };
+    saveSeeds(tx, ctx.pickleKey, seeds);
+    const signatureUpload = signDevice(ctx.olm, this.account.deviceKeys(), me.userId, keys.selfSigning.seed, keys.selfSigning.publicKey);
+    const ss = await this.secretStorageFor(seeds, opts.passphrase);
+    // Our new identity is the pinned one.
+    savePin(tx, me.userId, { pinned: keys.master.publicKey, changedTo: null });
+    saveIdentity(tx, me.userId, { master: keys.master.object, selfSigning: keys.selfSigning.object, userSigning: keys.userSigning.object });
+    this.devices.markDirty(tx, me.userId);
+    this.identities.invalidate();
+    return {
+      deviceSigningUpload: deviceSigningUploadBody(keys) as unknown as Json,
+      signatureUpload: signatureUpload as Json,
+      recoveryKey: ss.recoveryKey,
+      secretStorage: { keyId: ss.keyId, keyDescription: ss.keyDescription, secrets: ss.secrets },
+    };
+  }
+
+  /** Encrypt the three private keys for secret storage under a new key (recovery key or passphrase). */
+  private async secretStorageFor(seeds: CrossSigningSeeds, passphrase?: string): Promise<{ recoveryKey: string; keyId: string; keyDescription: Json; secrets: Record<string, Json> }> {
+    let privateKey: Uint8Array;
+    let description: Json;
+    if (passphrase) {
+      const salt = randomBytes(24).toString("base64url");
+      const iterations = 500_000;
+      privateKey = await deriveKeyFromPassphrase(passphrase, salt, iterations);
+      description = makeKeyDescription(privateKey, { passphrase: { salt, iterations } }) as Json;
+    } else {
+      privateKey = generateRecoveryKey().privateKey;
+      description = makeKeyDescription(privateKey) as Json;
+    }
+    const keyId = newSecretStorageKeyId();
+    const b64 = (u: Uint8Array): string => Buffer.from(u).toString("base64").replace(/=+$/, "");
+    const secrets: Record<string, Json> = {};
+    const bySecret = { "m.cross_signing.master": seeds.master, "m.cross_signing.self_signing": seeds.selfSigning, "m.cross_signing.user_signing": seeds.userSigning };
+    for (const name of SECRET_NAMES) secrets[name] = { encrypted: { [keyId]: encryptSecret(b64(bySecret[name]), privateKey, name) } };
+    const recoveryKey = encodeRecoveryKey(privateKey);
+    privateKey.fill(0);
+    return { recoveryKey, keyId, keyDescription: description, secrets };
+  }
+
+  /**
+   * Restore the cross-signing keys from secret storage: decrypt them with the recovery key or
+   * passphrase, check them against the published keys, store them (into `tx`) and sign this
+   * device. Throws, writing nothing, on a wrong key or mismatching secrets.
+   */
+  async restore(tx: Transaction, input: { keyDescription: Json; keyId: string; secrets: Record<string, unknown>; recoveryKey?: string; passphrase?: string }): Promise<{ signatureUpload: Json }> {
+    const { ctx } = this;
+    const me = ctx.me();
+    const d = input.keyDescription;
+    let privateKey: Uint8Array;
+    if (input.recoveryKey) privateKey = decodeRecoveryKey(input.recoveryKey);
+    else if (input.passphrase) {
+      const pp = isObj(d.passphrase) ? d.passphrase : null;
+      if (!pp || !isStr(pp.salt) || typeof pp.iterations !== "number") throw new SecretStorageError("bad_format", "this secret storage key has no passphrase");
+      privateKey = await deriveKeyFromPassphrase(input.passphrase, pp.salt, pp.iterations, typeof pp.bits === "number" ? pp.bits : 256);
+    } else throw new InvalidArgumentError("a recovery key or a passphrase is needed");
+    try {
+      if (!checkKey(privateKey, d)) throw new SecretStorageError("bad_mac", "the recovery key or passphrase does not match the secret storage key");
+      const seedOf = (name: string): Uint8Array => {
+        const s = input.secrets[name];
+        const enc = isObj(s) && isObj(s.encrypted) ? s.encrypted[input.keyId] : undefined;
+        if (!isObj(enc)) throw new SecretStorageError("bad_format", `secret ${name} is not stored under key ${input.keyId}`);
+        const b = Buffer.from(decryptSecret(enc as never, privateKey, name), "base64");
+        if (b.length !== 32) throw new SecretStorageError("bad_format", `secret ${name} is not a 32-byte key`);
+        return new Uint8Array(b);
+      };
+      const seeds = { master: seedOf("m.cross_signing.master"), selfSigning: seedOf("m.cross_signing.self_signing"), userSigning: seedOf("m.cross_signing.user_signing") };
+      const keys = crossSigningKeysFromSeeds(ctx.olm, me.userId, seeds);
+      const published = loadIdentity(tx, me.userId);
+      const pub = published ? parseCrossSigningKey(published.master, me.userId, "master") : null;
+      const pubSsk = published?.selfSigning ? parseCrossSigningKey(published.selfSigning, me.userId, "self_signing") : null;
+      if (!pub?.ok || pub.publicKey !== keys.master.publicKey || !pubSsk?.ok || pubSsk.publicKey !== keys.selfSigning.publicKey) {
+        throw new SecretStorageError("bad_format", "the stored cross-signing keys do not match the keys published for this user");
+      }
+      saveSeeds(tx, ctx.pickleKey, seeds);
+      const pin = loadPin(tx, me.userId);
+      if (!pin || pin.pinned !== keys.master.publicKey) savePin(tx, me.userId, { pinned: keys.master.publicKey, changedTo: null });
+      const signatureUpload = mergeSignatureUploads(
+        signDevice(ctx.olm, this.account.deviceKeys(), me.userId, keys.selfSigning.seed, keys.selfSigning.publicKey),
+        // The device vouches for the master key too (as the creating device did).
+        { [me.userId]: { [keys.master.publicKey]: { ...keys.master.object, signatures: { [me.userId]: { [`ed25519:${me.deviceId}`]: this.account.sign(canonicalJson(signablePart(keys.master.object))) } } } } },
+      );
+      this.devices.markDirty(tx, me.userId);
+      this.identities.invalidate();
+      return { signatureUpload: signatureUpload as Json };
+    } finally {
+      privateKey.fill(0);
+    }
+  }
+}
