@@ -11,6 +11,12 @@ import type { CryptoEngine } from "./engine/CryptoEngine.js";
 
 const PAGE = 1000;
 
+/** A file system failure on the key file, as the typed error that names the path. */
+function fileError(path: string, action: "read" | "write", err: unknown): KeyExportError {
+  const errno = typeof err === "object" && err !== null && typeof (err as { code?: unknown }).code === "string" ? (err as { code: string }).code : "EIO";
+  return new KeyExportError("file_error", `Cannot ${action} the key file ${path} (${errno}).`, { path, errno }, { cause: err });
+}
+
 /**
  * Call a progress callback and wait for it. Across the worker boundary the callback is a Comlink
  * proxy whose calls travel on their own port, so without the wait the last report could reach the
@@ -47,17 +53,27 @@ export async function exportKeysToFile(
   }
   const text = await encryptKeyExportJson(`[${parts.join(",")}]`, passphrase, rounds === undefined ? {} : { rounds });
   const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-  const fd = openSync(tmp, "wx", 0o600);
+  let fd: number;
+  try {
+    fd = openSync(tmp, "wx", 0o600);
+  } catch (err) {
+    throw fileError(path, "write", err);
+  }
   try {
     writeSync(fd, text);
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
     rmSync(tmp, { force: true });
-    throw err;
+    throw fileError(path, "write", err);
   }
   closeSync(fd);
-  renameSync(tmp, path);
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw fileError(path, "write", err);
+  }
   return done;
 }
 
@@ -68,7 +84,13 @@ export async function importKeysFromFile(
   passphrase: string,
   onProgress?: (done: number, total: number) => void,
 ): Promise<KeyImportResult> {
-  const json = await decryptKeyExportToJson(readFileSync(path, "utf8"), passphrase);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw fileError(path, "read", err);
+  }
+  const json = await decryptKeyExportToJson(text, passphrase);
   let sessions: unknown;
   try {
     sessions = JSON.parse(json);

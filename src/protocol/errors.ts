@@ -275,9 +275,11 @@ export function deserializeError(s: SerializedError): MatrixSdkError {
  * - `bad_passphrase_or_mac`: the passphrase is wrong or the file was altered (the MAC did not match);
  * - `unsupported_version`: the file's version byte is not 1;
  * - `bad_format`: no armour lines, bad base64, or too short to hold the header and MAC;
- * - `bad_json`: the decrypted plaintext is not UTF-8 JSON of an array of session objects.
+ * - `bad_json`: the decrypted plaintext is not UTF-8 JSON of an array of session objects;
+ * - `file_error`: the file could not be read or written (missing, a directory, no permission):
+ *   `details.path` names it and `details.errno` gives the system code (`ENOENT`, `EACCES`, …).
  */
-export type KeyExportErrorReason = "bad_passphrase_or_mac" | "unsupported_version" | "bad_format" | "bad_json";
+export type KeyExportErrorReason = "bad_passphrase_or_mac" | "unsupported_version" | "bad_format" | "bad_json" | "file_error";
 
 /** A Megolm key export file (`-----BEGIN MEGOLM SESSION DATA-----`) could not be read or written. */
 export class KeyExportError extends MatrixSdkError {

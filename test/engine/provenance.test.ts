@@ -99,3 +99,31 @@ describe("engine: session provenance decides labels", () => {
     mallory.free();
   });
 });
+
+describe("engine: withheld notices count only from the session's sender", () => {
+  it("a withheld notice from another user neither changes the failure code nor stops our key request; the sender's own notice does", async () => {
+    await initOlm();
+    const server = new KeyServer();
+    const bob = await Peer.create(server, "@bob:example.org", "BOBDEV");
+    await bob.sync({ rooms: [roomState(ROOM, { [bob.userId]: "join", "@alice:example.org": "join" })] });
+    bob.engine.setKeyRequestsEnabled(true);
+    const alice = new OlmPeer("@alice:example.org", "ADEV");
+    const { sessionId } = alice.newMegolm("s");
+    const notice = (sender: string): Json => ({
+      type: "m.room_key.withheld",
+      sender,
+      content: { algorithm: "m.megolm.v1.aes-sha2", room_id: ROOM, session_id: sessionId, sender_key: alice.curve25519, code: "m.blacklisted", reason: "no" },
+    });
+    await bob.sync({ toDevice: [notice("@mallory:example.org")] });
+    const ev = alice.megolmEvent("s", ROOM, { msgtype: "m.text", body: "hi" }, "$1");
+    const [r] = await bob.engine.decryptRoomEvents(ROOM, [ev]);
+    assert.equal(r?.ok === false && r.code, "missing_session");
+    const requests = (await bob.engine.outgoingRequests()).filter((q) => q.kind === "to_device" && q.eventType === "m.room_key_request");
+    assert.equal(requests.length, 1, "the key is still requested");
+    // Alice's own notice is believed.
+    await bob.sync({ toDevice: [notice(alice.userId)] });
+    const [r2] = await bob.engine.decryptRoomEvents(ROOM, [alice.megolmEvent("s", ROOM, { msgtype: "m.text", body: "again" }, "$2")]);
+    assert.equal(r2?.ok === false && r2.code, "withheld");
+    alice.free();
+  });
+});

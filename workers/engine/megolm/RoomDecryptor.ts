@@ -85,7 +85,7 @@ export class RoomDecryptor {
     }
     const live = this.inbound.live(tx, roomId, c.sender_key, c.session_id);
     if (!live) {
-      const w = this.withheld.lookup(tx, roomId, c.session_id);
+      const w = this.withheld.lookup(tx, roomId, c.session_id, ev.sender, c.sender_key);
       if (w) throw new DecryptFailure(DecryptionFailureCode.Withheld, `the sender withheld the key: ${w.code}${w.reason ? ` (${w.reason})` : ""}`, w.code);
       throw new DecryptFailure(DecryptionFailureCode.MissingSession, `no session ${c.session_id} from ${c.sender_key}`);
     }
