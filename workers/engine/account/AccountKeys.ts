@@ -15,8 +15,18 @@ import type { Transaction } from "../Transaction.js";
 export class AccountKeys {
   private account: Olm.Account | null = null;
   private record: AccountRecord | null = null;
-  /** Signed one-time key count on the server, when known. */
+  /** Signed one-time key count on the server, when known (from a sync or an upload answer). */
   private otkCount: number | null = null;
+  /**
+   * Upper bound of the one-time keys the server holds for us: the count of the last upload answer
+   * (claims only lower it), or that plus what we published when the answer was lost. A sync's
+   * count may have been computed before our last upload; new keys are generated only while this
+   * bound plus the unpublished keys stays within what libolm keeps (it silently drops the oldest
+   * private keys beyond its maximum, and peers that claimed those could never reach us).
+   */
+  private publishedBound: number | null = null;
+  /** One-time keys in the upload that is out. */
+  private uploadingOtks = 0;
   private fallbackNeeded = false;
   /** A `/keys/upload` is out: at most one at a time. */
   private uploadInFlight = false;
@@ -103,6 +113,7 @@ export class AccountKeys {
     if (isObj(oneTimeKeyCounts)) {
       const n = oneTimeKeyCounts.signed_curve25519;
       this.otkCount = typeof n === "number" && n >= 0 ? n : 0;
+      if (this.publishedBound !== null && this.otkCount > this.publishedBound) this.publishedBound = this.otkCount;
     }
     if (Array.isArray(unusedFallbackKeyTypes) && this.deviceKeysUploaded) {
       if (!unusedFallbackKeyTypes.includes("signed_curve25519")) {
@@ -140,12 +151,15 @@ export class AccountKeys {
     const count = this.otkCount ?? (this.record!.deviceKeysUploaded ? null : 0);
     if (count !== null && count < this.otkTarget()) {
       const need = this.otkTarget() - count;
-      if (unpublished.length < need) {
-        account.generate_one_time_keys(need - unpublished.length);
+      const room = account.max_number_of_one_time_keys() - Math.max(count, this.publishedBound ?? 0) - unpublished.length;
+      const generate = Math.min(need - unpublished.length, room);
+      if (generate > 0) {
+        account.generate_one_time_keys(generate);
         changed = true;
         unpublished = Object.entries((JSON.parse(account.one_time_keys()) as { curve25519: Record<string, string> }).curve25519);
       }
     }
+    this.uploadingOtks = unpublished.length;
     if (unpublished.length) {
       const otks: Json = {};
       for (const [id, key] of unpublished) otks[`signed_curve25519:${id}`] = this.signJson({ key });
@@ -179,7 +193,11 @@ export class AccountKeys {
     if (isObj(counts)) {
       const n = counts.signed_curve25519;
       this.otkCount = typeof n === "number" ? n : 0;
+      this.publishedBound = this.otkCount;
+    } else if (this.publishedBound !== null) {
+      this.publishedBound += this.uploadingOtks;
     }
+    this.uploadingOtks = 0;
   }
 
   /** An upload failed; "already exists" means an earlier one succeeded and its answer was lost. */
