@@ -15,7 +15,7 @@ import { join } from "node:path";
 import type { DeviceRecord, InboundGroupSessionRecord } from "../src/protocol/store.js";
 import { noopLogger } from "../src/util/logger.js";
 import { CryptoEngine } from "../workers/engine/CryptoEngine.js";
-import { SqliteCryptoStore } from "../workers/store/SqliteCryptoStore.js";
+import { SqliteCryptoStore } from "../workers/store/sqlite/SqliteCryptoStore.js";
 import { BENCH_PICKLE_KEY, MEGOLM, RECEIVER_DEVICE, RECEIVER_USER, initOlm, prng, type Json, type Manifest, type SessionInfo } from "./common.js";
 import { createSender, plaintextFor } from "./workload.js";
 

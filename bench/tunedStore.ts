@@ -28,7 +28,7 @@ import type {
   TrackedUserRecord,
 } from "../src/protocol/store.js";
 import { noopLogger, type Logger } from "../src/util/logger.js";
-import { SqliteCryptoStore } from "../workers/store/SqliteCryptoStore.js";
+import { SqliteCryptoStore } from "../workers/store/sqlite/SqliteCryptoStore.js";
 
 export interface TunedStoreOptions {
   path: string;

@@ -14,7 +14,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync, exi
 import { dirname } from "node:path";
 import type { AccountRecord, StoreChanges } from "../src/protocol/store.js";
 import { StoreError } from "../src/protocol/errors.js";
-import { MemoryCryptoStore } from "../workers/store/MemoryCryptoStore.js";
+import { MemoryCryptoStore } from "../workers/store/memory/MemoryCryptoStore.js";
 
 type Entry = { u: string; d: string; c: StoreChanges } | { del: [string, string] };
 

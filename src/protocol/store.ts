@@ -209,6 +209,21 @@ export interface StoreChanges {
  * loads what it needs in {@link CryptoStore.open} / {@link CryptoStore.useAccount} and serves reads
  * from memory; {@link CryptoStore.saveChanges} may be asynchronous and must resolve only once the
  * batch is durable.
+ *
+ * What every read must guarantee (the conformance suite, `matrix-e2ee-worker-sdk/testing`,
+ * checks it):
+ * - **Reads see every batch `saveChanges` applied**, from the moment it returned (or resolved),
+ *   also after close and reopen for a persistent store. The engine keeps no copy of store state
+ *   across calls beyond what these docs name, so a stale read is a wrong decision (a replayed
+ *   message accepted, a session forgotten). A batch that failed is invisible to every read.
+ * - **Account-scoped reads** (every read below {@link CryptoStore.deleteAccount}) apply to the
+ *   account selected by the last {@link CryptoStore.useAccount}; before any `useAccount` they
+ *   throw `StoreError`; while the selected account does not exist yet they return empty results
+ *   (`null`, `[]`, `0`, `false`).
+ * - **Records are copies**: mutating a record read out, or one passed to `saveChanges` after the
+ *   call, never changes what the store holds. Optional fields (`displayName`, `withheldCode`,
+ *   `senderData`) left out when saved come back absent, not as `undefined`.
+ * - A read fails only on a store fault, with `StoreError`; "not found" is `null` or `[]`.
  */
 export interface CryptoStore {
   /** Human-readable location (file path, URL) for logs. Must not contain secrets. */
@@ -217,38 +232,121 @@ export interface CryptoStore {
   open(): Promise<void>;
   /** Flush and release the store. Idempotent. */
   close(): Promise<void>;
-  /** All accounts in the store. */
+  /**
+   * Every account in the store (user ID, device ID, creation time), in any order (the built-in
+   * stores: oldest first). Store-wide: needs no {@link CryptoStore.useAccount}. Called by the
+   * worker's `listAccounts` (the `matrix-e2ee-keys` CLI lists the accounts of a store with it),
+   * possibly before any account is loaded.
+   */
   listAccounts(): { userId: string; deviceId: string; createdTs: number }[];
-  /** Device ID of the most recently created account of `userId`, or null. */
+  /**
+   * Device ID of the account of `userId` with the highest `createdTs` (ties: the one created
+   * last), or null when the store has none for that user. Store-wide. Called at login without a
+   * device ID, so that a restarted bot reuses its device (and its keys) instead of making a new one.
+   */
   getStoredDeviceId(userId: string): string | null;
   /**
    * Select the account that later reads and writes apply to. Returns its record, or null when
    * the store has none yet (the engine then creates one through `saveChanges({account})`).
+   * Called once when the engine loads an account, before any other account-scoped call; the
+   * engine then reads the tracked users and its stored settings (`getValue`) of that account.
    */
   useAccount(userId: string, deviceId: string): Promise<AccountRecord | null>;
   /** Delete an account and everything that belongs to it. Atomic. */
   deleteAccount(userId: string, deviceId: string): Promise<void>;
 
-  /** Olm sessions with the device whose curve25519 key is `senderKey`. */
+  /**
+   * Every Olm session with the device whose curve25519 identity key is `senderKey`, in any
+   * order (the engine orders them by `lastUsedTs`; the built-in stores return the most recently
+   * used first); `[]` when there is none. Called for each Olm-encrypted to-device message (every
+   * session is tried before a pre-key message may create a new one), when encrypting to a device
+   * (to pick its session), and to decide which devices need a one-time key claimed.
+   */
   getOlmSessions(senderKey: string): OlmSessionRecord[];
+  /**
+   * The inbound Megolm session with exactly this room, creator curve25519 key and session ID, or
+   * null. Called to decrypt each room event, when a room key arrives (to keep the copy with the
+   * lower first known index) and to answer key requests. The room ID is part of the key: the
+   * same session ID in another room is another (unknown) session.
+   */
   getInboundGroupSession(roomId: string, senderKey: string, sessionId: string): InboundGroupSessionRecord | null;
-  /** Number of inbound group sessions (all rooms). */
+  /**
+   * Number of inbound group sessions of the account (all rooms): the `total` of a key export,
+   * read once per exported page. Must agree with what {@link CryptoStore.listInboundGroupSessions}
+   * pages through.
+   */
   countInboundGroupSessions(): number;
-  /** Iterate inbound group sessions in pages (export); `afterKey` is the last key of the previous page. */
+  /**
+   * A page of at most `limit` inbound group sessions in a stable total order (the built-in
+   * stores: by room ID, sender key, session ID, compared bytewise), starting after the record
+   * whose cursor is `after` (from the first record when absent); `[]` when none is left or
+   * `limit` is not positive. Called by key export, one page per call. The engine passes as
+   * `after` the cursor `${roomId}|${senderKey}|${sessionId}` of the last record of the previous
+   * page; sessions added or removed between pages must never make an unchanged record appear
+   * twice or be skipped. Throws `StoreError` for a cursor it cannot parse.
+   */
   listInboundGroupSessions(limit: number, after?: string): InboundGroupSessionRecord[];
+  /**
+   * The room's current outbound Megolm session, or null (none yet, or discarded by rotation
+   * through `deletedOutboundGroupSessions`). Called before each room message is encrypted and
+   * when room keys are shared, to decide whether to rotate and whom the key still has to reach.
+   */
   getOutboundGroupSession(roomId: string): OutboundGroupSessionRecord | null;
+  /**
+   * Every stored device of `userId`, deleted ones included (`deleted: true`), in any order (the
+   * built-in stores: by device ID); `[]` for an unknown user. Called when a `/keys/query` answer
+   * is merged, when room keys are shared (the recipients), for the client's device list, and to
+   * find the device of a to-device message's sender that owns the Olm key it came with (the
+   * engine caches that answer until the next batch that writes devices).
+   */
   getUserDevices(userId: string): DeviceRecord[];
+  /** The device `deviceId` of `userId` (deleted or not), or null. Called for trust decisions and key forwarding to our own devices. */
   getDevice(userId: string, deviceId: string): DeviceRecord | null;
-  /** The device owning a curve25519 identity key, if known. */
+  /**
+   * The device owning the curve25519 identity key `curve25519`, or null. Should several stored
+   * devices claim it, a non-deleted one wins, then the one seen first (`firstSeenTs`). Across
+   * users, so the engine no longer uses it to bind a message's sender (it looks the key up among
+   * the devices of the authenticated sender, through {@link CryptoStore.getUserDevices}); kept
+   * in the contract for tools and stores written against it.
+   */
   getDeviceByCurve25519(curve25519: string): DeviceRecord | null;
+  /**
+   * Every tracked user with its dirty flag, in any order (the built-in stores: by user ID).
+   * Called once when an account is loaded; the engine then keeps its own copy, updated from the
+   * batches it commits.
+   */
   getTrackedUsers(): TrackedUserRecord[];
+  /** The room's record (encryption settings, history visibility), or null for a room never seen. Called when room state is processed and before a room message is encrypted. */
   getRoom(roomId: string): RoomRecord | null;
+  /** The stored memberships of the room (any membership), in any order (the built-in stores: by user ID); `[]` when none. Called to pick the recipients of a room key. */
   getRoomMembers(roomId: string): RoomMemberRecord[];
+  /**
+   * The first sighting of Megolm message `messageIndex` of this session, or null when it was
+   * never seen. Called for each decrypted room event: another event ID at the same index is a
+   * replay. The store must keep the first record it was given for an index (a later one for the
+   * same index is not stored), or a replay could overwrite the evidence.
+   */
   getReplayRecord(senderKey: string, sessionId: string, messageIndex: number): ReplayRecord | null;
+  /**
+   * The events of `roomId` waiting for session `sessionId`, oldest first (`receivedTs`); `[]`
+   * when none. Called when that session's key arrives, to decrypt them.
+   */
   getPendingEvents(roomId: string, sessionId: string): PendingEventRecord[];
+  /** Number of pending events of the account (all rooms). Called before events are queued, to cap the queue. */
   countPendingEvents(): number;
+  /**
+   * Whether this digest of a to-device message was saved by an earlier batch (and not yet
+   * pruned; the built-in stores keep digests for 7 days). Called for each to-device message of
+   * a sync, so that a sync processed again after a crash does not apply a message twice.
+   */
   hasToDeviceDigest(digest: string): boolean;
+  /**
+   * The sync token of the last batch that carried one, or null. Called when the client starts
+   * syncing; everything that batch's sync delivered must already be readable (the token and its
+   * state commit together).
+   */
   getSyncToken(): string | null;
+  /** The account setting `key` (a small JSON string set through `values`), or null when unset or deleted. Called for the engine's own bookkeeping (key requests, cross-signing state, upload counters). */
   getValue(key: string): string | null;
 
   /** Apply one batch atomically. The batch must be durable when this returns/resolves. */

@@ -1,6 +1,10 @@
 /**
  * A conformance suite for {@link CryptoStore} implementations, built on `node:test`.
  *
+ * One file (~900 lines) on purpose: it is one suite of one contract, published as one entry
+ * point (`matrix-e2ee-worker-sdk/testing`), with its fixtures and then one `describe` per part of
+ * the interface, in the interface's order.
+ *
  * Use it to check your own store against the same behaviour the built-in stores have, from a
  * test file run with `node --test`:
  *
@@ -32,6 +36,7 @@ import type {
   ReplayRecord,
   RoomMemberRecord,
   RoomRecord,
+  SenderData,
   StoreChanges,
   TrackedUserRecord,
 } from "../protocol/store.js";
@@ -146,7 +151,12 @@ function fullBatch(tag: string): Required<Omit<StoreChanges, "account" | "delete
   const room = `!room-${tag}:example.org`;
   return {
     olmSessions: [olmRec(`curve-${tag}`, `olm-${tag}`)],
-    inboundGroupSessions: [inboundRec(room, `curve-${tag}`, `ig-${tag}`, [`fwd2-${tag}`, `fwd1-${tag}`, `fwd3-${tag}`])],
+    inboundGroupSessions: [
+      {
+        ...inboundRec(room, `curve-${tag}`, `ig-${tag}`, [`fwd2-${tag}`, `fwd1-${tag}`, `fwd3-${tag}`]),
+        senderData: { kind: "forwarded", userId: ALICE, deviceId: `FWD-${tag}`, curve25519: `fwd3-${tag}` },
+      },
+    ],
     outboundGroupSessions: [outboundRec(room, `og-${tag}`)],
     devices: [deviceRec(BOB, `DEV-${tag}`, `devcurve-${tag}`, `Phone ${tag}`)],
     trackedUsers: [{ userId: `@tracked-${tag}:example.org`, dirty: true }],
@@ -253,7 +263,8 @@ interface Harness {
  * a batch writing records for an account that does not exist yet (no `account` in the batch) is
  * rejected; `untrackedUsers` win over `trackedUsers` and `deletedPendingEvents` over
  * `pendingEvents` in the same batch; a replay record is never overwritten (first sighting wins);
- * optional fields left out (`displayName`, `withheldCode`) come back absent, not `undefined`.
+ * optional fields left out (`displayName`, `withheldCode`, `senderData`) come back absent, not
+ * `undefined`; every kind of `senderData` round-trips, and an upsert without it removes it.
  *
  * @param name - Label of the top-level `describe`.
  * @param makeStore - Called once per test: a fresh, empty, **unopened** store, plus optional
@@ -520,6 +531,42 @@ export function runCryptoStoreConformanceTests(
         assert.deepEqual(p2, [later, first[2]!]);
         assert.deepEqual(s.listInboundGroupSessions(10, cursorOf(first[2]!)), []);
       });
+
+      test("senderData of every kind round-trips; a session without it comes back without it", async (h) => {
+        await createAccount(h.s);
+        const kinds: SenderData[] = [
+          { kind: "own" },
+          { kind: "olm", userId: BOB, deviceId: "BOBDEV1", curve25519: "ck-olm", ed25519: "ed-olm" },
+          { kind: "olm", userId: BOB, deviceId: null, curve25519: "ck-olm2", ed25519: "ed-olm2" },
+          { kind: "forwarded", userId: ALICE, deviceId: "ALICEDEV2", curve25519: "ck-fwd" },
+          { kind: "forwarded", userId: ALICE, deviceId: null, curve25519: "ck-fwd2" },
+          { kind: "imported" },
+          { kind: "backup", version: "7" },
+        ];
+        const withData = kinds.map((senderData, i): InboundGroupSessionRecord => ({ ...inboundRec("!sd:x", "ck", `sd${i}`), senderData }));
+        const without = inboundRec("!sd:x", "ck", "none");
+        await h.s.saveChanges({ inboundGroupSessions: [...withData, without] });
+        const check = (s: CryptoStore): void => {
+          for (const r of withData) assert.deepEqual(s.getInboundGroupSession(r.roomId, r.senderKey, r.sessionId), r, r.senderData?.kind);
+          const got = s.getInboundGroupSession(without.roomId, without.senderKey, without.sessionId);
+          assert.deepEqual(got, without);
+          assert.equal("senderData" in got!, false, "an absent senderData stays absent");
+          assert.deepEqual(s.listInboundGroupSessions(100), [...withData, without].sort(tupleCmp));
+        };
+        check(h.s);
+        // An upsert replaces the whole record: without senderData it is gone, with it it is set.
+        const { senderData: _dropped, ...cleared } = withData[1]!;
+        const added: InboundGroupSessionRecord = { ...without, senderData: { kind: "backup", version: "8" } };
+        await h.s.saveChanges({ inboundGroupSessions: [cleared, added] });
+        assert.equal("senderData" in h.s.getInboundGroupSession("!sd:x", "ck", "sd1")!, false);
+        assert.deepEqual(h.s.getInboundGroupSession("!sd:x", "ck", "none"), added);
+        await h.s.saveChanges({ inboundGroupSessions: [withData[1]!, without] });
+        check(h.s);
+        if (!canReopen) return;
+        const s = await h.reopen();
+        await s.useAccount(ALICE, "ALICEDEV");
+        check(s);
+      });
     });
 
     describe("outbound group sessions", () => {
@@ -769,6 +816,7 @@ export function runCryptoStoreConformanceTests(
         await s.saveChanges(b);
         // Mutate what was passed in.
         b.inboundGroupSessions[0]!.forwardingChain.push("injected");
+        (b.inboundGroupSessions[0]!.senderData as { userId: string }).userId = "@evil:x";
         b.outboundGroupSessions[0]!.sharedWith[0]!.state = "pending";
         b.devices[0]!.algorithms.length = 0;
         (b.rooms[0]!.encryption as Record<string, unknown>).algorithm = "evil";
@@ -778,6 +826,7 @@ export function runCryptoStoreConformanceTests(
         const ig = s.getInboundGroupSession("!room-a:example.org", "curve-a", "ig-a")!;
         ig.forwardingChain.reverse();
         ig.pickle = "evil";
+        (ig.senderData as { deviceId: string | null }).deviceId = null;
         s.getOutboundGroupSession("!room-a:example.org")!.sharedWith.pop();
         s.getDevice(BOB, "DEV-a")!.verified = true;
         s.getUserDevices(BOB)[0]!.algorithms.push("x");

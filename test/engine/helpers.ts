@@ -4,7 +4,7 @@
  */
 import Olm from "@matrix-org/olm";
 import { CryptoEngine } from "../../workers/engine/CryptoEngine.js";
-import { MemoryCryptoStore } from "../../workers/store/MemoryCryptoStore.js";
+import { MemoryCryptoStore } from "../../workers/store/memory/MemoryCryptoStore.js";
 import type { OutgoingRequest, SyncChangesInput, SyncChangesResult } from "../../src/protocol/api.js";
 import { noopLogger } from "../../src/util/logger.js";
 

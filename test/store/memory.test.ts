@@ -1,6 +1,6 @@
 import { describe, it, mock } from "node:test";
 import assert from "node:assert/strict";
-import { MemoryCryptoStore } from "../../workers/store/MemoryCryptoStore.js";
+import { MemoryCryptoStore } from "../../workers/store/memory/MemoryCryptoStore.js";
 import { runCryptoStoreConformanceTests } from "../../src/testing/storeConformance.js";
 import { ErrorCode, MatrixSdkError } from "../../src/protocol/errors.js";
 

@@ -1,10 +1,16 @@
+/**
+ * Builds the crypto store a {@link StoreConfig} names (built-in or a user module) and opens it,
+ * inside the worker.
+ * @internal
+ * @packageDocumentation
+ */
 import { isAbsolute } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CryptoStore, StoreConfig } from "../../src/protocol/store.js";
 import { InvalidArgumentError, StoreError } from "../../src/protocol/errors.js";
 import type { Logger } from "../../src/util/logger.js";
-import { SqliteCryptoStore } from "./SqliteCryptoStore.js";
-import { MemoryCryptoStore } from "./MemoryCryptoStore.js";
+import { SqliteCryptoStore } from "./sqlite/SqliteCryptoStore.js";
+import { MemoryCryptoStore } from "./memory/MemoryCryptoStore.js";
 
 /**
  * Build and open the store named by `config`, inside the worker. A user store is named by module

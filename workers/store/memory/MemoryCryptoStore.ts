@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 
-import { StoreError } from "../../src/protocol/errors.js";
+import { StoreError } from "../../../src/protocol/errors.js";
 import type {
   AccountRecord,
   CryptoStore,
@@ -19,14 +19,10 @@ import type {
   RoomRecord,
   StoreChanges,
   TrackedUserRecord,
-} from "../../src/protocol/store.js";
-
-/** To-device digests older than this are pruned. */
-const DIGEST_TTL_MS = 7 * 24 * 60 * 60 * 1000;
-/** Prune digests at most once per this many batches… */
-const PRUNE_EVERY_BATCHES = 256;
-/** …or once per this interval, whichever comes first. */
-const PRUNE_EVERY_MS = 60 * 60 * 1000;
+} from "../../../src/protocol/store.js";
+import { DIGEST_TTL_MS, DigestPruneSchedule } from "../digestPruning.js";
+import { parseInboundGroupSessionCursor } from "../inboundCursor.js";
+import { invalidBatch, validateBatchForAccount } from "../validateChanges.js";
 
 const clone = <T>(v: T): T => structuredClone(v);
 
@@ -53,195 +49,6 @@ function cmpCodePoints(a: string, b: string): number {
 }
 function cmpInbound(a: { roomId: string; senderKey: string; sessionId: string }, b: { roomId: string; senderKey: string; sessionId: string }): number {
   return cmpCodePoints(a.roomId, b.roomId) || cmpCodePoints(a.senderKey, b.senderKey) || cmpCodePoints(a.sessionId, b.sessionId);
-}
-
-/** Split a cursor `${roomId}|${senderKey}|${sessionId}` from the right. */
-function parseCursor(after: string): { roomId: string; senderKey: string; sessionId: string } {
-  const j = after.lastIndexOf("|");
-  const i = j > 0 ? after.lastIndexOf("|", j - 1) : -1;
-  if (i < 0) throw new StoreError("Invalid inbound group session cursor.", { reason: "invalid_cursor" });
-  return { roomId: after.slice(0, i), senderKey: after.slice(i + 1, j), sessionId: after.slice(j + 1) };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Batch validation (before anything is applied; never echoes values, which may be secret)
-// ---------------------------------------------------------------------------------------------
-
-function fail(path: string, expected: string): never {
-  throw new StoreError(`Invalid store batch: ${path} must be ${expected}.`, { field: path });
-}
-function vStr(v: unknown, p: string): void {
-  if (typeof v !== "string") fail(p, "a string");
-}
-function vStrOrNull(v: unknown, p: string): void {
-  if (v !== null && typeof v !== "string") fail(p, "a string or null");
-}
-function vNum(v: unknown, p: string): void {
-  if (typeof v !== "number" || !Number.isFinite(v)) fail(p, "a finite number");
-}
-function vInt(v: unknown, p: string): void {
-  if (typeof v !== "number" || !Number.isSafeInteger(v)) fail(p, "an integer");
-}
-function vBool(v: unknown, p: string): void {
-  if (typeof v !== "boolean") fail(p, "a boolean");
-}
-function vStrArr(v: unknown, p: string): void {
-  if (!Array.isArray(v)) fail(p, "an array of strings");
-  (v as unknown[]).forEach((x, i) => vStr(x, `${p}[${i}]`));
-}
-function vArr(v: unknown, p: string): unknown[] {
-  if (v === undefined) return [];
-  if (!Array.isArray(v)) fail(p, "an array");
-  return v as unknown[];
-}
-function vRec(v: unknown, p: string): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) fail(p, "an object");
-  return v as Record<string, unknown>;
-}
-const SOURCES: readonly string[] = ["own", "room_key", "forwarded", "imported"];
-const SHARE_STATES: readonly string[] = ["pending", "shared", "withheld"];
-
-/** Throws `StoreError` when `c` does not match the {@link StoreChanges} shape. */
-function validateChanges(c: StoreChanges): void {
-  vRec(c, "changes");
-  if (c.account !== undefined) {
-    const a = vRec(c.account, "account");
-    vStr(a.userId, "account.userId");
-    vStr(a.deviceId, "account.deviceId");
-    vStr(a.pickle, "account.pickle");
-    vBool(a.deviceKeysUploaded, "account.deviceKeysUploaded");
-    vNum(a.createdTs, "account.createdTs");
-  }
-  vArr(c.olmSessions, "olmSessions").forEach((x, i) => {
-    const p = `olmSessions[${i}]`;
-    const r = vRec(x, p);
-    vStr(r.senderKey, `${p}.senderKey`);
-    vStr(r.sessionId, `${p}.sessionId`);
-    vStr(r.pickle, `${p}.pickle`);
-    vNum(r.createdTs, `${p}.createdTs`);
-    vNum(r.lastUsedTs, `${p}.lastUsedTs`);
-  });
-  vArr(c.inboundGroupSessions, "inboundGroupSessions").forEach((x, i) => {
-    const p = `inboundGroupSessions[${i}]`;
-    const r = vRec(x, p);
-    vStr(r.roomId, `${p}.roomId`);
-    vStr(r.senderKey, `${p}.senderKey`);
-    vStr(r.sessionId, `${p}.sessionId`);
-    vStr(r.pickle, `${p}.pickle`);
-    vStr(r.claimedEd25519, `${p}.claimedEd25519`);
-    vStrArr(r.forwardingChain, `${p}.forwardingChain`);
-    vInt(r.firstKnownIndex, `${p}.firstKnownIndex`);
-    if (typeof r.source !== "string" || !SOURCES.includes(r.source)) fail(`${p}.source`, SOURCES.join(" | "));
-    vNum(r.createdTs, `${p}.createdTs`);
-  });
-  vArr(c.outboundGroupSessions, "outboundGroupSessions").forEach((x, i) => {
-    const p = `outboundGroupSessions[${i}]`;
-    const r = vRec(x, p);
-    vStr(r.roomId, `${p}.roomId`);
-    vStr(r.sessionId, `${p}.sessionId`);
-    vStr(r.pickle, `${p}.pickle`);
-    vNum(r.createdTs, `${p}.createdTs`);
-    vInt(r.messageCount, `${p}.messageCount`);
-    vNum(r.rotationPeriodMs, `${p}.rotationPeriodMs`);
-    vNum(r.rotationPeriodMsgs, `${p}.rotationPeriodMsgs`);
-    vArr(r.sharedWith ?? null, `${p}.sharedWith`).forEach((y, k) => {
-      const q = `${p}.sharedWith[${k}]`;
-      const e = vRec(y, q);
-      vStr(e.userId, `${q}.userId`);
-      vStr(e.deviceId, `${q}.deviceId`);
-      vStr(e.curve25519, `${q}.curve25519`);
-      if (typeof e.state !== "string" || !SHARE_STATES.includes(e.state)) fail(`${q}.state`, SHARE_STATES.join(" | "));
-      if (e.withheldCode !== undefined) vStr(e.withheldCode, `${q}.withheldCode`);
-    });
-  });
-  vArr(c.deletedOutboundGroupSessions, "deletedOutboundGroupSessions").forEach((x, i) => vStr(x, `deletedOutboundGroupSessions[${i}]`));
-  vArr(c.devices, "devices").forEach((x, i) => {
-    const p = `devices[${i}]`;
-    const r = vRec(x, p);
-    vStr(r.userId, `${p}.userId`);
-    vStr(r.deviceId, `${p}.deviceId`);
-    vStr(r.ed25519, `${p}.ed25519`);
-    vStr(r.curve25519, `${p}.curve25519`);
-    vStrArr(r.algorithms, `${p}.algorithms`);
-    if (r.displayName !== undefined) vStr(r.displayName, `${p}.displayName`);
-    vBool(r.verified, `${p}.verified`);
-    vBool(r.blacklisted, `${p}.blacklisted`);
-    vBool(r.ignored, `${p}.ignored`);
-    vBool(r.deleted, `${p}.deleted`);
-    vStr(r.keysJson, `${p}.keysJson`);
-    vNum(r.firstSeenTs, `${p}.firstSeenTs`);
-  });
-  vArr(c.trackedUsers, "trackedUsers").forEach((x, i) => {
-    const p = `trackedUsers[${i}]`;
-    const r = vRec(x, p);
-    vStr(r.userId, `${p}.userId`);
-    vBool(r.dirty, `${p}.dirty`);
-  });
-  vArr(c.untrackedUsers, "untrackedUsers").forEach((x, i) => vStr(x, `untrackedUsers[${i}]`));
-  vArr(c.rooms, "rooms").forEach((x, i) => {
-    const p = `rooms[${i}]`;
-    const r = vRec(x, p);
-    vStr(r.roomId, `${p}.roomId`);
-    if (r.encryption !== null) vRec(r.encryption, `${p}.encryption`);
-    vStrOrNull(r.historyVisibility, `${p}.historyVisibility`);
-  });
-  vArr(c.roomMembers, "roomMembers").forEach((x, i) => {
-    const p = `roomMembers[${i}]`;
-    const r = vRec(x, p);
-    vStr(r.roomId, `${p}.roomId`);
-    vStr(r.userId, `${p}.userId`);
-    vStr(r.membership, `${p}.membership`);
-  });
-  vArr(c.replayRecords, "replayRecords").forEach((x, i) => {
-    const p = `replayRecords[${i}]`;
-    const r = vRec(x, p);
-    vStr(r.senderKey, `${p}.senderKey`);
-    vStr(r.sessionId, `${p}.sessionId`);
-    vInt(r.messageIndex, `${p}.messageIndex`);
-    vStr(r.eventId, `${p}.eventId`);
-    vNum(r.originServerTs, `${p}.originServerTs`);
-  });
-  vArr(c.pendingEvents, "pendingEvents").forEach((x, i) => {
-    const p = `pendingEvents[${i}]`;
-    const r = vRec(x, p);
-    vStr(r.roomId, `${p}.roomId`);
-    vStr(r.sessionId, `${p}.sessionId`);
-    vStr(r.eventId, `${p}.eventId`);
-    vStr(r.eventJson, `${p}.eventJson`);
-    vNum(r.receivedTs, `${p}.receivedTs`);
-  });
-  vArr(c.deletedPendingEvents, "deletedPendingEvents").forEach((x, i) => {
-    const p = `deletedPendingEvents[${i}]`;
-    const r = vRec(x, p);
-    vStr(r.roomId, `${p}.roomId`);
-    vStr(r.eventId, `${p}.eventId`);
-  });
-  vArr(c.toDeviceDigests, "toDeviceDigests").forEach((x, i) => vStr(x, `toDeviceDigests[${i}]`));
-  if (c.values !== undefined) {
-    for (const [k, v] of Object.entries(vRec(c.values, "values"))) vStrOrNull(v, `values[${JSON.stringify(k)}]`);
-  }
-  if (c.syncToken !== undefined) vStr(c.syncToken, "syncToken");
-}
-
-/** True when the batch writes nothing besides (possibly) the account. */
-function isEmptyBatch(c: StoreChanges): boolean {
-  return (
-    !c.olmSessions?.length &&
-    !c.inboundGroupSessions?.length &&
-    !c.outboundGroupSessions?.length &&
-    !c.deletedOutboundGroupSessions?.length &&
-    !c.devices?.length &&
-    !c.trackedUsers?.length &&
-    !c.untrackedUsers?.length &&
-    !c.rooms?.length &&
-    !c.roomMembers?.length &&
-    !c.replayRecords?.length &&
-    !c.pendingEvents?.length &&
-    !c.deletedPendingEvents?.length &&
-    !c.toDeviceDigests?.length &&
-    (c.values === undefined || Object.keys(c.values).length === 0) &&
-    c.syncToken === undefined
-  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,7 +108,6 @@ function sub<K, V>(m: Map<K, Map<string, V>>, k: K): Map<string, V> {
  */
 export class MemoryCryptoStore implements CryptoStore {
   /** Always `"memory"`. */
-  /** Always "memory". */
   get location(): string {
     return "memory";
   }
@@ -310,8 +116,7 @@ export class MemoryCryptoStore implements CryptoStore {
   private scope: { userId: string; deviceId: string } | null = null;
   private closed = false;
   private seq = 0;
-  private batchesSincePrune = 0;
-  private lastPruneTs = 0;
+  private readonly pruning = new DigestPruneSchedule();
 
   /** @param _options - Ignored; accepted so the store can be named in `StoreConfig` `module` form. */
   constructor(_options?: unknown) {}
@@ -401,7 +206,7 @@ export class MemoryCryptoStore implements CryptoStore {
     const sorted = (d.inboundSorted ??= [...d.inbound.values()].sort(cmpInbound));
     let start = 0;
     if (after !== undefined) {
-      const c = parseCursor(after);
+      const c = parseInboundGroupSessionCursor(after);
       // First index whose record is strictly greater than the cursor.
       let lo = 0;
       let hi = sorted.length;
@@ -514,23 +319,14 @@ export class MemoryCryptoStore implements CryptoStore {
    */
   saveChanges(changes: StoreChanges): void {
     this.check();
-    validateChanges(changes);
-    const acc = changes.account;
     const scope = this.scope;
-    if (!scope && !acc) throw new StoreError("No account selected; call useAccount() first.");
-    if (scope && acc && (acc.userId !== scope.userId || acc.deviceId !== scope.deviceId)) {
-      throw new StoreError("The batch's account is not the selected account.");
-    }
     let d = scope ? this.accounts.get(k2(scope.userId, scope.deviceId)) : undefined;
-    if (!acc && !d) {
-      if (isEmptyBatch(changes)) return;
-      throw new StoreError("The selected account does not exist yet; the first batch must carry `account`.");
-    }
+    if (!validateBatchForAccount(changes, scope, d !== undefined)) return;
     let c: StoreChanges;
     try {
       c = clone(changes);
     } catch {
-      fail("changes", "structured-cloneable");
+      invalidBatch("changes", "structured-cloneable");
     }
     // Validated and copied: from here on nothing can throw, so the batch applies in full.
     const now = Date.now();
@@ -545,6 +341,7 @@ export class MemoryCryptoStore implements CryptoStore {
     const a = d!;
     for (const r of c.olmSessions ?? []) sub(a.olm, r.senderKey).set(r.sessionId, r);
     for (const r of c.inboundGroupSessions ?? []) {
+      if (r.senderData === undefined) delete r.senderData;
       a.inbound.set(k3(r.roomId, r.senderKey, r.sessionId), r);
       a.inboundSorted = null;
     }
@@ -570,9 +367,8 @@ export class MemoryCryptoStore implements CryptoStore {
       else a.values.set(k, v);
     }
     if (c.syncToken !== undefined) a.syncToken = c.syncToken;
-    if (++this.batchesSincePrune >= PRUNE_EVERY_BATCHES || now - this.lastPruneTs >= PRUNE_EVERY_MS) {
-      this.batchesSincePrune = 0;
-      this.lastPruneTs = now;
+    if (this.pruning.due(now)) {
+      this.pruning.pruned(now);
       const cutoff = now - DIGEST_TTL_MS;
       for (const data of this.accounts.values()) {
         for (const [dg, ts] of data.digests) if (ts < cutoff) data.digests.delete(dg);
