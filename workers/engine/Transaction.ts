@@ -107,10 +107,6 @@ export class Transaction {
     for (const d of this.devices.values()) if (d.userId === userId) byId.set(d.deviceId, d);
     return [...byId.values()];
   }
-  getDeviceByCurve(curve: string): DeviceRecord | null {
-    for (const d of this.devices.values()) if (d.curve25519 === curve) return d;
-    return this.store.getDeviceByCurve25519(curve);
-  }
   /** Whether `userId` is tracked (read-your-writes). */
   isTracked(userId: string): boolean {
     const w = this.tracked.get(userId);
