@@ -4,9 +4,11 @@
  * @packageDocumentation
  */
 export { MatrixClient } from "./client/MatrixClient.js";
-export type { MatrixClientOptions, EncryptionConf, StoreConf, CreateRoomOptions, KeyForwardListener, KeyRequestListener } from "./client/MatrixClient.js";
-export { Room } from "./client/Room.js";
-export type { RoomEncryptionSettings } from "./client/Room.js";
+export type { MatrixClientOptions, EncryptionConf, StoreConf } from "./client/options.js";
+export type { CreateRoomOptions } from "./client/rooms/RoomOperations.js";
+export type { KeyForwardListener, KeyRequestListener } from "./client/keys/KeySharingManager.js";
+export { Room } from "./client/rooms/Room.js";
+export type { RoomEncryptionSettings } from "./client/rooms/Room.js";
 export { Device } from "./client/Device.js";
 export type { MatrixClientEvents, RoomEvent, UndecryptableEvent, ToDeviceEvent, SyncInfo, EventEncryptionInfo } from "./client/events.js";
 export { userDataDir, APP_NAME } from "./client/paths.js";
@@ -24,7 +26,7 @@ export { HttpClient, makeTxnId } from "./http/HttpClient.js";
 export type { HttpClientOptions, RequestOptions } from "./http/HttpClient.js";
 export { consoleLogger, noopLogger } from "./util/logger.js";
 export type { Logger, LogLevel } from "./util/logger.js";
-export type { AttachmentInput, SendFileOptions } from "./client/media.js";
+export type { AttachmentInput, SendFileOptions } from "./client/media/media.js";
 export { encryptAttachment, decryptAttachment, encryptAttachmentToFile, decryptAttachmentFile } from "./crypto/attachments.js";
 export type { EncryptedFileInfo, EncryptedFileKey } from "./crypto/attachments.js";
 export { encryptKeyExport, decryptKeyExport, DEFAULT_KEY_EXPORT_ROUNDS } from "./crypto/keyExport.js";

@@ -2,6 +2,7 @@
  * Event types the client emits.
  * @packageDocumentation
  */
+import type { EventEmitter } from "eventemitter3";
 import type { DecryptionFailureCodeValue, VerificationStatusValue } from "../protocol/api.js";
 
 /** How a decrypted event was protected and who sent it, per the crypto worker. */
@@ -104,4 +105,12 @@ export interface MatrixClientEvents {
   "crypto.workerCrashed": (err: Error) => void;
   /** The crypto worker was restarted and reloaded its state. */
   "crypto.workerRestarted": () => void;
+}
+
+/** Where the client's components emit its events (the client itself). @internal */
+export type ClientEventSink = Pick<EventEmitter<MatrixClientEvents>, "emit">;
+
+/** Emit `err` as an `error` event, wrapped in an `Error` when it is not one. @internal */
+export function emitError(sink: ClientEventSink, err: unknown): void {
+  sink.emit("error", err instanceof Error ? err : new Error(String(err)));
 }

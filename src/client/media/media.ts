@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { decryptAttachmentFile, encryptAttachmentToFile, type EncryptedFileInfo } from "../crypto/attachments.js";
-import { InvalidArgumentError, MatrixHttpError } from "../protocol/errors.js";
-import { p, type HttpClient } from "../http/HttpClient.js";
+import { decryptAttachmentFile, encryptAttachmentToFile, type EncryptedFileInfo } from "../../crypto/attachments.js";
+import { InvalidArgumentError, MatrixHttpError } from "../../protocol/errors.js";
+import { p, type HttpClient } from "../../http/HttpClient.js";
 
 /** What can be uploaded: a file path, bytes, or a readable stream. */
 export type AttachmentInput = string | Uint8Array | Readable;

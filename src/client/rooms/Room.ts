@@ -1,6 +1,10 @@
-import { MEGOLM_ALGORITHM } from "../protocol/api.js";
-import type { MatrixClient } from "./MatrixClient.js";
-import type { AttachmentInput, SendFileOptions } from "./media.js";
+/**
+ * A room as the application sees it (`Room`), and the narrow interface it drives the client
+ * through (`RoomHost`), so that this file does not import the client.
+ */
+import { MEGOLM_ALGORITHM } from "../../protocol/api.js";
+import type { RoomEvent, UndecryptableEvent } from "../events.js";
+import type { AttachmentInput, SendFileOptions } from "../media/media.js";
 
 /** Content of an `m.room.encryption` state event. */
 export interface RoomEncryptionSettings {
@@ -8,6 +12,32 @@ export interface RoomEncryptionSettings {
   rotation_period_ms?: number;
   rotation_period_msgs?: number;
   [k: string]: unknown;
+}
+
+/**
+ * What a {@link Room} needs from its client (implemented by `MatrixClient`, which routes each call
+ * to the component doing that job). Declared here so that `Room` does not import the client.
+ * @internal
+ */
+export interface RoomHost {
+  /** Send an event through the room's send queue (encrypted in encrypted rooms). */
+  sendRoomEvent(room: Room, type: string, content: Record<string, unknown>): Promise<string>;
+  /** Upload a file (encrypted in encrypted rooms) and send its message. */
+  sendFileMessage(room: Room, msgtype: string, input: AttachmentInput, opts: SendFileOptions): Promise<string>;
+  /** Make sure the room's encryption state is known (worker, then server). */
+  refreshRoomEncryption(room: Room): Promise<void>;
+  /** Record that the room is encrypted (main thread and worker). */
+  noteRoomEncryption(room: Room, encryption: RoomEncryptionSettings): Promise<void>;
+  /** Send a state event; resolves with its event ID. */
+  sendStateEvent(roomId: string, type: string, stateKey: string, content: Record<string, unknown>): Promise<string>;
+  /** Invite a user. */
+  inviteToRoom(roomId: string, userId: string): Promise<void>;
+  /** Leave the room. */
+  leaveRoom(roomId: string): Promise<void>;
+  /** The last `limit` events from the server, oldest first, decrypted where possible. */
+  fetchRoomHistory(roomId: string, limit?: number): Promise<(RoomEvent | UndecryptableEvent)[]>;
+  /** Joined members, from the server. */
+  getJoinedMembers(roomId: string): Promise<string[]>;
 }
 
 /**
@@ -28,7 +58,7 @@ export class Room {
 
   /** @internal */
   constructor(
-    private readonly client: MatrixClient,
+    private readonly client: RoomHost,
     /** Room ID. */
     readonly roomId: string,
     verifyDevices: boolean,
@@ -106,7 +136,7 @@ export class Room {
     return this.client.leaveRoom(this.roomId);
   }
   /** The last `limit` events from the server, oldest first, decrypted where possible. */
-  getHistory(limit = 50): ReturnType<MatrixClient["fetchRoomHistory"]> {
+  getHistory(limit = 50): Promise<(RoomEvent | UndecryptableEvent)[]> {
     return this.client.fetchRoomHistory(this.roomId, limit);
   }
   /** Joined members, from the server. */

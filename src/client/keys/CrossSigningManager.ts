@@ -1,0 +1,107 @@
+/**
+ * Cross-signing and secret storage: create, restore and use this user's cross-signing identity
+ * (the keys live in the worker; this moves account data and signature uploads), and other users'
+ * identities.
+ * @internal
+ */
+import type { UserIdentityInfo } from "../../protocol/api.js";
+import { InvalidArgumentError, MatrixHttpError } from "../../protocol/errors.js";
+import { p, type HttpClient } from "../../http/HttpClient.js";
+import type { CryptoAccess } from "../CryptoAccess.js";
+import { isObj, type Json } from "../json.js";
+
+/** What cross-signing needs. @internal */
+export interface CrossSigningDeps {
+  http: HttpClient;
+  crypto: CryptoAccess;
+  /** The logged-in user's ID (cross-signing runs after login only). */
+  userId: () => string;
+  /** Run the outgoing-requests loop (keys/query after a refresh). */
+  triggerOutgoing: () => Promise<void>;
+}
+
+/** This user's cross-signing identity and other users'. @internal */
+export class CrossSigningManager {
+  constructor(private readonly deps: CrossSigningDeps) {}
+
+  private async accountData(type: string): Promise<Json | null> {
+    try {
+      return await this.deps.http.request<Json>("GET", p`/_matrix/client/v3/user/${this.deps.userId()}/account_data/${type}`);
+    } catch (err) {
+      if (err instanceof MatrixHttpError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  private async setAccountData(type: string, content: Json): Promise<void> {
+    await this.deps.http.request("PUT", p`/_matrix/client/v3/user/${this.deps.userId()}/account_data/${type}`, { body: content });
+  }
+
+  private async uploadSignatures(body: Json): Promise<void> {
+    const res = await this.deps.http.request<Json>("POST", "/_matrix/client/v3/keys/signatures/upload", { body });
+    if (isObj(res.failures) && Object.keys(res.failures).length) {
+      throw new MatrixHttpError(200, "M_INVALID_SIGNATURE", `signature upload failed: ${JSON.stringify(res.failures)}`);
+    }
+  }
+
+  /** See `MatrixClient.bootstrapCrossSigning`. */
+  async bootstrap(opts: { password?: string; passphrase?: string }): Promise<{ recoveryKey: string }> {
+    const { http, crypto } = this.deps;
+    const r = await crypto.api.bootstrapCrossSigning(opts.passphrase ? { passphrase: opts.passphrase } : {});
+    const path = "/_matrix/client/v3/keys/device_signing/upload";
+    try {
+      await http.request("POST", path, { body: r.deviceSigningUpload });
+    } catch (err) {
+      if (!(err instanceof MatrixHttpError) || err.status !== 401) throw err;
+      const session = typeof err.details.session === "string" ? err.details.session : undefined;
+      if (!opts.password) throw new InvalidArgumentError("the server wants the account password to upload cross-signing keys");
+      await http.request("POST", path, {
+        body: { ...r.deviceSigningUpload, auth: { type: "m.login.password", identifier: { type: "m.id.user", user: this.deps.userId() }, password: opts.password, session } },
+      });
+    }
+    await this.uploadSignatures(r.signatureUpload);
+    const ss = r.secretStorage;
+    await this.setAccountData(`m.secret_storage.key.${ss.keyId}`, ss.keyDescription);
+    for (const [name, content] of Object.entries(ss.secrets)) await this.setAccountData(name, content);
+    await this.setAccountData("m.secret_storage.default_key", { key: ss.keyId });
+    await this.refreshUserKeys(this.deps.userId());
+    return { recoveryKey: r.recoveryKey };
+  }
+
+  /** See `MatrixClient.restoreCrossSigning`. */
+  async restore(secret: { recoveryKey: string } | { passphrase: string }): Promise<void> {
+    const def = await this.accountData("m.secret_storage.default_key");
+    const keyId = def && typeof def.key === "string" ? def.key : null;
+    if (!keyId) throw new InvalidArgumentError("this account has no default secret storage key");
+    const keyDescription = await this.accountData(`m.secret_storage.key.${keyId}`);
+    if (!keyDescription) throw new InvalidArgumentError(`secret storage key ${keyId} is not described on the account`);
+    const secrets: Record<string, unknown> = {};
+    for (const name of ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"]) secrets[name] = await this.accountData(name);
+    await this.refreshUserKeys(this.deps.userId());
+    const r = await this.deps.crypto.api.restoreCrossSigning({ keyDescription, keyId, secrets, ...secret });
+    await this.uploadSignatures(r.signatureUpload);
+    await this.refreshUserKeys(this.deps.userId());
+  }
+
+  /** See `MatrixClient.verifyUser`. */
+  async verifyUser(userId: string): Promise<void> {
+    const r = await this.deps.crypto.api.verifyUser(userId);
+    await this.uploadSignatures(r.signatureUpload);
+  }
+
+  /** See `MatrixClient.getUserIdentity`. */
+  getUserIdentity(userId: string): Promise<UserIdentityInfo> {
+    return this.deps.crypto.api.getUserIdentity(userId);
+  }
+
+  /** See `MatrixClient.acknowledgeIdentityChange`. */
+  async acknowledgeIdentityChange(userId: string): Promise<void> {
+    await this.deps.crypto.api.acknowledgeIdentityChange(userId);
+  }
+
+  /** Fetch a user's devices and identity from the server again (marks them dirty, runs the outgoing loop). */
+  async refreshUserKeys(userId: string): Promise<void> {
+    await this.deps.crypto.api.refreshUsers([userId]);
+    await this.deps.triggerOutgoing();
+  }
+}

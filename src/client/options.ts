@@ -1,0 +1,67 @@
+/**
+ * The options of `MatrixClient`: encryption, the crypto store, logging, HTTP and sync timing.
+ */
+import type { Dispatcher } from "undici";
+import type { StoreConfig } from "../protocol/store.js";
+import type { Logger, LogLevel } from "../util/logger.js";
+import { join } from "node:path";
+import { userDataDir } from "./paths.js";
+
+/** Where and how the crypto store is kept. */
+export interface StoreConf {
+  /** Folder of the SQLite file (created if missing). Default: the platform's user data directory. */
+  dbPath?: string;
+  /** File name. Default `crypto.db`. */
+  dbName?: string;
+  /**
+   * Key that encrypts libolm pickles at rest. The default is a constant: it keeps keys out of
+   * casual view but protects nothing against someone who can read the file. Set your own secret
+   * to protect the keys at rest.
+   */
+  pickleKey?: string;
+}
+
+/** Encryption options. */
+export interface EncryptionConf {
+  storeConf?: StoreConf;
+  /** A store of your own, built inside the worker: module specifier or absolute path, export name, JSON options. */
+  store?: { module: string; export: string; options?: unknown };
+  /** Keep the crypto store in memory only (tests; everything is lost on exit). */
+  inMemoryStore?: boolean;
+  /** Live inbound Megolm sessions kept unpickled in the worker (default 2000). */
+  sessionCacheSize?: number;
+}
+
+/** Options of {@link MatrixClient}. */
+export interface MatrixClientOptions {
+  /** Enable end-to-end encryption (default false). */
+  encryption?: boolean;
+  /** Reuse the device ID stored for the user at login (needs `encryption` and a full user ID). */
+  restoreDeviceId?: boolean;
+  /** Refuse to send to encrypted rooms with devices that are neither verified, ignored nor blacklisted. */
+  verifyDevices?: boolean;
+  /**
+   * Share room keys only with devices cross-signed by their owner (others are sent
+   * `m.room_key.withheld` with `m.unverified`), as current clients do (MSC4153). Per room too.
+   */
+  onlyCrossSignedDevices?: boolean;
+  encryptionConf?: EncryptionConf;
+  /** Logger (no-op by default). Secrets are never logged. */
+  logger?: Logger;
+  /** Log level of the crypto worker (default: silent unless a logger is given, then "info"). */
+  workerLogLevel?: LogLevel | "silent";
+  /** undici dispatcher (e.g. MockAgent in tests). */
+  dispatcher?: Dispatcher;
+  /** Long-poll timeout of /sync (default 30 s). */
+  syncTimeoutMs?: number;
+  /** Sync backoff bounds (ms). */
+  syncBackoff?: { baseMs?: number; maxMs?: number };
+}
+
+/** The worker's store configuration for the client's encryption options. @internal */
+export function storeConfig(conf: EncryptionConf = {}): StoreConfig {
+  if (conf.store) return { kind: "module", module: conf.store.module, export: conf.store.export, options: conf.store.options };
+  if (conf.inMemoryStore) return { kind: "memory" };
+  const dir = conf.storeConf?.dbPath ?? userDataDir();
+  return { kind: "sqlite", path: join(dir, conf.storeConf?.dbName ?? "crypto.db") };
+}

@@ -1,0 +1,58 @@
+/**
+ * The rooms the client knows: created on first use with the client's defaults, and kept up to date
+ * with the membership and encryption state each sync brings (the main thread's view of a room).
+ * @internal
+ */
+import type { SyncChangesInput } from "../../protocol/api.js";
+import { isObj } from "../json.js";
+import { Room, type RoomEncryptionSettings, type RoomHost } from "./Room.js";
+
+/** Settings a new {@link Room} starts with. @internal */
+export interface RoomDefaults {
+  verifyDevices: boolean;
+  onlyCrossSignedDevices: boolean;
+}
+
+/** Room ID → {@link Room}. @internal */
+export class RoomRegistry {
+  private readonly rooms = new Map<string, Room>();
+
+  constructor(
+    private readonly host: RoomHost,
+    private readonly defaults: RoomDefaults,
+  ) {}
+
+  /** The room object for an ID, created on first use. */
+  get(roomId: string): Room {
+    let room = this.rooms.get(roomId);
+    if (!room) {
+      room = new Room(this.host, roomId, this.defaults.verifyDevices);
+      room.onlyCrossSignedDevices = this.defaults.onlyCrossSignedDevices;
+      this.rooms.set(roomId, room);
+    }
+    return room;
+  }
+
+  /** Rooms seen so far. */
+  all(): Room[] {
+    return [...this.rooms.values()];
+  }
+
+  /**
+   * Apply a sync's room state (members, `m.room.encryption`) to the rooms. `fullState`: the sync
+   * is an initial one, so a joined room without `m.room.encryption` is known not to be encrypted.
+   */
+  applySyncState(rooms: SyncChangesInput["rooms"], fullState: boolean): void {
+    for (const cr of rooms) {
+      const room = this.get(cr.roomId);
+      for (const ev of cr.stateEvents) {
+        if (!isObj(ev) || typeof ev.type !== "string" || typeof ev.state_key !== "string" || !isObj(ev.content)) continue;
+        if (ev.type === "m.room.member" && typeof ev.content.membership === "string") room.members.set(ev.state_key, ev.content.membership);
+        if (ev.type === "m.room.encryption" && ev.state_key === "" && !room.encrypted && typeof ev.content.algorithm === "string") {
+          room.encryption = ev.content as RoomEncryptionSettings;
+        }
+      }
+      if (room.encryption === undefined && cr.membership === "join" && fullState) room.encryption = null;
+    }
+  }
+}

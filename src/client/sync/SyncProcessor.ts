@@ -1,0 +1,174 @@
+/**
+ * Processes one `/sync` response: room state → the worker's crypto changes (to-device, device
+ * lists, one-time keys) → events emitted in order (timeline gaps fetched first, one decryption call
+ * for the whole sync) → key sharing → the sync token committed last.
+ *
+ * The token is committed only after every event of the sync was emitted, so a crash re-processes a
+ * sync rather than losing its events. It holds the sync token the loop resumes from.
+ * @internal
+ */
+import type { RoomDecryptResult, SyncChangesResult } from "../../protocol/api.js";
+import { p, type HttpClient } from "../../http/HttpClient.js";
+import type { Logger } from "../../util/logger.js";
+import type { CryptoAccess } from "../CryptoAccess.js";
+import type { ClientEventSink } from "../events.js";
+import { isObj, type Json } from "../json.js";
+import type { KeySharingManager } from "../keys/KeySharingManager.js";
+import type { RoomRegistry } from "../rooms/RoomRegistry.js";
+import type { OutgoingRequestsLoop } from "../send/OutgoingRequestsLoop.js";
+import type { TimelineEmitter } from "../timeline.js";
+import { cryptoInputJson, decryptPayload, prepareSync, syncEvents, type SyncWork } from "./syncResponse.js";
+
+/** Most events fetched to fill one room's timeline gap; beyond, `room.timelineGap` is emitted. */
+const MAX_GAP_EVENTS = 1000;
+
+/** What sync processing needs. @internal */
+export interface SyncProcessorDeps {
+  http: HttpClient;
+  crypto: CryptoAccess;
+  events: ClientEventSink;
+  log: Logger;
+  rooms: RoomRegistry;
+  timeline: TimelineEmitter;
+  keySharing: KeySharingManager;
+  outgoing: OutgoingRequestsLoop;
+  /** The logged-in user's ID (syncing runs after login only). */
+  userId: () => string | null;
+}
+
+/** One sync at a time, in order. @internal */
+export class SyncProcessor {
+  /** The token of the last processed sync (null: none yet, the next sync is a full-state one). */
+  private token: string | null = null;
+
+  constructor(private readonly deps: SyncProcessorDeps) {}
+
+  /** The token to sync from: the last one processed, or the one the worker committed. */
+  get syncToken(): string | null {
+    return this.token;
+  }
+
+  /** Resume from the token the worker committed last (at login, before the first sync). */
+  resumeFrom(token: string | null): void {
+    this.token = token;
+  }
+
+  /** {@link prepareSync} for this client's crypto state; throws on a malformed response. */
+  prepare(res: unknown): SyncWork {
+    return prepareSync(res, this.deps.crypto.ready, this.deps.log);
+  }
+
+  /** {@link SyncProcessor.prepare}, or undefined when the response is malformed ({@link SyncProcessor.process} reports it). */
+  tryPrepare(res: unknown): SyncWork | undefined {
+    try {
+      return this.prepare(res);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Process one `/sync` response: crypto first, then timelines in order, then commit the token.
+   * `onIngested(nextBatch)` is called once the worker took the sync's crypto changes (the next
+   * sync may be fetched from then on); `prepared` is the response already taken apart, if it was.
+   *
+   * Call order: one sync at a time, in the order the server gave them (`SyncLoop` does).
+   */
+  async process(res: unknown, onIngested?: (nextBatch: string) => void, prepared?: SyncWork): Promise<void> {
+    const { crypto, events, rooms, timeline } = this.deps;
+    const work = prepared !== undefined && prepared.res === res ? prepared : this.prepare(res);
+    const { nextBatch, invite, cryptoRooms } = work;
+
+    // Main-thread room view.
+    rooms.applySyncState(cryptoRooms, this.token === null);
+
+    let cryptoResult: SyncChangesResult | null = null;
+    // When the events to decrypt are already known (no timeline gap to fetch), the decryption is
+    // queued right behind the sync's crypto changes, so the worker goes from one to the other
+    // without waiting for this thread. Its side effects are committed only with the sync token.
+    let early: Promise<{ roomId: string; results: RoomDecryptResult[] }[]> | null = null;
+    if (crypto.ready) {
+      const changes = crypto.api.receiveSyncChanges(work.cryptoInputJson ?? cryptoInputJson(work, this.deps.log));
+      if (work.decrypt !== null) {
+        early = crypto.api.decryptSyncTimelines(work.decrypt);
+        early.catch(() => undefined); // awaited below; if the crypto changes fail, nobody does
+      }
+      cryptoResult = await changes;
+      for (const f of cryptoResult.toDeviceFailures) events.emit("toDevice.failure", f);
+      for (const t of cryptoResult.toDevice) {
+        events.emit("toDevice", { type: t.type, sender: t.sender, content: JSON.parse(t.contentJson) as Json, encrypted: t.encrypted, senderCurve25519: t.senderCurve25519 });
+      }
+      for (const k of cryptoResult.roomKeys) events.emit("room.key", k);
+      for (const e of cryptoResult.encryptedRooms) events.emit("room.encrypted", e.roomId, e.encryption);
+    } else {
+      for (const t of syncEvents(work.res, "to_device")) {
+        if (isObj(t) && typeof t.type === "string" && typeof t.sender === "string" && isObj(t.content)) {
+          events.emit("toDevice", { type: t.type, sender: t.sender, content: t.content, encrypted: false, senderCurve25519: null });
+        }
+      }
+    }
+
+    onIngested?.(nextBatch);
+
+    for (const [roomId, r] of Object.entries(invite)) {
+      const inv = syncEvents(r, "invite_state").find((e) => isObj(e) && e.type === "m.room.member" && e.state_key === this.deps.userId());
+      events.emit("room.invite", roomId, isObj(inv) && typeof inv.sender === "string" ? inv.sender : null);
+    }
+
+    // Timelines, in order per room; gaps of limited timelines fetched first.
+    let emitted = 0;
+    const timelines: { roomId: string; events: Json[] }[] = [];
+    for (const t of work.timelines) {
+      // A limited timeline skipped events since our last sync: fetch the gap so nothing is lost.
+      const gap = t.gapFrom !== null && this.token ? await this.fetchGap(t.roomId, t.gapFrom, this.token, t.events) : [];
+      timelines.push({ roomId: t.roomId, events: gap.length ? [...gap, ...t.events] : t.events });
+    }
+    // One worker call for the whole sync's encrypted timeline events (O(1) hops per sync).
+    const decrypted = new Map<string, RoomDecryptResult>();
+    if (crypto.ready) {
+      const payload = early ? null : decryptPayload(timelines);
+      const out = early ?? (payload !== null ? crypto.api.decryptSyncTimelines(payload) : null);
+      if (out) for (const o of await out) for (const r of o.results) decrypted.set(`${o.roomId}\u0000${r.eventId}`, r);
+    }
+    timelines.forEach((t) => {
+      for (const ev of t.events) {
+        const r = ev.type === "m.room.encrypted" && typeof ev.event_id === "string" ? decrypted.get(`${t.roomId}\u0000${ev.event_id}`) : undefined;
+        timeline.emitTimelineEvent(t.roomId, ev, r, false);
+        emitted++;
+      }
+    });
+    for (const batch of cryptoResult?.redecrypted ?? []) {
+      for (const r of batch.results) {
+        if (r.ok) timeline.emitDecrypted(batch.roomId, { event_id: r.eventId }, r, true);
+      }
+    }
+    if (cryptoResult) await this.deps.keySharing.onSyncResult(cryptoResult);
+
+    if (crypto.ready) await crypto.api.commitSyncToken(nextBatch);
+    this.token = nextBatch;
+    events.emit("sync", { nextBatch, events: emitted });
+    void this.deps.outgoing.trigger();
+  }
+
+  /** Events between `from` (a limited timeline's prev_batch) and our last sync token, oldest first. */
+  private async fetchGap(roomId: string, from: string, to: string, known: Json[]): Promise<Json[]> {
+    const seen = new Set(known.map((e) => e.event_id));
+    const out: Json[] = [];
+    let token: string | undefined = from;
+    try {
+      while (token && out.length < MAX_GAP_EVENTS) {
+        const res: Json = await this.deps.http.request<Json>("GET", p`/_matrix/client/v3/rooms/${roomId}/messages`, { query: { dir: "b", from: token, to, limit: 100 } });
+        const chunk = (Array.isArray(res.chunk) ? res.chunk : []).filter(isObj);
+        if (!chunk.length) return out.reverse();
+        for (const e of chunk) if (!seen.has(e.event_id)) out.push(e);
+        token = typeof res.end === "string" && res.end !== token ? res.end : undefined;
+      }
+    } catch (err) {
+      this.deps.log.warn(`could not fetch the timeline gap of ${roomId}: ${String(err)}`);
+      this.deps.events.emit("room.timelineGap", roomId, from);
+      return out.reverse();
+    }
+    if (token) this.deps.events.emit("room.timelineGap", roomId, token);
+    return out.reverse();
+  }
+}
