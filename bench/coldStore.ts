@@ -13,7 +13,7 @@ import Olm from "@matrix-org/olm";
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { DeviceRecord, InboundGroupSessionRecord } from "../src/protocol/store.js";
-import { noopLogger } from "../src/util/logger.js";
+import { noopLogger } from "../src/pure/logger.js";
 import { CryptoEngine } from "../workers/engine/CryptoEngine.js";
 import { SqliteCryptoStore } from "../workers/store/sqlite/SqliteCryptoStore.js";
 import { BENCH_PICKLE_KEY, MEGOLM, RECEIVER_DEVICE, RECEIVER_USER, initOlm, prng, type Json, type Manifest, type SessionInfo } from "./common.js";

@@ -14,7 +14,7 @@ import Olm from "@matrix-org/olm";
 import type { RemoteCryptoWorkerApi, WorkerOptions } from "../src/protocol/api.js";
 import { PROTOCOL_VERSION } from "../src/protocol/api.js";
 import type { CryptoStore } from "../src/protocol/store.js";
-import { noopLogger } from "../src/util/logger.js";
+import { noopLogger } from "../src/pure/logger.js";
 import { CryptoEngine } from "../workers/engine/CryptoEngine.js";
 import { openStore } from "../workers/store/openStore.js";
 import { initOlm, type Json } from "./common.js";

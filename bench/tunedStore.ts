@@ -27,7 +27,7 @@ import type {
   StoreChanges,
   TrackedUserRecord,
 } from "../src/protocol/store.js";
-import { noopLogger, type Logger } from "../src/util/logger.js";
+import { noopLogger, type Logger } from "../src/pure/logger.js";
 import { SqliteCryptoStore } from "../workers/store/sqlite/SqliteCryptoStore.js";
 
 export interface TunedStoreOptions {

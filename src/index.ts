@@ -24,10 +24,10 @@ export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, A
 export type * from "./protocol/store.js";
 export { HttpClient, makeTxnId } from "./http/HttpClient.js";
 export type { HttpClientOptions, RequestOptions } from "./http/HttpClient.js";
-export { consoleLogger, noopLogger } from "./util/logger.js";
-export type { Logger, LogLevel } from "./util/logger.js";
+export { consoleLogger, noopLogger } from "./pure/logger.js";
+export type { Logger, LogLevel } from "./pure/logger.js";
 export type { AttachmentInput, SendFileOptions } from "./client/media/media.js";
 export { encryptAttachment, decryptAttachment, encryptAttachmentToFile, decryptAttachmentFile } from "./crypto/attachments.js";
 export type { EncryptedFileInfo, EncryptedFileKey } from "./crypto/attachments.js";
-export { encryptKeyExport, decryptKeyExport, DEFAULT_KEY_EXPORT_ROUNDS } from "./crypto/keyExport.js";
-export type { ExportedRoomKey } from "./crypto/keyExport.js";
+export { encryptKeyExport, decryptKeyExport, DEFAULT_KEY_EXPORT_ROUNDS } from "./pure/keyExport.js";
+export type { ExportedRoomKey } from "./pure/keyExport.js";

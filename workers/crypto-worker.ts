@@ -13,7 +13,7 @@ import Olm from "@matrix-org/olm";
 import { PROTOCOL_VERSION, type WorkerOptions, type CryptoWorkerApi } from "../src/protocol/api.js";
 import { deserializeError, serializeError, type SerializedError } from "../src/protocol/errors.js";
 import type { CryptoStore } from "../src/protocol/store.js";
-import { consoleLogger, noopLogger, type Logger } from "../src/util/logger.js";
+import { consoleLogger, noopLogger, type Logger } from "../src/pure/logger.js";
 import { CryptoEngine } from "./engine/CryptoEngine.js";
 import { openStore } from "./store/openStore.js";
 import { exportKeysToFile, importKeysFromFile } from "./keyFiles.js";

@@ -5,7 +5,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import type { KeyImportResult, RoomDecryptResult } from "../src/protocol/api.js";
-import { decryptKeyExportToJson, encryptKeyExportJson } from "../src/crypto/keyExport.js";
+import { decryptKeyExportToJson, encryptKeyExportJson } from "../src/pure/keyExport.js";
 import { InvalidArgumentError, KeyExportError } from "../src/protocol/errors.js";
 import type { CryptoEngine } from "./engine/CryptoEngine.js";
 

@@ -16,7 +16,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { CryptoWorkerHost } from "../client/CryptoWorkerHost.js";
 import { MatrixSdkError } from "../protocol/errors.js";
-import { noopLogger } from "../util/logger.js";
+import { noopLogger } from "../pure/logger.js";
 import { DEFAULT_PICKLE_KEY } from "../client/paths.js";
 
 

@@ -18,7 +18,7 @@ import {
   deserializeError,
   type SerializedError,
 } from "../protocol/errors.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../pure/logger.js";
 import { sleep } from "../util/backoff.js";
 import type { WorkerFacade } from "../../workers/crypto-worker.js";
 

@@ -17,7 +17,7 @@ import { createWriteStream } from "node:fs";
 import type { AccountInfo, DeviceInfo, RemoteCryptoWorkerApi, UserIdentityInfo } from "../protocol/api.js";
 import { ClientClosedError, EncryptionDisabledError, InvalidArgumentError, MatrixHttpError } from "../protocol/errors.js";
 import { HttpClient, makeTxnId, p } from "../http/HttpClient.js";
-import { childLogger, noopLogger, type Logger } from "../util/logger.js";
+import { childLogger, noopLogger, type Logger } from "../pure/logger.js";
 import type { CryptoAccess } from "./CryptoAccess.js";
 import { CryptoWorkerHost } from "./CryptoWorkerHost.js";
 import { Device, type DeviceOwner } from "./Device.js";

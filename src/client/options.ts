@@ -3,7 +3,7 @@
  */
 import type { Dispatcher } from "undici";
 import type { StoreConfig } from "../protocol/store.js";
-import type { Logger, LogLevel } from "../util/logger.js";
+import type { Logger, LogLevel } from "../pure/logger.js";
 import { join } from "node:path";
 import { userDataDir } from "./paths.js";
 

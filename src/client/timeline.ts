@@ -7,7 +7,7 @@
  * @internal
  */
 import type { RoomDecryptResult } from "../protocol/api.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../pure/logger.js";
 import { emitError, type ClientEventSink, type MatrixClientEvents, type RoomEvent, type UndecryptableEvent } from "./events.js";
 import { isObj, type Json } from "./json.js";
 

@@ -13,7 +13,7 @@ import type { Readable } from "node:stream";
 import { Pool, type Dispatcher } from "undici";
 import { ClientClosedError, InvalidArgumentError, MatrixHttpError, NetworkError } from "../protocol/errors.js";
 import { computeBackoff, sleep } from "../util/backoff.js";
-import { noopLogger, type Logger } from "../util/logger.js";
+import { noopLogger, type Logger } from "../pure/logger.js";
 
 /** Longest server-requested delay (`retry_after_ms` / `Retry-After`) that is honoured: 5 minutes. */
 export const MAX_RETRY_AFTER_MS = 5 * 60_000;

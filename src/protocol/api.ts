@@ -9,7 +9,7 @@
  * @packageDocumentation
  */
 import type { StoreConfig } from "./store.js";
-import type { LogLevel } from "../util/logger.js";
+import type { LogLevel } from "../pure/logger.js";
 
 /** Bumped on any incompatible change of {@link CryptoWorkerApi}. */
 export const PROTOCOL_VERSION = 1;

@@ -6,7 +6,7 @@ import Olm from "@matrix-org/olm";
 import { CryptoEngine } from "../../workers/engine/CryptoEngine.js";
 import { MemoryCryptoStore } from "../../workers/store/memory/MemoryCryptoStore.js";
 import type { OutgoingRequest, SyncChangesInput, SyncChangesResult } from "../../src/protocol/api.js";
-import { noopLogger } from "../../src/util/logger.js";
+import { noopLogger } from "../../src/pure/logger.js";
 
 let olmReady: Promise<void> | null = null;
 export function initOlm(): Promise<void> {

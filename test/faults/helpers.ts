@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Agent, type Dispatcher } from "undici";
 import { MatrixClient, type MatrixClientOptions } from "../../src/index.js";
 import type { RoomEvent, ToDeviceEvent, UndecryptableEvent } from "../../src/client/events.js";
-import type { Logger } from "../../src/util/logger.js";
+import type { Logger } from "../../src/pure/logger.js";
 import { FAKE_ORIGIN, type FakeHomeserver } from "./fakeServer.js";
 
 const dirs: string[] = [];

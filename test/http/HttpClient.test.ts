@@ -6,7 +6,7 @@ import { MockAgent } from "undici";
 import { HttpClient, makeTxnId, p, MAX_RETRY_AFTER_MS } from "../../src/http/HttpClient.js";
 import { ClientClosedError, MatrixHttpError, NetworkError, MatrixSdkError, ErrorCode } from "../../src/protocol/errors.js";
 import { computeBackoff, sleep } from "../../src/util/backoff.js";
-import type { Logger } from "../../src/util/logger.js";
+import type { Logger } from "../../src/pure/logger.js";
 
 const ORIGIN = "https://hs.example.org";
 

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MatrixClient, type MatrixClientOptions } from "../../src/index.js";
 import type { RoomEvent, UndecryptableEvent } from "../../src/client/events.js";
-import { consoleLogger } from "../../src/util/logger.js";
+import { consoleLogger } from "../../src/pure/logger.js";
 import { sharedSynapse, type SynapseHandle } from "../harness/synapse.js";
 
 export const PASSWORD = "correct horse battery staple";

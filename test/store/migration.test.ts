@@ -16,7 +16,7 @@ import { loadMigrations, MIGRATIONS_DIR, SCHEMA_VERSION } from "../../workers/st
 import { ErrorCode, MatrixSdkError } from "../../src/protocol/errors.js";
 import type { InboundGroupSessionRecord } from "../../src/protocol/store.js";
 import { CryptoEngine } from "../../workers/engine/CryptoEngine.js";
-import { noopLogger } from "../../src/util/logger.js";
+import { noopLogger } from "../../src/pure/logger.js";
 
 const fixtures = new URL("../../../test/fixtures/", import.meta.url);
 const sourceMigrations = new URL("../../../workers/store/sqlite/migrations/", import.meta.url);

@@ -13,7 +13,7 @@ import { SqliteCryptoStore } from "../../workers/store/sqlite/SqliteCryptoStore.
 import { SCHEMA_VERSION } from "../../workers/store/sqlite/migrate.js";
 import { runCryptoStoreConformanceTests } from "../../src/testing/storeConformance.js";
 import { ErrorCode, MatrixSdkError, StoreLockedError } from "../../src/protocol/errors.js";
-import type { Logger } from "../../src/util/logger.js";
+import type { Logger } from "../../src/pure/logger.js";
 import type { AccountRecord, StoreChanges } from "../../src/protocol/store.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));

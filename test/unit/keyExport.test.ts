@@ -12,7 +12,7 @@ import {
   encryptKeyExportJson,
   parseKeyExportSessions,
   type ExportedRoomKey,
-} from "../../src/crypto/keyExport.js";
+} from "../../src/pure/keyExport.js";
 import {
   ErrorCode,
   InvalidArgumentError,

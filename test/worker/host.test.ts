@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CryptoWorkerHost } from "../../src/client/CryptoWorkerHost.js";
 import { CryptoWorkerCrashedError, InvalidArgumentError, MatrixSdkError, StoreLockedError, UnknownDeviceKeysError } from "../../src/protocol/errors.js";
-import { noopLogger } from "../../src/util/logger.js";
+import { noopLogger } from "../../src/pure/logger.js";
 
 function dbPath(): string {
   return join(mkdtempSync(join(tmpdir(), "sdk-worker-")), "crypto.db");

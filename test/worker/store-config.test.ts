@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { CryptoWorkerHost } from "../../src/client/CryptoWorkerHost.js";
 import { ErrorCode, MatrixSdkError } from "../../src/protocol/errors.js";
 import type { StoreConfig } from "../../src/protocol/store.js";
-import { noopLogger } from "../../src/util/logger.js";
+import { noopLogger } from "../../src/pure/logger.js";
 
 const journalModule = fileURLToPath(new URL("../../examples/JournalCryptoStore.js", import.meta.url));
 const host = (store: StoreConfig): CryptoWorkerHost => new CryptoWorkerHost({ store, pickleKey: "k", logLevel: "silent" }, noopLogger);

@@ -31,7 +31,7 @@ import type {
 } from "../../src/protocol/api.js";
 import { InvalidArgumentError, UnknownDeviceKeysError } from "../../src/protocol/errors.js";
 import type { CryptoStore, DeviceRecord } from "../../src/protocol/store.js";
-import type { Logger } from "../../src/util/logger.js";
+import type { Logger } from "../../src/pure/logger.js";
 import { AccountKeys } from "./account/AccountKeys.js";
 import { EngineContext, isObj, isStr, type Json, type OlmModule } from "./EngineContext.js";
 import { KeySharing } from "./gossiping/KeySharing.js";

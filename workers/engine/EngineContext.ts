@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import type { AccountInfo, OutgoingRequest } from "../../src/protocol/api.js";
 import { EncryptionDisabledError } from "../../src/protocol/errors.js";
 import type { CryptoStore } from "../../src/protocol/store.js";
-import type { Logger } from "../../src/util/logger.js";
+import type { Logger } from "../../src/pure/logger.js";
 import { Transaction } from "./Transaction.js";
 
 /** The libolm module. @internal */

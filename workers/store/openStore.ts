@@ -8,7 +8,7 @@ import { isAbsolute } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { CryptoStore, StoreConfig } from "../../src/protocol/store.js";
 import { InvalidArgumentError, StoreError } from "../../src/protocol/errors.js";
-import type { Logger } from "../../src/util/logger.js";
+import type { Logger } from "../../src/pure/logger.js";
 import { SqliteCryptoStore } from "./sqlite/SqliteCryptoStore.js";
 import { MemoryCryptoStore } from "./memory/MemoryCryptoStore.js";
 

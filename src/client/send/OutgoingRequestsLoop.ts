@@ -9,7 +9,7 @@
  * @internal
  */
 import { SingleFlight } from "../../util/KeyedMutex.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../pure/logger.js";
 import type { CryptoAccess } from "../CryptoAccess.js";
 import { emitError, type ClientEventSink } from "../events.js";
 import type { OutgoingRequestSender } from "./OutgoingRequestSender.js";

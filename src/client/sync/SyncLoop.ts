@@ -7,7 +7,7 @@
 import { ClientClosedError, MatrixHttpError, MatrixSdkError } from "../../protocol/errors.js";
 import type { HttpClient } from "../../http/HttpClient.js";
 import { computeBackoff, sleep } from "../../util/backoff.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../pure/logger.js";
 import { emitError, type ClientEventSink } from "../events.js";
 import type { SyncWork } from "./syncResponse.js";
 import type { SyncProcessor } from "./SyncProcessor.js";

@@ -9,7 +9,7 @@
  */
 import type { RoomDecryptResult, SyncChangesResult } from "../../protocol/api.js";
 import { p, type HttpClient } from "../../http/HttpClient.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../pure/logger.js";
 import type { CryptoAccess } from "../CryptoAccess.js";
 import type { ClientEventSink } from "../events.js";
 import { isObj, type Json } from "../json.js";

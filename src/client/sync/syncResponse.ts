@@ -7,7 +7,7 @@
  */
 import type { EncryptedEventInput, Primitive, SyncChangesInput } from "../../protocol/api.js";
 import { MatrixHttpError } from "../../protocol/errors.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../pure/logger.js";
 import { isObj, type Json } from "../json.js";
 
 /** `decryptSyncTimelines` input: per room, its encrypted timeline events. @internal */

@@ -28,7 +28,7 @@ import type {
   StoreChanges,
   TrackedUserRecord,
 } from "../../../src/protocol/store.js";
-import { noopLogger, type Logger } from "../../../src/util/logger.js";
+import { noopLogger, type Logger } from "../../../src/pure/logger.js";
 import { DIGEST_TTL_MS, DigestPruneSchedule } from "../digestPruning.js";
 import { inboundGroupSessionCursor, parseInboundGroupSessionCursor } from "../inboundCursor.js";
 import { validateBatchForAccount } from "../validateChanges.js";

@@ -22,7 +22,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, rea
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { StoreError, StoreLockedError } from "../../../src/protocol/errors.js";
-import type { Logger } from "../../../src/util/logger.js";
+import type { Logger } from "../../../src/pure/logger.js";
 import type { Db } from "./statements.js";
 
 /**
