@@ -15,6 +15,8 @@ export type KeyForwardListener = (sessionId: string) => void;
 /**
  * Called with our own devices that asked for room keys in a sync (device ID → Device, with trust
  * flags) and a function to call with the IDs of the devices to answer. Only those get the keys.
+ * `answer` never rejects (so `void answer(ids)` is safe): it resolves once the keys were sent, or
+ * once a failure to send them was reported as an `error` event.
  */
 export type KeyRequestListener = (devices: Record<string, Device>, answer: (deviceIds: string[]) => Promise<void>) => void;
 
@@ -103,7 +105,11 @@ export class KeySharingManager {
       answered = true;
       const chosen = batch.filter((r) => deviceIds.includes(r.deviceId) && devices[r.deviceId]);
       if (!chosen.length) return;
-      await this.answer(chosen);
+      try {
+        await this.answer(chosen);
+      } catch (err) {
+        emitError(this.deps.events, err);
+      }
     };
     try {
       this.keyRequestListener(devices, answer);
