@@ -28,4 +28,33 @@ describe("engine: one-time keys are never published beyond what the account keep
     assert.equal(res.toDevice.filter((e) => e.type === "m.dummy").length, events.length);
     bob.free();
   });
+
+  it("a sync requested before our upload was answered does not publish a second batch (the server keeps the target, not 95)", async () => {
+    await initOlm();
+    const server = new KeyServer();
+    const alice = await Peer.create(server, "@alice:example.org", "A1");
+    const pool = server.otks.get(`${alice.userId}|A1`)!;
+    const claim = (n: number): void => {
+      for (const id of [...pool.keys()].slice(0, n)) pool.delete(id);
+    };
+    await alice.sync({ oneTimeKeyCounts: { signed_curve25519: pool.size } });
+    await alice.flush();
+    assert.equal(pool.size, 50);
+    for (const claimed of [45, 10, 50]) {
+      claim(claimed);
+      const before: number = pool.size;
+      // A sync reports the drained count: Alice tops the server up to the target.
+      await alice.sync({ oneTimeKeyCounts: { signed_curve25519: before } });
+      await alice.flush();
+      assert.equal(pool.size, 50);
+      // The sync that was already requested when the upload went out still says `before`.
+      await alice.sync({ oneTimeKeyCounts: { signed_curve25519: before } });
+      await alice.flush();
+      assert.equal(pool.size, 50, `after a stale count of ${before}, the server holds ${pool.size} one-time keys`);
+      // Later syncs report what the server really holds.
+      await alice.sync({ oneTimeKeyCounts: { signed_curve25519: pool.size } });
+      await alice.flush();
+      assert.equal(pool.size, 50);
+    }
+  });
 });
