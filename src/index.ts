@@ -10,6 +10,9 @@ export type { KeyForwardListener, KeyRequestListener } from "./client/keys/KeySh
 export { Room } from "./client/rooms/Room.js";
 export type { RoomEncryptionSettings } from "./client/rooms/Room.js";
 export { Device } from "./client/Device.js";
+export { VerificationRequest } from "./client/verification/VerificationRequest.js";
+export type { SasVerifier, VerificationRequestEvents } from "./client/verification/VerificationRequest.js";
+export type { SasEmoji, VerificationPhase, VerificationTransport, VerifiedKeys } from "./protocol/verification.js";
 export type { MatrixClientEvents, RoomEvent, UndecryptableEvent, ToDeviceEvent, SyncInfo, EventEncryptionInfo } from "./client/events.js";
 export { userDataDir, APP_NAME } from "./client/paths.js";
 export * from "./protocol/errors.js";

@@ -107,6 +107,13 @@ async function main(): Promise<void> {
     },
     getDevices: (userId: string) => run(() => engine.getDevices(userId)),
     setDeviceFlags: (userId, deviceId, flags) => run(() => engine.setDeviceFlags(userId, deviceId, flags)),
+    requestVerification: (userId, deviceIds) => run(() => engine.requestVerification(userId, deviceIds)),
+    roomVerificationRequestContent: (userId) => run(() => engine.roomVerificationRequestContent(userId)),
+    roomVerificationRequestSent: (roomId, eventId, userId) => run(() => engine.roomVerificationRequestSent(roomId, eventId, userId)),
+    verificationAction: (flowId, action) => run(() => engine.verificationAction(flowId, action)),
+    receiveVerificationEvent: (sender, type, contentJson, where) => run(() => engine.receiveVerificationEvent(sender, type, contentJson, where)),
+    verificationTick: () => run(() => engine.verificationTick()),
+    getVerification: (flowId) => run(() => engine.getVerification(flowId)),
     crashForTesting: (how: "throw" | "exit") =>
       run(() => {
         if (how === "exit") process.exit(3);

@@ -17,11 +17,13 @@ import { createWriteStream } from "node:fs";
 import type { AccountInfo, DeviceInfo, RemoteCryptoWorkerApi, UserIdentityInfo } from "../protocol/api.js";
 import { ClientClosedError, EncryptionDisabledError, InvalidArgumentError, MatrixHttpError } from "../protocol/errors.js";
 import { HttpClient, makeTxnId, p } from "../http/HttpClient.js";
+import { VerificationManager } from "./verification/VerificationManager.js";
+import type { VerificationRequest } from "./verification/VerificationRequest.js";
 import { childLogger, noopLogger, type Logger } from "../pure/logger.js";
 import type { CryptoAccess } from "./CryptoAccess.js";
 import { CryptoWorkerHost } from "./CryptoWorkerHost.js";
 import { Device, type DeviceOwner } from "./Device.js";
-import type { MatrixClientEvents, RoomEvent, UndecryptableEvent } from "./events.js";
+import type { ClientEventSink, MatrixClientEvents, RoomEvent, UndecryptableEvent } from "./events.js";
 import type { Json } from "./json.js";
 import { CrossSigningManager } from "./keys/CrossSigningManager.js";
 import { KeyExportManager } from "./keys/KeyExportManager.js";
@@ -86,6 +88,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
   private readonly crossSigning: CrossSigningManager;
   private readonly syncProcessor: SyncProcessor;
   private readonly syncLoop: SyncLoop;
+  private readonly verification: VerificationManager;
 
   constructor(homeserverUrl: string, opts: MatrixClientOptions = {}) {
     super();
@@ -117,7 +120,22 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
       },
     };
     this.deviceOwner = { setDeviceFlags: (u, d, flags) => this.crypto.setDeviceFlags(u, d, flags) };
-    const timeline = new TimelineEmitter(this, log, encryption);
+    // Verification events (to-device and in-room) are seen where they are emitted.
+    const verification = (this.verification = new VerificationManager({
+      http,
+      crypto,
+      events: this,
+      log: childLogger(log, "[verification]"),
+      sendRoomEvent: (roomId, type, content) => this.sendRoomEvent(this.getRoom(roomId), type, content),
+      newTxnId: makeTxnId,
+    }));
+    const observed = {
+      emit: <K extends keyof MatrixClientEvents>(name: K, ...args: Parameters<MatrixClientEvents[K]>): boolean => {
+        verification.observe(name, args);
+        return (this.emit as (n: K, ...a: Parameters<MatrixClientEvents[K]>) => boolean)(name, ...args);
+      },
+    } as ClientEventSink;
+    const timeline = new TimelineEmitter(observed, log, encryption);
     const sender = new OutgoingRequestSender(http, crypto, this);
     const keyClaims = new KeyClaimManager(sender);
     this.outgoing = new OutgoingRequestsLoop({ crypto, sender, events: this, log, isClosed });
@@ -129,7 +147,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     this.keySharing = new KeySharingManager({ crypto, events: this, keyClaims, sender, userId, getDevices: (u) => this.getDevices(u) });
     this.keyFiles = new KeyExportManager(crypto, this, timeline);
     this.crossSigning = new CrossSigningManager({ http, crypto, userId, triggerOutgoing: () => this.outgoing.trigger() });
-    this.syncProcessor = new SyncProcessor({ http, crypto, events: this, log, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId });
+    this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId });
     this.syncLoop = new SyncLoop({ http, processor: this.syncProcessor, events: this, log, options: opts });
   }
 
@@ -259,6 +277,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     if (this.closed) return;
     await this.stop();
     this.closed = true;
+    this.verification.close();
     await this.host?.close();
     await this.http.close();
   }
@@ -525,6 +544,38 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
   /** Like {@link MatrixClient.downloadAttachment}, streaming into a file (constant memory). */
   async downloadAttachmentToFile(content: Record<string, unknown>, path: string): Promise<void> {
     await downloadAttachment(this.http, content, createWriteStream(path, { mode: 0o600 }));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // interactive verification (verification/)
+
+  /**
+   * Ask another device to verify with us interactively (SAS emoji/decimal) over to-device messages:
+   * one device of `userId`, or all their known devices (the first to accept wins; the others are
+   * told). Use this for our own devices; for other users, `room.requestVerification` in a DM is
+   * what the spec recommends. Resolves with the request in phase `requested`.
+   *
+   * @example
+   * const req = await client.requestVerification(client.userId!, "OTHERDEVICE");
+   * await req.waitFor((r) => r.phase === "ready");
+   * await req.startSas();
+   * const sas = await req.waitForSas();
+   * console.log(sas.emoji);
+   * await sas.confirm();
+   * await req.done;
+   */
+  async requestVerification(userId: string, deviceId?: string): Promise<VerificationRequest> {
+    return this.verification.requestToDevice(userId, deviceId);
+  }
+
+  /** The verification request of a flow this client saw (by its flow ID), if any. */
+  getVerificationRequest(flowId: string): VerificationRequest | undefined {
+    return this.verification.get(flowId);
+  }
+
+  /** @internal Send an in-room verification request (see `Room.requestVerification`). */
+  async requestRoomVerification(roomId: string, userId: string): Promise<VerificationRequest> {
+    return this.verification.requestInRoom(roomId, userId);
   }
 
   /** Send a to-device message in the clear (e.g. custom protocols). */

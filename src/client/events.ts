@@ -4,6 +4,7 @@
  */
 import type { EventEmitter } from "eventemitter3";
 import type { DecryptionFailureCodeValue, VerificationStatusValue } from "../protocol/api.js";
+import type { VerificationRequest } from "./verification/VerificationRequest.js";
 
 /** How a decrypted event was protected and who sent it, per the crypto worker. */
 export interface EventEncryptionInfo {
@@ -105,6 +106,8 @@ export interface MatrixClientEvents {
   "crypto.workerCrashed": (err: Error) => void;
   /** The crypto worker was restarted and reloaded its state. */
   "crypto.workerRestarted": () => void;
+  /** Another device or user asks to verify us interactively (SAS emoji/decimal): accept or cancel it. */
+  "verification.request": (request: VerificationRequest) => void;
 }
 
 /** Where the client's components emit its events (the client itself). @internal */

@@ -8,6 +8,7 @@
  *
  * @packageDocumentation
  */
+import type { VerificationAction, VerificationActionResult, VerificationFlowView, VerificationTransport } from "./verification.js";
 import type { StoreConfig } from "./store.js";
 import type { LogLevel } from "../pure/logger.js";
 
@@ -321,6 +322,20 @@ export interface CryptoWorkerApi {
   getDevices(userId: string): DeviceInfo[];
   /** Set trust flags; throws UnknownDeviceKeysError when the device's keys are unknown. */
   setDeviceFlags(userId: string, deviceId: string, flags: { verified?: boolean; blacklisted?: boolean; ignored?: boolean }): DeviceInfo;
+  /** Request a to-device verification with `deviceIds` of `userId` (null: all their known devices but ours). */
+  requestVerification(userId: string, deviceIds: string[] | null): VerificationActionResult;
+  /** The content of an in-room verification request to `userId` (an `m.room.message`). */
+  roomVerificationRequestContent(userId: string): Record<string, unknown>;
+  /** Our in-room request was sent as `eventId`: the flow exists from now on. */
+  roomVerificationRequestSent(roomId: string, eventId: string, userId: string): VerificationActionResult;
+  /** A user action on a verification flow. */
+  verificationAction(flowId: string, action: VerificationAction): VerificationActionResult;
+  /** A verification event received to-device or in a room (content as JSON). */
+  receiveVerificationEvent(sender: string, type: string, contentJson: string, where: { transport: VerificationTransport; roomId?: string; eventId?: string; originServerTs?: number }): VerificationActionResult;
+  /** Cancel flows older than 10 minutes (`m.timeout`). */
+  verificationTick(): VerificationActionResult;
+  /** The current view of a verification flow, or null. */
+  getVerification(flowId: string): VerificationFlowView | null;
   /** Simulated fatal error (tests of the supervisor). */
   crashForTesting(how: "throw" | "exit"): void;
 }

@@ -42,6 +42,8 @@ export const ErrorCode = {
   KeyExport: "M_SDK_KEY_EXPORT",
   /** An encrypted attachment could not be decrypted or its metadata is invalid (see {@link AttachmentError}). */
   Attachment: "M_SDK_ATTACHMENT",
+  /** An interactive verification was cancelled by either side or timed out (see {@link VerificationCancelledError}). */
+  VerificationCancelled: "M_SDK_VERIFICATION_CANCELLED",
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -308,5 +310,18 @@ export class AttachmentError extends MatrixSdkError {
   constructor(reason: AttachmentErrorReason, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
     super(ErrorCode.Attachment, message, { ...details, reason }, options);
     this.reason = reason;
+  }
+}
+
+/** An interactive verification ended without success; `cancelCode` is the spec's code (e.g. `m.mismatched_sas`, `m.timeout`, `m.user`). */
+export class VerificationCancelledError extends MatrixSdkError {
+  constructor(
+    /** The cancellation code (`m.user`, `m.timeout`, `m.key_mismatch`, `m.mismatched_sas`, ...). */
+    readonly cancelCode: string,
+    reason: string,
+    /** Whether we cancelled (else the other side did). */
+    readonly byUs: boolean,
+  ) {
+    super(ErrorCode.VerificationCancelled, `verification cancelled (${cancelCode}) by ${byUs ? "us" : "the other side"}: ${reason}`, { cancelCode, byUs });
   }
 }

@@ -48,6 +48,8 @@ import { RoomState } from "./rooms/RoomState.js";
 import { CrossSigningSecrets } from "./secrets/CrossSigningSecrets.js";
 import { ToDeviceHandler } from "./sync/ToDeviceHandler.js";
 import type { Transaction } from "./Transaction.js";
+import type { VerificationAction, VerificationActionResult, VerificationFlowView, VerificationTransport } from "../../src/protocol/verification.js";
+import { Verifications } from "./verification/Verifications.js";
 
 /** Dependencies of the engine. */
 export interface EngineOptions {
@@ -80,6 +82,7 @@ export class CryptoEngine {
   private readonly keyExport: RoomKeyExport;
   private readonly secrets: CrossSigningSecrets;
   private readonly toDevice: ToDeviceHandler;
+  private readonly verifications: Verifications;
   /** Timeline side effects of the sync in progress, committed with its token. */
   private deferred: Transaction | null = null;
 
@@ -101,6 +104,7 @@ export class CryptoEngine {
     this.keyExport = new RoomKeyExport(ctx, this.inbound);
     this.secrets = new CrossSigningSecrets(ctx, this.account, this.devices, this.identities);
     this.toDevice = new ToDeviceHandler(ctx, this.olm, this.claims, this.devices, this.rooms, this.inbound, this.withheld, this.keySharing);
+    this.verifications = new Verifications(ctx, this.devices, this.identities);
   }
 
   /** Run `fn` in a new transaction and commit it. */
@@ -151,6 +155,7 @@ export class CryptoEngine {
     this.inbound.release();
     this.identities.invalidate();
     this.claims.release();
+    this.verifications.machine.close();
     this.account.release();
     this.ctx.inFlight.clear();
   }
@@ -423,5 +428,73 @@ export class CryptoEngine {
     tx.putDevice(upd);
     await this.ctx.commit(tx);
     return this.identities.deviceInfo(tx, upd);
+  }
+
+  // --- interactive verification (SAS) ------------------------------------------------------------
+
+  /** Request a to-device verification with `deviceIds` of `userId` (null: all their known devices but ours). */
+  async requestVerification(userId: string, deviceIds: string[] | null): Promise<VerificationActionResult> {
+    const me = this.ctx.me();
+    return this.write((tx) => {
+      const ids = deviceIds ?? tx.getUserDevices(userId).filter((d) => !d.deleted && !(userId === me.userId && d.deviceId === me.deviceId)).map((d) => d.deviceId);
+      return this.verifications.apply(tx, this.verifications.machine.requestToDevice(userId, ids));
+    });
+  }
+
+  /** The content of an in-room verification request to `userId` (an `m.room.message`). */
+  roomVerificationRequestContent(userId: string): Json {
+    this.ctx.me();
+    return this.verifications.machine.roomRequestContent(userId);
+  }
+
+  /** Our in-room request to `userId` was sent as `eventId` in `roomId`: the flow exists from now on. */
+  async roomVerificationRequestSent(roomId: string, eventId: string, userId: string): Promise<VerificationActionResult> {
+    this.ctx.me();
+    return this.write((tx) => this.verifications.apply(tx, this.verifications.machine.roomRequestSent(roomId, eventId, userId)));
+  }
+
+  /** A user action on a flow. */
+  async verificationAction(flowId: string, action: VerificationAction): Promise<VerificationActionResult> {
+    this.ctx.me();
+    const m = this.verifications.machine;
+    return this.write((tx) => {
+      switch (action) {
+        case "accept":
+          return this.verifications.apply(tx, m.accept(flowId));
+        case "start_sas":
+          return this.verifications.apply(tx, m.startSas(flowId));
+        case "confirm":
+          return this.verifications.apply(tx, m.confirm(flowId));
+        case "mismatch":
+          return this.verifications.apply(tx, m.mismatch(flowId));
+        case "cancel":
+          return this.verifications.apply(tx, m.cancelFlow(flowId));
+        default:
+          throw new InvalidArgumentError(`unknown verification action ${String(action)}`);
+      }
+    });
+  }
+
+  /** A verification event received to-device or in a room (content as JSON). */
+  async receiveVerificationEvent(sender: string, type: string, contentJson: string, where: { transport: VerificationTransport; roomId?: string; eventId?: string; originServerTs?: number }): Promise<VerificationActionResult> {
+    this.ctx.me();
+    let content: unknown;
+    try {
+      content = JSON.parse(contentJson);
+    } catch {
+      content = null;
+    }
+    return this.write((tx) => this.verifications.handle(tx, sender, type, content, where));
+  }
+
+  /** Time out flows older than 10 minutes (call about once a minute while flows are active). */
+  async verificationTick(): Promise<VerificationActionResult> {
+    this.ctx.me();
+    return this.write((tx) => this.verifications.apply(tx, this.verifications.machine.tick()));
+  }
+
+  /** The current view of a flow, or null. */
+  getVerification(flowId: string): VerificationFlowView | null {
+    return this.verifications.machine.get(flowId);
   }
 }

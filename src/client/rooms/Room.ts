@@ -5,6 +5,7 @@
 import { MEGOLM_ALGORITHM } from "../../protocol/api.js";
 import type { RoomEvent, UndecryptableEvent } from "../events.js";
 import type { AttachmentInput, SendFileOptions } from "../media/media.js";
+import type { VerificationRequest } from "../verification/VerificationRequest.js";
 
 /** Content of an `m.room.encryption` state event. */
 export interface RoomEncryptionSettings {
@@ -38,6 +39,8 @@ export interface RoomHost {
   fetchRoomHistory(roomId: string, limit?: number): Promise<(RoomEvent | UndecryptableEvent)[]>;
   /** Joined members, from the server. */
   getJoinedMembers(roomId: string): Promise<string[]>;
+  /** Send an in-room verification request to `userId`. */
+  requestRoomVerification(roomId: string, userId: string): Promise<VerificationRequest>;
 }
 
 /**
@@ -128,6 +131,15 @@ export class Room {
   }
 
   /** Invite a user. */
+  /**
+   * Ask `userId` to verify with us interactively (SAS emoji/decimal) in this room (a DM with them;
+   * encrypted like any message here). Resolves with the request in phase `requested`; see
+   * {@link VerificationRequest}.
+   */
+  requestVerification(userId: string): Promise<VerificationRequest> {
+    return this.client.requestRoomVerification(this.roomId, userId);
+  }
+
   invite(userId: string): Promise<void> {
     return this.client.inviteToRoom(this.roomId, userId);
   }

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import Olm from "@matrix-org/olm";
 import { initOlm } from "../../support/olmPeer.js";
 import { noopLogger } from "../../../src/pure/logger.js";
-import { VerificationMachine, FLOW_TIMEOUT_MS, type VerificationMessage, type VerificationOutput, type VerificationFlowView } from "../../../workers/engine/verification/VerificationMachine.js";
+import type { VerificationMessage, VerificationFlowView } from "../../../src/protocol/verification.js";
+import { VerificationMachine, FLOW_TIMEOUT_MS, type VerificationOutput } from "../../../workers/engine/verification/VerificationMachine.js";
 
 type Json = Record<string, unknown>;
 

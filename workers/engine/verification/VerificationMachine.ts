@@ -11,7 +11,9 @@
  */
 import type Olm from "@matrix-org/olm";
 import { randomBytes } from "node:crypto";
+import { InvalidArgumentError } from "../../../src/protocol/errors.js";
 import type { Logger } from "../../../src/pure/logger.js";
+import type { VerificationFlowView, VerificationMessage, VerificationPhase, VerificationTransport, VerifiedKeys } from "../../../src/protocol/verification.js";
 import { isObj, isStr, type Json } from "../EngineContext.js";
 import {
   HASHES,
@@ -26,7 +28,6 @@ import {
   macInfo,
   sasInfo,
   type MacMethod,
-  type SasEmoji,
   type SasMethod,
 } from "./sas.js";
 
@@ -38,47 +39,6 @@ export const FLOW_TIMEOUT_MS = 10 * 60_000;
 export const REQUEST_MAX_AGE_MS = 10 * 60_000;
 /** Requests more than this far in the future are ignored. */
 export const REQUEST_MAX_FUTURE_MS = 5 * 60_000;
-
-/** Where a flow's messages go. */
-export type VerificationTransport = "to_device" | "room";
-
-/** Phases of a flow, in order (`cancelled` can follow any of them). */
-export type VerificationPhase = "requested" | "ready" | "started" | "keys_exchanged" | "confirmed" | "mac_verified" | "done" | "cancelled";
-
-/** What the application sees of a flow. */
-export interface VerificationFlowView {
-  /** The flow's ID: the to-device `transaction_id`, or the event ID of the in-room request. */
-  flowId: string;
-  transport: VerificationTransport;
-  /** The room of an in-room flow. */
-  roomId: string | null;
-  otherUserId: string;
-  /** The other device, once known (a to-device request to all of a user's devices learns it from the answer). */
-  otherDeviceId: string | null;
-  /** Whether we sent the request (or, without a request, the start). */
-  initiatedByUs: boolean;
-  phase: VerificationPhase;
-  /** The short authentication strings, once the keys were exchanged. */
-  sas: { emoji: SasEmoji[] | null; decimal: [number, number, number] | null } | null;
-  /** Why the flow was cancelled, and by whom. */
-  cancel: { code: string; reason: string; byUs: boolean } | null;
-  /** What the MAC check verified (set from `mac_verified` on). */
-  verified: VerifiedKeys | null;
-}
-
-/** Keys of the other party that a completed SAS verified. */
-export interface VerifiedKeys {
-  userId: string;
-  /** Their device whose ed25519 key was verified, if it was. */
-  deviceId: string | null;
-  /** Their master cross-signing key (public), if it was verified. */
-  masterKey: string | null;
-}
-
-/** A message the client must send. */
-export type VerificationMessage =
-  | { transport: "to_device"; flowId: string; userId: string; deviceIds: string[]; type: string; content: Json }
-  | { transport: "room"; flowId: string; roomId: string; type: string; content: Json };
 
 /** The result of every entry point. */
 export interface VerificationOutput {
@@ -188,7 +148,7 @@ export class VerificationMachine {
 
   /** Request a to-device verification with some of `userId`'s devices (all listed ones receive the request). */
   requestToDevice(userId: string, deviceIds: string[]): VerificationOutput {
-    if (!deviceIds.length) throw new RangeError("no device to request verification from");
+    if (!deviceIds.length) throw new InvalidArgumentError(`no device of ${userId} to request verification from`, { userId });
     const id = randomBytes(16).toString("base64url");
     const f = this.newFlow(id, "to_device", null, userId, deviceIds.length === 1 ? deviceIds[0]! : null, true, "requested");
     f.requestedDevices = [...deviceIds];
@@ -539,8 +499,8 @@ export class VerificationMachine {
   private act(flowId: string, fn: (f: Flow, out: VerificationOutput) => void): VerificationOutput {
     const out = emptyOutput();
     const f = this.flows.get(flowId);
-    if (!f) throw new RangeError(`unknown verification flow ${flowId}`);
-    if (f.phase === "done" || f.phase === "cancelled") throw new RangeError(`verification flow ${flowId} is ${f.phase}`);
+    if (!f) throw new InvalidArgumentError(`unknown verification flow ${flowId}`, { flowId });
+    if (f.phase === "done" || f.phase === "cancelled") throw new InvalidArgumentError(`verification flow ${flowId} is ${f.phase}`, { flowId, phase: f.phase });
     try {
       fn(f, out);
       if (!out.updates.some((u) => u.flowId === f.id)) out.updates.push(view(f));

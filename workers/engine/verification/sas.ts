@@ -5,6 +5,7 @@
  * @internal
  */
 import type Olm from "@matrix-org/olm";
+import type { SasEmoji } from "../../../src/protocol/verification.js";
 import { canonicalJson } from "../canonicalJson.js";
 
 /** Key agreement protocols we offer/accept, best first. */
@@ -36,13 +37,6 @@ export const SAS_EMOJI: readonly (readonly [string, string])[] = [
   ["⚽", "Ball"], ["🎸", "Guitar"], ["🎺", "Trumpet"], ["🔔", "Bell"], ["⚓", "Anchor"], ["🎧", "Headphones"], ["📁", "Folder"], ["📌", "Pin"],
 ];
 
-/** One emoji of a short authentication string. */
-export interface SasEmoji {
-  /** The emoji (as in the spec's table). */
-  symbol: string;
-  /** Its English description from the spec's table. */
-  name: string;
-}
 
 /** The 7 emoji of the first 42 bits of 6 HKDF bytes (spec: "SAS method: emoji"). */
 export function emojiFromBytes(b: Uint8Array): SasEmoji[] {

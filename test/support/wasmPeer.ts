@@ -1,0 +1,126 @@
+/**
+ * A matrix-sdk-crypto-wasm `OlmMachine` (the Rust crypto behind matrix-js-sdk and Element) logged
+ * in to a homeserver and driven like a client: `/sync` feeds its to-device events, device-list
+ * changes and key counts; every outgoing request it asks for is sent and reported back.
+ */
+import * as wasm from "@matrix-org/matrix-sdk-crypto-wasm";
+
+type Json = Record<string, unknown>;
+
+/** Outgoing request of the Rust machine (every kind carries these). */
+interface RustRequest {
+  id: string;
+  type: wasm.RequestType;
+  body: string;
+  event_type?: string;
+  txn_id?: string;
+  room_id?: string;
+}
+
+export class WasmPeer {
+  private since: string | null = null;
+
+  private constructor(
+    readonly baseUrl: string,
+    readonly userId: string,
+    readonly deviceId: string,
+    readonly accessToken: string,
+    readonly machine: wasm.OlmMachine,
+  ) {}
+
+  /** Log in with a password (a new device) and create the machine. */
+  static async login(baseUrl: string, userId: string, password: string): Promise<WasmPeer> {
+    await wasm.initAsync();
+    const res = await fetch(`${baseUrl}/_matrix/client/v3/login`, {
+      method: "POST",
+      body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password }),
+    });
+    const login = (await res.json()) as { access_token: string; device_id: string };
+    const machine = await wasm.OlmMachine.initialize(new wasm.UserId(userId), new wasm.DeviceId(login.device_id));
+    const peer = new WasmPeer(baseUrl, userId, login.device_id, login.access_token, machine);
+    await peer.flush();
+    return peer;
+  }
+
+  /** An authenticated request; throws on an error status. */
+  async call(method: string, path: string, body?: unknown): Promise<Json> {
+    const res = await fetch(`${this.baseUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.accessToken}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+    return text ? (JSON.parse(text) as Json) : {};
+  }
+
+  /** Send one request of the machine and report the answer. */
+  async send(r: RustRequest): Promise<void> {
+    let res: Json;
+    switch (r.type) {
+      case wasm.RequestType.KeysUpload:
+        res = await this.call("POST", "/_matrix/client/v3/keys/upload", r.body);
+        break;
+      case wasm.RequestType.KeysQuery:
+        res = await this.call("POST", "/_matrix/client/v3/keys/query", r.body);
+        break;
+      case wasm.RequestType.KeysClaim:
+        res = await this.call("POST", "/_matrix/client/v3/keys/claim", r.body);
+        break;
+      case wasm.RequestType.ToDevice:
+        res = await this.call("PUT", `/_matrix/client/v3/sendToDevice/${encodeURIComponent(r.event_type!)}/${encodeURIComponent(r.txn_id!)}`, r.body);
+        break;
+      case wasm.RequestType.SignatureUpload:
+        res = await this.call("POST", "/_matrix/client/v3/keys/signatures/upload", r.body);
+        break;
+      case wasm.RequestType.RoomMessage:
+        res = await this.call("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(r.room_id!)}/send/${encodeURIComponent(r.event_type!)}/${encodeURIComponent(r.txn_id!)}`, r.body);
+        break;
+      default:
+        return;
+    }
+    await this.machine.markRequestAsSent(r.id, r.type, JSON.stringify(res));
+  }
+
+  /** Send everything the machine wants sent. */
+  async flush(): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      const reqs = (await this.machine.outgoingRequests()) as RustRequest[];
+      if (!reqs.length) return;
+      for (const r of reqs) await this.send(r);
+    }
+  }
+
+  /** One `/sync` (short poll), fed to the machine, then a flush. */
+  async sync(timeoutMs = 200): Promise<void> {
+    const q = new URLSearchParams({ timeout: String(this.since ? timeoutMs : 0) });
+    if (this.since) q.set("since", this.since);
+    const res = await this.call("GET", `/_matrix/client/v3/sync?${q}`);
+    this.since = res.next_batch as string;
+    const toDevice = ((res.to_device as Json | undefined)?.events ?? []) as unknown[];
+    const lists = (res.device_lists ?? {}) as { changed?: string[]; left?: string[] };
+    const counts = new Map(Object.entries((res.device_one_time_keys_count ?? {}) as Record<string, number>));
+    const fallback = new Set((res.device_unused_fallback_key_types ?? []) as string[]);
+    await this.machine.receiveSyncChanges(JSON.stringify(toDevice), new wasm.DeviceLists((lists.changed ?? []).map((u) => new wasm.UserId(u)), (lists.left ?? []).map((u) => new wasm.UserId(u))), counts, fallback);
+    await this.flush();
+  }
+
+  /** Sync until `pred` holds (or throw after `timeoutMs`). */
+  async syncUntil(pred: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await pred())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await this.sync();
+    }
+  }
+
+  /** Track `userId` and fetch their device keys now. */
+  async track(userId: string): Promise<void> {
+    await this.machine.updateTrackedUsers([new wasm.UserId(userId)]);
+    await this.flush();
+  }
+
+  close(): void {
+    this.machine.close();
+  }
+}
