@@ -18,6 +18,16 @@ function plaintextContent(plaintextJson: string): Json {
 }
 
 /**
+ * A decrypted content with the relation of the encrypted event's cleartext (where the spec puts
+ * `m.relates_to` of encrypted events, so that servers can aggregate them), as matrix-js-sdk
+ * exposes it; a relation only inside the ciphertext (older senders) is kept when there is none.
+ */
+function withClearRelation(content: Json, ev: Json): Json {
+  const rel = isObj(ev.content) ? ev.content["m.relates_to"] : undefined;
+  return isObj(rel) ? { ...content, "m.relates_to": rel } : content;
+}
+
+/**
  * A raw timeline event plus its decryption result → what listeners get. `encryption` is the
  * client's encryption flag: it picks the reason given for an encrypted event without a result.
  * @internal
@@ -29,7 +39,7 @@ export function toTimelineItem(roomId: string, ev: Json, r: RoomDecryptResult | 
       eventId: r.eventId,
       sender: r.sender,
       type: r.type,
-      content: plaintextContent(r.plaintextJson),
+      content: withClearRelation(plaintextContent(r.plaintextJson), ev),
       originServerTs: r.originServerTs,
       encryption: {
         senderCurve25519: r.senderCurve25519,

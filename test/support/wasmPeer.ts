@@ -17,8 +17,22 @@ interface RustRequest {
   room_id?: string;
 }
 
+/** A room timeline event as this peer saw it (decrypted when it could be). */
+export interface PeerRoomEvent {
+  roomId: string;
+  eventId: string;
+  sender: string;
+  type: string;
+  content: Json;
+  encrypted: boolean;
+}
+
 export class WasmPeer {
   private since: string | null = null;
+  /** Encrypted rooms this peer joined, with the members it shares keys with. */
+  private readonly encryptedRooms = new Map<string, string[]>();
+  /** Timeline events seen in joined rooms. */
+  readonly roomEvents: PeerRoomEvent[] = [];
 
   private constructor(
     readonly baseUrl: string,
@@ -74,12 +88,48 @@ export class WasmPeer {
         res = await this.call("POST", "/_matrix/client/v3/keys/signatures/upload", r.body);
         break;
       case wasm.RequestType.RoomMessage:
-        res = await this.call("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(r.room_id!)}/send/${encodeURIComponent(r.event_type!)}/${encodeURIComponent(r.txn_id!)}`, r.body);
+        res = await this.sendRoomEvent(r.room_id!, r.event_type!, r.body, r.txn_id!);
         break;
       default:
         return;
     }
     await this.machine.markRequestAsSent(r.id, r.type, JSON.stringify(res));
+  }
+
+  /** Send a room event, encrypted (after sharing the room key with the members) in an encrypted room. */
+  async sendRoomEvent(roomId: string, type: string, body: string, txnId = `w${Date.now()}${Math.random()}`): Promise<Json> {
+    const members = this.encryptedRooms.get(roomId);
+    if (!members) return this.call("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/${encodeURIComponent(type)}/${encodeURIComponent(txnId)}`, body);
+    const users = (): wasm.UserId[] => members.map((u) => new wasm.UserId(u));
+    await this.machine.updateTrackedUsers(users());
+    await this.flush();
+    const claim = (await this.machine.getMissingSessions(users())) as RustRequest | null;
+    if (claim) await this.send(claim);
+    for (const r of (await this.machine.shareRoomKey(new wasm.RoomId(roomId), users(), new wasm.EncryptionSettings())) as RustRequest[]) await this.send(r);
+    const encrypted = await this.machine.encryptRoomEvent(new wasm.RoomId(roomId), type, body);
+    return this.call("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.encrypted/${encodeURIComponent(txnId)}`, encrypted);
+  }
+
+  /** Join a room; in an encrypted one, this peer encrypts for `members` and decrypts what arrives. */
+  async join(roomId: string, opts: { encryptedFor?: string[] } = {}): Promise<void> {
+    await this.call("POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
+    if (opts.encryptedFor) this.encryptedRooms.set(roomId, opts.encryptedFor);
+  }
+
+  /**
+   * Cross-signing for this peer's user (the Rust machine creates the keys; the upload is
+   * authenticated with the password), so what it verifies is signed and uploaded.
+   */
+  async bootstrapCrossSigning(password: string): Promise<void> {
+    const reqs = await this.machine.bootstrapCrossSigning(true);
+    if (reqs.uploadKeysRequest) await this.send(reqs.uploadKeysRequest as RustRequest);
+    const body = JSON.parse(reqs.uploadSigningKeysRequest.body) as Json;
+    const first = await fetch(`${this.baseUrl}/_matrix/client/v3/keys/device_signing/upload`, { method: "POST", headers: { authorization: `Bearer ${this.accessToken}` }, body: JSON.stringify(body) });
+    if (first.status === 401) {
+      const session = ((await first.json()) as { session: string }).session;
+      await this.call("POST", "/_matrix/client/v3/keys/device_signing/upload", { ...body, auth: { type: "m.login.password", identifier: { type: "m.id.user", user: this.userId }, password, session } });
+    } else if (!first.ok) throw new Error(`device_signing/upload: ${first.status} ${await first.text()}`);
+    await this.call("POST", "/_matrix/client/v3/keys/signatures/upload", reqs.uploadSignaturesRequest.body);
   }
 
   /** Send everything the machine wants sent. */
@@ -102,7 +152,31 @@ export class WasmPeer {
     const counts = new Map(Object.entries((res.device_one_time_keys_count ?? {}) as Record<string, number>));
     const fallback = new Set((res.device_unused_fallback_key_types ?? []) as string[]);
     await this.machine.receiveSyncChanges(JSON.stringify(toDevice), new wasm.DeviceLists((lists.changed ?? []).map((u) => new wasm.UserId(u)), (lists.left ?? []).map((u) => new wasm.UserId(u))), counts, fallback);
+    const joined = ((res.rooms as Json | undefined)?.join ?? {}) as Record<string, { timeline?: { events?: Json[] } }>;
+    for (const [roomId, room] of Object.entries(joined)) {
+      for (const ev of room.timeline?.events ?? []) await this.onRoomEvent(roomId, ev);
+    }
     await this.flush();
+  }
+
+  private async onRoomEvent(roomId: string, ev: Json): Promise<void> {
+    let event = ev;
+    let encrypted = false;
+    if (ev.type === "m.room.encrypted") {
+      try {
+        const dec = await this.machine.decryptRoomEvent(JSON.stringify(ev), new wasm.RoomId(roomId), new wasm.DecryptionSettings(wasm.TrustRequirement.Untrusted));
+        const plain = JSON.parse(dec.event) as Json;
+        event = { ...ev, type: plain.type, content: plain.content };
+        encrypted = true;
+      } catch {
+        return;
+      }
+    }
+    this.roomEvents.push({ roomId, eventId: String(ev.event_id), sender: String(ev.sender), type: String(event.type), content: (event.content ?? {}) as Json, encrypted });
+    const content = (event.content ?? {}) as Json;
+    if (String(event.type).startsWith("m.key.verification.") || (event.type === "m.room.message" && content.msgtype === "m.key.verification.request")) {
+      await this.machine.receiveVerificationEvent(JSON.stringify({ ...event, room_id: roomId }), new wasm.RoomId(roomId));
+    }
   }
 
   /** Sync until `pred` holds (or throw after `timeoutMs`). */

@@ -102,7 +102,11 @@ export class RoomSendQueue {
       await crypto.discardRoomKey(room.roomId);
       throw err;
     }
-    return JSON.parse(await crypto.encryptRoomEvent(room.roomId, type, JSON.stringify(content))) as Json;
+    const encrypted = JSON.parse(await crypto.encryptRoomEvent(room.roomId, type, JSON.stringify(content))) as Json;
+    // The relation stays in the clear (spec: end-to-end encryption, m.megolm.v1.aes-sha2), so the
+    // server can aggregate replies, edits, reactions, threads and verification flows.
+    if (isObj(content["m.relates_to"])) encrypted["m.relates_to"] = content["m.relates_to"];
+    return encrypted;
   }
 
   /** The error with `Device` objects in place of the worker's plain device data. */
