@@ -314,6 +314,11 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
    * kept in the worker), upload it (completing user-interactive auth with `password`), sign this
    * device, and store the private keys in secret storage on the account, protected by a new
    * recovery key (returned: give it to the user) or by `passphrase`.
+   *
+   * The new keys become this device's identity only once the server accepted their upload: when
+   * the upload fails (no password or a wrong one: `InvalidArgumentError` / `MatrixHttpError` 401;
+   * refused) the call throws and the identity, its pinned master key and trust are exactly as
+   * before. Run it again to retry; that also repairs a crash in the middle of a bootstrap.
    */
   async bootstrapCrossSigning(opts: { password?: string; passphrase?: string } = {}): Promise<{ recoveryKey: string }> {
     return this.crossSigning.bootstrap(opts);

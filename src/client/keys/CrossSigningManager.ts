@@ -44,21 +44,24 @@ export class CrossSigningManager {
     }
   }
 
-  /** See `MatrixClient.bootstrapCrossSigning`. */
+  /**
+   * See `MatrixClient.bootstrapCrossSigning`. The worker prepares the keys (kept pending); they
+   * become our identity only after the server accepted `/keys/device_signing/upload`. When that
+   * upload fails the pending keys are discarded and our identity is exactly as it was. A crash
+   * after the server accepted but before the commit is repaired by the next `/keys/query` (the
+   * worker adopts pending keys the server publishes) or by bootstrapping again.
+   */
   async bootstrap(opts: { password?: string; passphrase?: string }): Promise<{ recoveryKey: string }> {
-    const { http, crypto } = this.deps;
-    const r = await crypto.api.bootstrapCrossSigning(opts.passphrase ? { passphrase: opts.passphrase } : {});
-    const path = "/_matrix/client/v3/keys/device_signing/upload";
+    const { crypto } = this.deps;
+    const r = await crypto.api.prepareCrossSigning(opts.passphrase ? { passphrase: opts.passphrase } : {});
     try {
-      await http.request("POST", path, { body: r.deviceSigningUpload });
+      await this.uploadDeviceSigningKeys(r.deviceSigningUpload, opts.password);
     } catch (err) {
-      if (!(err instanceof MatrixHttpError) || err.status !== 401) throw err;
-      const session = typeof err.details.session === "string" ? err.details.session : undefined;
-      if (!opts.password) throw new InvalidArgumentError("the server wants the account password to upload cross-signing keys");
-      await http.request("POST", path, {
-        body: { ...r.deviceSigningUpload, auth: { type: "m.login.password", identifier: { type: "m.id.user", user: this.deps.userId() }, password: opts.password, session } },
-      });
+      // A failed discard is harmless (pending keys are never trusted unless the server publishes them): keep the upload's error.
+      await crypto.api.discardCrossSigning().catch(() => undefined);
+      throw err;
     }
+    await crypto.api.commitCrossSigning(r.masterKey);
     await this.uploadSignatures(r.signatureUpload);
     const ss = r.secretStorage;
     await this.setAccountData(`m.secret_storage.key.${ss.keyId}`, ss.keyDescription);
@@ -66,6 +69,21 @@ export class CrossSigningManager {
     await this.setAccountData("m.secret_storage.default_key", { key: ss.keyId });
     await this.refreshUserKeys(this.deps.userId());
     return { recoveryKey: r.recoveryKey };
+  }
+
+  /** `/keys/device_signing/upload`, with user-interactive auth by password when the server asks for it. */
+  private async uploadDeviceSigningKeys(body: Json, password: string | undefined): Promise<void> {
+    const path = "/_matrix/client/v3/keys/device_signing/upload";
+    try {
+      await this.deps.http.request("POST", path, { body });
+    } catch (err) {
+      if (!(err instanceof MatrixHttpError) || err.status !== 401) throw err;
+      const session = typeof err.details.session === "string" ? err.details.session : undefined;
+      if (!password) throw new InvalidArgumentError("the server wants the account password to upload cross-signing keys");
+      await this.deps.http.request("POST", path, {
+        body: { ...body, auth: { type: "m.login.password", identifier: { type: "m.id.user", user: this.deps.userId() }, password, session } },
+      });
+    }
   }
 
   /** See `MatrixClient.restoreCrossSigning`. */
