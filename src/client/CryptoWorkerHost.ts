@@ -5,6 +5,9 @@
  * and rejects them with {@link CryptoWorkerCrashedError} on `error`/`exit`, restarts the worker
  * with backoff and runs the `onRestart` hook (which reloads the account from the store). Nothing
  * is lost: every worker call commits before it returns.
+ *
+ * The worker prints nothing: its log records (at or above `WorkerOptions.logLevel`, filtered in
+ * the worker before they are posted) are replayed here on the host's logger, prefixed `[worker]`.
  */
 import { Worker } from "node:worker_threads";
 import { EventEmitter } from "eventemitter3";
@@ -18,7 +21,7 @@ import {
   deserializeError,
   type SerializedError,
 } from "../protocol/errors.js";
-import type { Logger } from "../pure/logger.js";
+import { childLogger, logRecord, type Logger } from "../pure/logger.js";
 import { sleep } from "../util/backoff.js";
 import type { WorkerFacade } from "../../workers/crypto-worker.js";
 
@@ -70,6 +73,12 @@ export class CryptoWorkerHost extends EventEmitter<CryptoWorkerHostEvents> {
 
   private async spawn(): Promise<void> {
     const worker = new Worker(WORKER_URL, { workerData: this.options });
+    // The worker's log lines (already filtered at `options.logLevel`), on the application's logger.
+    const workerLog = childLogger(this.logger, "[worker]");
+    worker.on("message", (m: unknown) => {
+      const msg = m as { __sdk?: string; record?: unknown } | null;
+      if (msg?.__sdk === "log") logRecord(workerLog, msg.record);
+    });
     const ready = await new Promise<{ location: string }>((resolve, reject) => {
       const onMessage = (m: unknown): void => {
         const msg = m as { __sdk?: string; error?: SerializedError; protocolVersion?: number; location?: string };

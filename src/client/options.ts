@@ -48,7 +48,12 @@ export interface MatrixClientOptions {
   encryptionConf?: EncryptionConf;
   /** Logger (no-op by default). Secrets are never logged. */
   logger?: Logger;
-  /** Log level of the crypto worker (default: silent unless a logger is given, then "info"). */
+  /**
+   * Lowest level of the crypto worker's log lines that reach `logger` (the worker posts them to
+   * the main thread, which calls `logger`; records below this level are never posted). Default:
+   * "info" when a logger is given (the worker's debug lines are per event: ask for "debug"
+   * explicitly), "silent" when not. The worker never prints to stdout or stderr itself.
+   */
   workerLogLevel?: LogLevel | "silent";
   /** undici dispatcher (e.g. MockAgent in tests). */
   dispatcher?: Dispatcher;

@@ -24,6 +24,10 @@ export interface WorkerOptions {
   store: StoreConfig;
   /** Key that encrypts libolm pickles at rest. */
   pickleKey: string;
+  /**
+   * Lowest level of the log records the worker posts to the host (which hands them to the
+   * application's logger); "silent" posts none. The worker never prints itself.
+   */
   logLevel: LogLevel | "silent";
   /** Capacity of the live inbound Megolm session cache. */
   sessionCacheSize?: number;
