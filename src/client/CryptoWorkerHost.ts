@@ -22,6 +22,7 @@ import {
   type SerializedError,
 } from "../protocol/errors.js";
 import { childLogger, logRecord, type Logger } from "../pure/logger.js";
+import { inspectCustom, redactedInspect, type InspectFn } from "../pure/secret.js";
 import { sleep } from "../util/backoff.js";
 import type { WorkerFacade } from "../../workers/crypto-worker.js";
 
@@ -51,12 +52,15 @@ export class CryptoWorkerHost extends EventEmitter<CryptoWorkerHostEvents> {
 
   /** The API, each call routed through the supervisor. */
   readonly api: RemoteCryptoWorkerApi;
+  /** The worker's options: they hold the pickle key, so they are out of reach of `util.inspect`. */
+  readonly #options: WorkerOptions;
 
   constructor(
-    private readonly options: WorkerOptions,
+    options: WorkerOptions,
     private readonly logger: Logger,
   ) {
     super();
+    this.#options = options;
     this.api = new Proxy({} as RemoteCryptoWorkerApi, {
       get: (_t, name: string) => (...args: unknown[]) => this.call(name, args),
     });
@@ -72,7 +76,7 @@ export class CryptoWorkerHost extends EventEmitter<CryptoWorkerHostEvents> {
   }
 
   private async spawn(): Promise<void> {
-    const worker = new Worker(WORKER_URL, { workerData: this.options });
+    const worker = new Worker(WORKER_URL, { workerData: this.#options });
     // The worker's log lines (already filtered at `options.logLevel`), on the application's logger.
     const workerLog = childLogger(this.logger, "[worker]");
     worker.on("message", (m: unknown) => {
@@ -203,6 +207,16 @@ export class CryptoWorkerHost extends EventEmitter<CryptoWorkerHostEvents> {
         return this.callOn(this.gen, name, args);
       },
     });
+  }
+
+  /** What `JSON.stringify` shows: no options (they hold the pickle key), only the state. */
+  toJSON(): { location: string; running: boolean; closed: boolean } {
+    return { location: this.location, running: this.gen !== null, closed: this.closed };
+  }
+
+  /** What `util.inspect` shows: the summary of {@link CryptoWorkerHost.toJSON}. */
+  [inspectCustom](_depth: number, options: object, inspect: InspectFn): string {
+    return redactedInspect("CryptoWorkerHost", this.toJSON(), options, inspect);
   }
 
   /** Kill the worker abruptly (tests of the supervisor). */

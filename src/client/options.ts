@@ -70,3 +70,11 @@ export function storeConfig(conf: EncryptionConf = {}): StoreConfig {
   const dir = conf.storeConf?.dbPath ?? userDataDir();
   return { kind: "sqlite", path: join(dir, conf.storeConf?.dbName ?? "crypto.db") };
 }
+
+/** `opts` without the pickle key (the client keeps that apart, out of reach of `util.inspect`). @internal */
+export function withoutPickleKey(opts: MatrixClientOptions): MatrixClientOptions {
+  const storeConf = opts.encryptionConf?.storeConf;
+  if (storeConf?.pickleKey === undefined) return opts;
+  const { pickleKey: _secret, ...rest } = storeConf;
+  return { ...opts, encryptionConf: { ...opts.encryptionConf, storeConf: rest } };
+}

@@ -4,6 +4,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { inspect } from "node:util";
 import * as wasm from "@matrix-org/matrix-sdk-crypto-wasm";
 import { InvalidArgumentError, MatrixHttpError, MatrixSdkError, type MatrixClient } from "../../src/index.js";
 import type { SynapseHandle } from "../harness/synapse.js";
@@ -64,8 +65,12 @@ describe("cross-signing and secret storage", { timeout: 240_000 }, () => {
   });
 
   it("bootstraps: keys uploaded with UIA, this device signed, secrets stored; an independent implementation sees the device as cross-signed by its owner", async () => {
-    ({ recoveryKey } = await a1.client.bootstrapCrossSigning({ password: PASSWORD }));
+    const result = await a1.client.bootstrapCrossSigning({ password: PASSWORD });
+    ({ recoveryKey } = result);
     assert.match(recoveryKey, /^(\S{4} )+\S{1,4}$/);
+    // The result redacts the recovery key when inspected or serialised (logs, crash dumps).
+    assert.equal(inspect(result, { depth: Infinity, showHidden: true, getters: true }).includes(recoveryKey), false);
+    assert.equal(JSON.stringify(result).includes(recoveryKey), false);
     const me = await a1.client.getUserIdentity(alice);
     assert.ok(me.masterKey);
     assert.equal(me.verified, true);

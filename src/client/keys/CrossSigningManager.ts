@@ -9,6 +9,36 @@ import { InvalidArgumentError, MatrixHttpError } from "../../protocol/errors.js"
 import { p, type HttpClient } from "../../http/HttpClient.js";
 import type { CryptoAccess } from "../CryptoAccess.js";
 import { isObj, type Json } from "../json.js";
+import { inspectCustom, REDACTED, redactedInspect, Secret, type InspectFn } from "../../pure/secret.js";
+
+/**
+ * What `MatrixClient.bootstrapCrossSigning` returns. The recovery key is a getter (so
+ * `const { recoveryKey } = await client.bootstrapCrossSigning(…)` works) and is redacted by
+ * `util.inspect`, `console.log` and `JSON.stringify` of this object.
+ */
+export class CrossSigningBootstrapResult {
+  readonly #recoveryKey: Secret;
+
+  /** @param recoveryKey - The new secret-storage recovery key. */
+  constructor(recoveryKey: string) {
+    this.#recoveryKey = new Secret(recoveryKey);
+  }
+
+  /** The new recovery key (groups of four characters): give it to the user, never log it. */
+  get recoveryKey(): string {
+    return this.#recoveryKey.reveal();
+  }
+
+  /** What `JSON.stringify` shows: the recovery key redacted. */
+  toJSON(): { recoveryKey: string } {
+    return { recoveryKey: REDACTED };
+  }
+
+  /** What `util.inspect` shows: the recovery key redacted. */
+  [inspectCustom](_depth: number, options: object, inspect: InspectFn): string {
+    return redactedInspect("CrossSigningBootstrapResult", this.toJSON(), options, inspect);
+  }
+}
 
 /** What cross-signing needs. @internal */
 export interface CrossSigningDeps {
@@ -51,7 +81,7 @@ export class CrossSigningManager {
    * after the server accepted but before the commit is repaired by the next `/keys/query` (the
    * worker adopts pending keys the server publishes) or by bootstrapping again.
    */
-  async bootstrap(opts: { password?: string; passphrase?: string }): Promise<{ recoveryKey: string }> {
+  async bootstrap(opts: { password?: string; passphrase?: string }): Promise<CrossSigningBootstrapResult> {
     const { crypto } = this.deps;
     const r = await crypto.api.prepareCrossSigning(opts.passphrase ? { passphrase: opts.passphrase } : {});
     try {
@@ -68,7 +98,7 @@ export class CrossSigningManager {
     for (const [name, content] of Object.entries(ss.secrets)) await this.setAccountData(name, content);
     await this.setAccountData("m.secret_storage.default_key", { key: ss.keyId });
     await this.refreshUserKeys(this.deps.userId());
-    return { recoveryKey: r.recoveryKey };
+    return new CrossSigningBootstrapResult(r.recoveryKey);
   }
 
   /** `/keys/device_signing/upload`, with user-interactive auth by password when the server asks for it. */
