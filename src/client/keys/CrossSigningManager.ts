@@ -40,6 +40,11 @@ export class CrossSigningBootstrapResult {
   }
 }
 
+/** The server (or the client, for a missing password) refused a request: it certainly changed nothing. */
+function isRefusal(err: unknown): boolean {
+  return err instanceof InvalidArgumentError || (err instanceof MatrixHttpError && err.status >= 400 && err.status < 500);
+}
+
 /** What cross-signing needs. @internal */
 export interface CrossSigningDeps {
   http: HttpClient;
@@ -76,10 +81,11 @@ export class CrossSigningManager {
 
   /**
    * See `MatrixClient.bootstrapCrossSigning`. The worker prepares the keys (kept pending); they
-   * become our identity only after the server accepted `/keys/device_signing/upload`. When that
-   * upload fails the pending keys are discarded and our identity is exactly as it was. A crash
-   * after the server accepted but before the commit is repaired by the next `/keys/query` (the
-   * worker adopts pending keys the server publishes) or by bootstrapping again.
+   * become our identity only after the server accepted `/keys/device_signing/upload`. When the
+   * server refuses that upload the pending keys are discarded; on any failure our identity is
+   * exactly as it was. A crash (or a lost answer) after the server accepted but before the commit
+   * is repaired by the next `/keys/query` (the worker adopts pending keys the server publishes)
+   * or by bootstrapping again.
    */
   async bootstrap(opts: { password?: string; passphrase?: string }): Promise<CrossSigningBootstrapResult> {
     const { crypto } = this.deps;
@@ -87,8 +93,11 @@ export class CrossSigningManager {
     try {
       await this.uploadDeviceSigningKeys(r.deviceSigningUpload, opts.password);
     } catch (err) {
-      // A failed discard is harmless (pending keys are never trusted unless the server publishes them): keep the upload's error.
-      await crypto.api.discardCrossSigning().catch(() => undefined);
+      // A refusal is definitive: forget the keys. After an ambiguous failure (network, 5xx) the
+      // server may have stored them, so they stay pending: the next /keys/query adopts them if
+      // they were published, and they are never trusted otherwise. A failed discard is as
+      // harmless, so the upload's error is the one reported.
+      if (isRefusal(err)) await crypto.api.discardCrossSigning().catch(() => undefined);
       throw err;
     }
     await crypto.api.commitCrossSigning(r.masterKey);
