@@ -1,7 +1,8 @@
 /**
  * Entry point of the crypto worker thread: opens the store, initialises libolm, builds the
  * engine and exposes a narrow, frozen facade through Comlink. Posts `ready` (or `init-error`)
- * once the store is open and migrated.
+ * once the store is open and migrated, and `log` records (at or above `WorkerOptions.logLevel`)
+ * for the host to hand to the application's logger: the worker never prints.
  *
  * Every facade method returns an envelope (`{ ok, value } | { ok: false, error }`) so typed
  * errors keep their code and details across the boundary; calls run one at a time.
@@ -13,7 +14,7 @@ import Olm from "@matrix-org/olm";
 import { PROTOCOL_VERSION, type WorkerOptions, type CryptoWorkerApi } from "../src/protocol/api.js";
 import { deserializeError, serializeError, type SerializedError } from "../src/protocol/errors.js";
 import type { CryptoStore } from "../src/protocol/store.js";
-import { consoleLogger, noopLogger, type Logger } from "../src/pure/logger.js";
+import { forwardingLogger, noopLogger, type Logger } from "../src/pure/logger.js";
 import { CryptoEngine } from "./engine/CryptoEngine.js";
 import { openStore } from "./store/openStore.js";
 import { exportKeysToFile, importKeysFromFile } from "./keyFiles.js";
@@ -30,7 +31,18 @@ async function main(): Promise<void> {
   if (!parentPort) throw new Error("crypto-worker must run in a worker thread");
   const port = parentPort;
   const opts = workerData as WorkerOptions;
-  const logger: Logger = opts.logLevel === "silent" ? noopLogger : consoleLogger(opts.logLevel, "[crypto-worker] ");
+  // Log lines go to the host, which hands them to the application's logger (nothing is printed
+  // here); records below the level the host asked for are never posted.
+  const logger: Logger =
+    opts.logLevel === "silent"
+      ? noopLogger
+      : forwardingLogger(opts.logLevel, (record) => {
+          try {
+            port.postMessage({ __sdk: "log", record });
+          } catch {
+            // The port is closing: the line is lost, nothing else is.
+          }
+        });
   let store: CryptoStore;
   let engine: CryptoEngine;
   try {
@@ -84,7 +96,9 @@ async function main(): Promise<void> {
     getRoomInfo: (roomId: string) => run(() => engine.getRoomInfo(roomId)),
     prepareRoomKeyShare: (roomId: string, verify: boolean, onlyCrossSigned?: boolean) => run(() => engine.prepareRoomKeyShare(roomId, verify, onlyCrossSigned)),
     shareRoomKey: (roomId: string, verify: boolean, onlyCrossSigned?: boolean) => run(() => engine.shareRoomKey(roomId, verify, onlyCrossSigned)),
-    bootstrapCrossSigning: (opts) => run(() => engine.bootstrapCrossSigning(opts)),
+    prepareCrossSigning: (opts) => run(() => engine.prepareCrossSigning(opts)),
+    commitCrossSigning: (masterKey: string) => run(() => engine.commitCrossSigning(masterKey)),
+    discardCrossSigning: () => run(() => engine.discardCrossSigning()),
     restoreCrossSigning: (input) => run(() => engine.restoreCrossSigning(input)),
     verifyUser: (userId: string) => run(() => engine.verifyUser(userId)),
     refreshUsers: (userIds: string[]) => run(() => engine.refreshUsers(userIds)),

@@ -5,6 +5,9 @@
  * and rejects them with {@link CryptoWorkerCrashedError} on `error`/`exit`, restarts the worker
  * with backoff and runs the `onRestart` hook (which reloads the account from the store). Nothing
  * is lost: every worker call commits before it returns.
+ *
+ * The worker prints nothing: its log records (at or above `WorkerOptions.logLevel`, filtered in
+ * the worker before they are posted) are replayed here on the host's logger, prefixed `[worker]`.
  */
 import { Worker } from "node:worker_threads";
 import { EventEmitter } from "eventemitter3";
@@ -18,7 +21,8 @@ import {
   deserializeError,
   type SerializedError,
 } from "../protocol/errors.js";
-import type { Logger } from "../pure/logger.js";
+import { childLogger, logRecord, type Logger } from "../pure/logger.js";
+import { inspectCustom, redactedInspect, type InspectFn } from "../pure/secret.js";
 import { sleep } from "../util/backoff.js";
 import type { WorkerFacade } from "../../workers/crypto-worker.js";
 
@@ -48,12 +52,15 @@ export class CryptoWorkerHost extends EventEmitter<CryptoWorkerHostEvents> {
 
   /** The API, each call routed through the supervisor. */
   readonly api: RemoteCryptoWorkerApi;
+  /** The worker's options: they hold the pickle key, so they are out of reach of `util.inspect`. */
+  readonly #options: WorkerOptions;
 
   constructor(
-    private readonly options: WorkerOptions,
+    options: WorkerOptions,
     private readonly logger: Logger,
   ) {
     super();
+    this.#options = options;
     this.api = new Proxy({} as RemoteCryptoWorkerApi, {
       get: (_t, name: string) => (...args: unknown[]) => this.call(name, args),
     });
@@ -69,7 +76,13 @@ export class CryptoWorkerHost extends EventEmitter<CryptoWorkerHostEvents> {
   }
 
   private async spawn(): Promise<void> {
-    const worker = new Worker(WORKER_URL, { workerData: this.options });
+    const worker = new Worker(WORKER_URL, { workerData: this.#options });
+    // The worker's log lines (already filtered at `options.logLevel`), on the application's logger.
+    const workerLog = childLogger(this.logger, "[worker]");
+    worker.on("message", (m: unknown) => {
+      const msg = m as { __sdk?: string; record?: unknown } | null;
+      if (msg?.__sdk === "log") logRecord(workerLog, msg.record);
+    });
     const ready = await new Promise<{ location: string }>((resolve, reject) => {
       const onMessage = (m: unknown): void => {
         const msg = m as { __sdk?: string; error?: SerializedError; protocolVersion?: number; location?: string };
@@ -194,6 +207,16 @@ export class CryptoWorkerHost extends EventEmitter<CryptoWorkerHostEvents> {
         return this.callOn(this.gen, name, args);
       },
     });
+  }
+
+  /** What `JSON.stringify` shows: no options (they hold the pickle key), only the state. */
+  toJSON(): { location: string; running: boolean; closed: boolean } {
+    return { location: this.location, running: this.gen !== null, closed: this.closed };
+  }
+
+  /** What `util.inspect` shows: the summary of {@link CryptoWorkerHost.toJSON}. */
+  [inspectCustom](_depth: number, options: object, inspect: InspectFn): string {
+    return redactedInspect("CryptoWorkerHost", this.toJSON(), options, inspect);
   }
 
   /** Kill the worker abruptly (tests of the supervisor). */

@@ -20,17 +20,18 @@ import { HttpClient, makeTxnId, p } from "../http/HttpClient.js";
 import { VerificationManager } from "./verification/VerificationManager.js";
 import type { VerificationRequest } from "./verification/VerificationRequest.js";
 import { childLogger, noopLogger, type Logger } from "../pure/logger.js";
+import { inspectCustom, redactedInspect, Secret, type InspectFn } from "../pure/secret.js";
 import type { CryptoAccess } from "./CryptoAccess.js";
 import { CryptoWorkerHost } from "./CryptoWorkerHost.js";
 import { Device, type DeviceOwner } from "./Device.js";
 import type { ClientEventSink, MatrixClientEvents, RoomEvent, UndecryptableEvent } from "./events.js";
 import type { Json } from "./json.js";
-import { CrossSigningManager } from "./keys/CrossSigningManager.js";
+import { CrossSigningManager, type CrossSigningBootstrapResult } from "./keys/CrossSigningManager.js";
 import { KeyExportManager } from "./keys/KeyExportManager.js";
 import { KeySharingManager, type KeyForwardListener, type KeyRequestListener } from "./keys/KeySharingManager.js";
 import { FileMessageSender } from "./media/FileMessageSender.js";
 import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput, type SendFileOptions } from "./media/media.js";
-import { storeConfig, type MatrixClientOptions } from "./options.js";
+import { storeConfig, withoutPickleKey, type MatrixClientOptions } from "./options.js";
 import { DEFAULT_PICKLE_KEY } from "./paths.js";
 import type { Room, RoomEncryptionSettings, RoomHost } from "./rooms/Room.js";
 import { RoomEncryptionTracker } from "./rooms/RoomEncryptionTracker.js";
@@ -64,7 +65,10 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
   // `http` and `host` keep these names: the benchmarks reach into them (bench/measure.ts).
   private readonly http: HttpClient;
   private readonly log: Logger;
+  /** The options, without the pickle key. */
   private readonly opts: MatrixClientOptions;
+  /** The pickle key, out of reach of `util.inspect` and `JSON.stringify`. */
+  readonly #pickleKey: Secret;
   private host: CryptoWorkerHost | null = null;
   private account: AccountInfo | null = null;
   private _userId: string | null = null;
@@ -96,7 +100,8 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
       throw new InvalidArgumentError("restoreDeviceId only makes sense when encryption is enabled.");
     }
     this.homeserverUrl = homeserverUrl.replace(/\/+$/, "");
-    this.opts = opts;
+    this.#pickleKey = new Secret(opts.encryptionConf?.storeConf?.pickleKey ?? DEFAULT_PICKLE_KEY);
+    this.opts = withoutPickleKey(opts);
     this.encryption = opts.encryption === true;
     this.verifyDevices = opts.verifyDevices === true;
     this.log = opts.logger ?? noopLogger;
@@ -148,7 +153,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     this.keyFiles = new KeyExportManager(crypto, this, timeline);
     this.crossSigning = new CrossSigningManager({ http, crypto, userId, triggerOutgoing: () => this.outgoing.trigger() });
     this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId });
-    this.syncLoop = new SyncLoop({ http, processor: this.syncProcessor, events: this, log, options: opts });
+    this.syncLoop = new SyncLoop({ http, processor: this.syncProcessor, events: this, log, options: this.opts });
   }
 
   /** Logged-in user ID, or null. */
@@ -164,6 +169,19 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     return this.http.accessToken;
   }
 
+  /**
+   * What `JSON.stringify(client)` shows: the homeserver, the session's user and device, and
+   * flags. Never the access token or the pickle key.
+   */
+  toJSON(): { homeserverUrl: string; userId: string | null; deviceId: string | null; encryption: boolean; loggedIn: boolean; closed: boolean } {
+    return { homeserverUrl: this.homeserverUrl, userId: this._userId, deviceId: this._deviceId, encryption: this.encryption, loggedIn: this.http.accessToken !== undefined, closed: this.closed };
+  }
+
+  /** What `util.inspect(client)` (and so `console.log`) shows: the summary of {@link MatrixClient.toJSON}. */
+  [inspectCustom](_depth: number, options: object, inspect: InspectFn): string {
+    return redactedInspect("MatrixClient", this.toJSON(), options, inspect);
+  }
+
   // ---------------------------------------------------------------------------------------------
   // crypto worker
 
@@ -175,7 +193,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
       const host = new CryptoWorkerHost(
         {
           store: storeConfig(this.opts.encryptionConf),
-          pickleKey: this.opts.encryptionConf?.storeConf?.pickleKey ?? DEFAULT_PICKLE_KEY,
+          pickleKey: this.#pickleKey.reveal(),
           logLevel: this.opts.workerLogLevel ?? (this.opts.logger ? "info" : "silent"),
           ...(this.opts.encryptionConf?.sessionCacheSize ? { sessionCacheSize: this.opts.encryptionConf.sessionCacheSize } : {}),
         },
@@ -332,9 +350,15 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
    * Create this user's cross-signing identity (master, self-signing and user-signing keys, made and
    * kept in the worker), upload it (completing user-interactive auth with `password`), sign this
    * device, and store the private keys in secret storage on the account, protected by a new
-   * recovery key (returned: give it to the user) or by `passphrase`.
+   * recovery key (returned: give it to the user; `util.inspect` and `JSON.stringify` of the result
+   * redact it) or by `passphrase`.
+   *
+   * The new keys become this device's identity only once the server accepted their upload: when
+   * the upload fails (no password or a wrong one: `InvalidArgumentError` / `MatrixHttpError` 401;
+   * refused) the call throws and the identity, its pinned master key and trust are exactly as
+   * before. Run it again to retry; that also repairs a crash in the middle of a bootstrap.
    */
-  async bootstrapCrossSigning(opts: { password?: string; passphrase?: string } = {}): Promise<{ recoveryKey: string }> {
+  async bootstrapCrossSigning(opts: { password?: string; passphrase?: string } = {}): Promise<CrossSigningBootstrapResult> {
     return this.crossSigning.bootstrap(opts);
   }
 

@@ -48,7 +48,12 @@ export interface MatrixClientOptions {
   encryptionConf?: EncryptionConf;
   /** Logger (no-op by default). Secrets are never logged. */
   logger?: Logger;
-  /** Log level of the crypto worker (default: silent unless a logger is given, then "info"). */
+  /**
+   * Lowest level of the crypto worker's log lines that reach `logger` (the worker posts them to
+   * the main thread, which calls `logger`; records below this level are never posted). Default:
+   * "info" when a logger is given (the worker's debug lines are per event: ask for "debug"
+   * explicitly), "silent" when not. The worker never prints to stdout or stderr itself.
+   */
   workerLogLevel?: LogLevel | "silent";
   /** undici dispatcher (e.g. MockAgent in tests). */
   dispatcher?: Dispatcher;
@@ -64,4 +69,12 @@ export function storeConfig(conf: EncryptionConf = {}): StoreConfig {
   if (conf.inMemoryStore) return { kind: "memory" };
   const dir = conf.storeConf?.dbPath ?? userDataDir();
   return { kind: "sqlite", path: join(dir, conf.storeConf?.dbName ?? "crypto.db") };
+}
+
+/** `opts` without the pickle key (the client keeps that apart, out of reach of `util.inspect`). @internal */
+export function withoutPickleKey(opts: MatrixClientOptions): MatrixClientOptions {
+  const storeConf = opts.encryptionConf?.storeConf;
+  if (storeConf?.pickleKey === undefined) return opts;
+  const { pickleKey: _secret, ...rest } = storeConf;
+  return { ...opts, encryptionConf: { ...opts.encryptionConf, storeConf: rest } };
 }

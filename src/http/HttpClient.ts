@@ -14,6 +14,7 @@ import { Pool, type Dispatcher } from "undici";
 import { ClientClosedError, InvalidArgumentError, MatrixHttpError, NetworkError } from "../protocol/errors.js";
 import { computeBackoff, sleep } from "../util/backoff.js";
 import { noopLogger, type Logger } from "../pure/logger.js";
+import { inspectCustom, redactedInspect, Secret, type InspectFn } from "../pure/secret.js";
 
 /** Longest server-requested delay (`retry_after_ms` / `Retry-After`) that is honoured: 5 minutes. */
 export const MAX_RETRY_AFTER_MS = 5 * 60_000;
@@ -203,6 +204,7 @@ function httpErrorFromResponse(
  *   `retry_after_ms` / `Retry-After` (up to {@link MAX_RETRY_AFTER_MS}) or an exponential backoff
  *   with full jitter. Other 4xx answers are never retried.
  * - {@link HttpClient.close} aborts in-flight requests and backoff waits with {@link ClientClosedError}.
+ * - The access token is never shown by `util.inspect` or `JSON.stringify` (nor logged).
  */
 export class HttpClient {
   /** Origin requests go to, e.g. `https://matrix.example.org`. */
@@ -210,7 +212,8 @@ export class HttpClient {
   /** Path prefix of the base URL without trailing slash (usually `""`). */
   readonly basePath: string;
 
-  private token: string | undefined;
+  /** The access token, out of reach of `util.inspect` and `JSON.stringify`. */
+  #token: Secret | undefined;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
   private readonly logger: Logger;
@@ -239,7 +242,7 @@ export class HttpClient {
     }
     this.origin = url.origin;
     this.basePath = url.pathname.replace(/\/+$/, "");
-    this.token = opts.accessToken;
+    this.setAccessToken(opts.accessToken);
     this.logger = opts.logger ?? noopLogger;
     this.requestTimeoutMs = nonNegative(opts.requestTimeoutMs, 60_000);
     this.maxRetries = Math.floor(nonNegative(opts.maxRetries, 5));
@@ -274,7 +277,7 @@ export class HttpClient {
 
   /** The access token currently sent with authenticated requests, if any. */
   get accessToken(): string | undefined {
-    return this.token;
+    return this.#token?.reveal();
   }
 
   /** True once {@link HttpClient.close} was called. */
@@ -287,7 +290,17 @@ export class HttpClient {
    * @param token - The new token, or `undefined` to send no `Authorization` header.
    */
   setAccessToken(token: string | undefined): void {
-    this.token = token;
+    this.#token = token === undefined ? undefined : new Secret(token);
+  }
+
+  /** What `JSON.stringify` shows: the origin and whether a token is set, never the token. */
+  toJSON(): { origin: string; basePath: string; hasAccessToken: boolean; closed: boolean } {
+    return { origin: this.origin, basePath: this.basePath, hasAccessToken: this.#token !== undefined, closed: this.closed };
+  }
+
+  /** What `util.inspect` shows: the same summary as {@link HttpClient.toJSON}. */
+  [inspectCustom](_depth: number, options: object, inspect: InspectFn): string {
+    return redactedInspect("HttpClient", this.toJSON(), options, inspect);
   }
 
   /**
@@ -363,7 +376,7 @@ export class HttpClient {
   async download(path: string, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<{ body: Readable; contentType: string | undefined; length: number | undefined }> {
     if (this.closed) throw new ClientClosedError("The HTTP client is closed.");
     const headers: Record<string, string> = {};
-    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token.reveal()}`;
     const logPath = this.basePath + path.split("?")[0];
     let res: Dispatcher.ResponseData;
     try {
@@ -451,7 +464,7 @@ export class HttpClient {
     const headers: Record<string, string> = { accept: "application/json" };
     if (contentType !== undefined) headers["content-type"] = contentType;
     if (contentLength !== undefined) headers["content-length"] = String(contentLength);
-    if (auth && this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    if (auth && this.#token !== undefined) headers.authorization = `Bearer ${this.#token.reveal()}`;
 
     if (parent.aborted) throw parent.reason;
     const attemptCtl = new AbortController();

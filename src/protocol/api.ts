@@ -25,6 +25,10 @@ export interface WorkerOptions {
   store: StoreConfig;
   /** Key that encrypts libolm pickles at rest. */
   pickleKey: string;
+  /**
+   * Lowest level of the log records the worker posts to the host (which hands them to the
+   * application's logger); "silent" posts none. The worker never prints itself.
+   */
   logLevel: LogLevel | "silent";
   /** Capacity of the live inbound Megolm session cache. */
   sessionCacheSize?: number;
@@ -217,8 +221,10 @@ export interface UserIdentityInfo {
   verified: boolean;
 }
 
-/** What bootstrapping cross-signing produced, for the main thread to upload. */
+/** What preparing a cross-signing bootstrap produced, for the main thread to upload. */
 export interface CrossSigningBootstrap {
+  /** The new master public key: names this bootstrap in {@link CryptoWorkerApi.commitCrossSigning}. */
+  masterKey: string;
   deviceSigningUpload: Record<string, unknown>;
   signatureUpload: Record<string, unknown>;
   recoveryKey: string;
@@ -306,8 +312,16 @@ export interface CryptoWorkerApi {
    */
   importKeysFromFile(path: string, passphrase: string, onProgress?: (done: number, total: number) => void): KeyImportResult;
 
-  /** Create cross-signing keys, sign this device, encrypt the keys for secret storage. */
-  bootstrapCrossSigning(opts: { passphrase?: string }): CrossSigningBootstrap;
+  /**
+   * Create new cross-signing keys, sign this device with them and encrypt them for secret
+   * storage, kept as a pending bootstrap: our identity does not change until
+   * {@link commitCrossSigning}.
+   */
+  prepareCrossSigning(opts: { passphrase?: string }): CrossSigningBootstrap;
+  /** The server accepted the prepared keys' upload: they become our identity (keys, pin). Throws if none with `masterKey` is pending. */
+  commitCrossSigning(masterKey: string): void;
+  /** The prepared keys' upload failed: forget them (our identity is unchanged). */
+  discardCrossSigning(): void;
   /** Restore cross-signing keys from secret storage and sign this device. */
   restoreCrossSigning(input: { keyDescription: Record<string, unknown>; keyId: string; secrets: Record<string, unknown>; recoveryKey?: string; passphrase?: string }): { signatureUpload: Record<string, unknown> };
   /** Sign another user's master key with our user-signing key. */

@@ -53,13 +53,11 @@ export async function waitFor(pred: () => boolean | Promise<boolean>, what: stri
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Captures log lines: a Logger for the main thread, and the crypto worker's console output
- * (worker threads print through the main thread's process.stdout/stderr).
- * Worker lines are kept and not printed unless SDK_TEST_LOG is set.
+ * Captures log lines through a Logger: the main thread's and the crypto worker's (which reach the
+ * client's logger, `[crypto] [worker]`). Printed to stderr too when SDK_TEST_LOG is set.
  */
 export class LogCapture {
   readonly lines: string[] = [];
-  private restore: (() => void) | null = null;
 
   readonly logger: Logger = {
     debug: (m) => this.push(`D ${m}`),
@@ -69,38 +67,9 @@ export class LogCapture {
   };
 
   private push(line: string): void {
+    if (process.env.SDK_TEST_LOG) process.stderr.write(`${line}\n`);
     this.lines.push(line);
     if (this.lines.length > 50_000) this.lines.splice(0, 10_000);
-  }
-
-  /** Start capturing worker output ("[crypto-worker]" lines). */
-  start(): this {
-    if (this.restore) return this;
-    const out = process.stdout.write.bind(process.stdout);
-    const err = process.stderr.write.bind(process.stderr);
-    const verbose = !!process.env.SDK_TEST_LOG;
-    const wrap =
-      (orig: typeof process.stdout.write) =>
-      (chunk: unknown, ...rest: unknown[]): boolean => {
-        const s = typeof chunk === "string" ? chunk : Buffer.isBuffer(chunk) ? chunk.toString("utf8") : "";
-        if (s.includes("[crypto-worker]")) {
-          for (const l of s.split("\n")) if (l) this.push(`worker ${l}`);
-          if (!verbose) return true;
-        }
-        return (orig as (...a: unknown[]) => boolean)(chunk, ...rest);
-      };
-    process.stdout.write = wrap(out) as typeof process.stdout.write;
-    process.stderr.write = wrap(err) as typeof process.stderr.write;
-    this.restore = () => {
-      process.stdout.write = out;
-      process.stderr.write = err;
-    };
-    return this;
-  }
-
-  stop(): void {
-    this.restore?.();
-    this.restore = null;
   }
 
   /** Lines matching `re`. */

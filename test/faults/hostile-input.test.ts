@@ -73,7 +73,6 @@ describe("hostile sync input (fake homeserver, real worker)", { timeout: 120_000
   const decryptedOf = (name: string) => r.ev.events.find((e) => e.unsigned?.fault_case === name);
 
   before(async () => {
-    logs.start();
     r = await makeRig(logs);
     await r.deliver({
       rooms: { join: { [ROOM_A]: joinedRoom(encryptedRoomState(ROOM_A, PEER, [ME, PEER])), [ROOM_B]: joinedRoom(encryptedRoomState(ROOM_B, PEER, [ME, PEER])) } },
@@ -92,7 +91,6 @@ describe("hostile sync input (fake homeserver, real worker)", { timeout: 120_000
     await r?.client.close();
     await r?.fake.close();
     r?.peer.free();
-    logs.stop();
   });
 
   it("hostile room events: each gets a reason code, none is emitted as decrypted", async () => {
@@ -432,7 +430,6 @@ describe("property: arbitrary /sync responses never crash the client or the work
   const stats = { runs: 0, wellFormed: 0, rejected: 0, poison: [] as string[] };
 
   before(async () => {
-    logs.start();
     r = await makeRig(logs);
     r.fake.skipFailedBatches = true;
     await r.deliver({ rooms: { join: { [ROOM_A]: joinedRoom(encryptedRoomState(ROOM_A, PEER, [ME, PEER])) } } });
@@ -469,7 +466,6 @@ describe("property: arbitrary /sync responses never crash the client or the work
     await r?.client.close();
     await r?.fake.close();
     r?.peer.free();
-    logs.stop();
     console.log(
       `# property: ${stats.runs} /sync responses tried (${stats.wellFormed} with a next_batch, ${stats.rejected} rejected as malformed), poison pills ${stats.poison.length}, worker crashes ${r?.ev.crashed ?? "?"}`,
     );

@@ -32,12 +32,10 @@ describe("HTTP faults on a scripted fake homeserver", { timeout: 120_000 }, () =
   let injected = 0;
 
   before(async () => {
-    logs.start();
     await initOlm();
   });
   after(async () => {
     for (const c of cleanup.reverse()) await c().catch(() => undefined);
-    logs.stop();
     console.log(`# HTTP faults injected on the fake homeserver: ${injected}`);
   });
 

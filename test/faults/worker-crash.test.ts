@@ -242,14 +242,12 @@ describe("worker crash between a late room key and the emission of the events wa
   let peer: OlmPeer;
 
   before(async () => {
-    logs.start();
     await initOlm();
   });
   after(async () => {
     await client?.close();
     await fake?.close();
     peer?.free();
-    logs.stop();
   });
 
   it(

@@ -4,8 +4,9 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { inspect } from "node:util";
 import * as wasm from "@matrix-org/matrix-sdk-crypto-wasm";
-import { MatrixSdkError, type MatrixClient } from "../../src/index.js";
+import { InvalidArgumentError, MatrixHttpError, MatrixSdkError, type MatrixClient } from "../../src/index.js";
 import type { SynapseHandle } from "../harness/synapse.js";
 import { PASSWORD, Recorder, startClient, synapse, tempDir, uniqueName, waitUntil } from "./helpers.js";
 
@@ -64,8 +65,12 @@ describe("cross-signing and secret storage", { timeout: 240_000 }, () => {
   });
 
   it("bootstraps: keys uploaded with UIA, this device signed, secrets stored; an independent implementation sees the device as cross-signed by its owner", async () => {
-    ({ recoveryKey } = await a1.client.bootstrapCrossSigning({ password: PASSWORD }));
+    const result = await a1.client.bootstrapCrossSigning({ password: PASSWORD });
+    ({ recoveryKey } = result);
     assert.match(recoveryKey, /^(\S{4} )+\S{1,4}$/);
+    // The result redacts the recovery key when inspected or serialised (logs, crash dumps).
+    assert.equal(inspect(result, { depth: Infinity, showHidden: true, getters: true }).includes(recoveryKey), false);
+    assert.equal(JSON.stringify(result).includes(recoveryKey), false);
     const me = await a1.client.getUserIdentity(alice);
     assert.ok(me.masterKey);
     assert.equal(me.verified, true);
@@ -77,6 +82,38 @@ describe("cross-signing and secret storage", { timeout: 240_000 }, () => {
     assert.ok(dev, "the Rust implementation does not know our device");
     assert.equal(dev.isCrossSignedByOwner(), true, "the Rust implementation does not see our device as cross-signed by its owner");
     peer.machine.close();
+  });
+
+  it("a failed bootstrap (no password, wrong password) leaves the identity, its pin and trust as they were; a later bootstrap is accepted", async () => {
+    const dave = (await hs.registerUser(uniqueName("xsdave"), PASSWORD)).userId;
+    const d1 = track(await startClient(hs, dave, tempDir()));
+    const changed: string[] = [];
+    d1.client.on("user.identityChanged", (u) => changed.push(u));
+    await d1.client.bootstrapCrossSigning({ password: PASSWORD });
+    const before = await d1.client.getUserIdentity(dave);
+    assert.equal(before.verified, true);
+    assert.equal(before.pinnedMasterKey, before.masterKey);
+
+    await assert.rejects(d1.client.bootstrapCrossSigning({}), InvalidArgumentError);
+    await assert.rejects(d1.client.bootstrapCrossSigning({ password: "not the password" }), (e: unknown) => e instanceof MatrixHttpError && e.status === 401);
+    // What the server publishes is still the first identity, and so is ours: no change to report.
+    await d1.client.refreshUserKeys(dave);
+    assert.deepEqual(await d1.client.getUserIdentity(dave), before);
+    assert.deepEqual(changed, []);
+
+    // A later bootstrap with the password replaces the identity; the server accepts our signatures
+    // (a rejected signature upload throws) and another user sees the device signed by the new keys.
+    await d1.client.bootstrapCrossSigning({ password: PASSWORD });
+    const now = await d1.client.getUserIdentity(dave);
+    assert.notEqual(now.masterKey, before.masterKey);
+    assert.deepEqual(now, { ...before, masterKey: now.masterKey, pinnedMasterKey: now.masterKey });
+    assert.deepEqual(changed, []);
+    await waitUntil(async () => {
+      await a1.client.refreshUserKeys(dave);
+      const seen = await a1.client.getUserIdentity(dave);
+      const dev = await a1.client.getDevice(dave, d1.client.deviceId!);
+      return seen.masterKey === now.masterKey && dev?.crossSigned === true;
+    }, "Alice seeing Dave's device signed by his new identity");
   });
 
   it("a second device restores from the recovery key and is signed; a wrong key changes nothing", async () => {

@@ -205,6 +205,8 @@ export class CryptoEngine {
           break;
         case "keys_query":
           this.identities.invalidate();
+          // Our pending bootstrap keys, published by an upload whose commit a crash prevented.
+          this.secrets.adoptIfPublished(tx, response);
           this.devices.onKeysQueried(tx, response, req?.users ?? new Map());
           this.identities.onKeysQueried(tx, response, identityChanges);
           break;
@@ -347,10 +349,27 @@ export class CryptoEngine {
     await this.write((tx) => this.identities.acknowledgeIdentityChange(tx, userId));
   }
 
-  /** Create our cross-signing keys (committed before anything leaves) and their secret-storage copy. */
-  async bootstrapCrossSigning(opts: { passphrase?: string } = {}): Promise<CrossSigningBootstrap> {
+  /**
+   * Prepare new cross-signing keys and their secret-storage copy for upload. Our identity is not
+   * changed: the keys are committed as a pending bootstrap (before anything leaves), which
+   * {@link commitCrossSigning} turns into our identity after the server accepted the upload and
+   * {@link discardCrossSigning} forgets after a failure.
+   */
+  async prepareCrossSigning(opts: { passphrase?: string } = {}): Promise<CrossSigningBootstrap> {
     this.ctx.me();
-    return this.write((tx) => this.secrets.bootstrap(tx, opts));
+    return this.write((tx) => this.secrets.prepare(tx, opts));
+  }
+
+  /** The server accepted the upload of the prepared keys with master key `masterKey`: they become our identity. */
+  async commitCrossSigning(masterKey: string): Promise<void> {
+    this.ctx.me();
+    await this.write((tx) => this.secrets.commitPrepared(tx, masterKey));
+  }
+
+  /** The upload of the prepared keys failed: forget them; our identity stays as it was. */
+  async discardCrossSigning(): Promise<void> {
+    this.ctx.me();
+    await this.write((tx) => this.secrets.discardPrepared(tx));
   }
 
   /** Restore our cross-signing keys from secret storage; throws, changing nothing, on a wrong key. */

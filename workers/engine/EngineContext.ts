@@ -13,6 +13,7 @@ import type { AccountInfo, OutgoingRequest } from "../../src/protocol/api.js";
 import { EncryptionDisabledError } from "../../src/protocol/errors.js";
 import type { CryptoStore } from "../../src/protocol/store.js";
 import type { Logger } from "../../src/pure/logger.js";
+import { inspectCustom, redactedInspect, Secret, type InspectFn } from "../../src/pure/secret.js";
 import { Transaction } from "./Transaction.js";
 
 /** The libolm module. @internal */
@@ -55,7 +56,8 @@ export interface EngineDeps {
 export class EngineContext {
   readonly olm: OlmModule;
   readonly store: CryptoStore;
-  readonly pickleKey: string;
+  /** The pickle key, out of reach of `util.inspect` and `JSON.stringify`. */
+  readonly #pickleKey: Secret;
   readonly log: Logger;
   readonly now: () => number;
   /** Shared libolm utility (signature checks). */
@@ -70,10 +72,25 @@ export class EngineContext {
   constructor(deps: EngineDeps) {
     this.olm = deps.olm;
     this.store = deps.store;
-    this.pickleKey = deps.pickleKey;
+    this.#pickleKey = new Secret(deps.pickleKey);
     this.log = deps.logger;
     this.now = deps.now;
     this.utility = new this.olm.Utility();
+  }
+
+  /** Key that encrypts libolm pickles and our cross-signing seeds at rest (never log it). */
+  get pickleKey(): string {
+    return this.#pickleKey.reveal();
+  }
+
+  /** What `util.inspect` shows: the identity only, never the pickle key. */
+  [inspectCustom](_depth: number, options: object, inspect: InspectFn): string {
+    return redactedInspect("EngineContext", { identity: this.ids }, options, inspect);
+  }
+
+  /** What `JSON.stringify` shows: the identity only. */
+  toJSON(): { identity: AccountInfo | null } {
+    return { identity: this.ids };
   }
 
   /** Our user, device and identity keys; throws when no account is loaded. */

@@ -9,6 +9,41 @@ import { InvalidArgumentError, MatrixHttpError } from "../../protocol/errors.js"
 import { p, type HttpClient } from "../../http/HttpClient.js";
 import type { CryptoAccess } from "../CryptoAccess.js";
 import { isObj, type Json } from "../json.js";
+import { inspectCustom, REDACTED, redactedInspect, Secret, type InspectFn } from "../../pure/secret.js";
+
+/**
+ * What `MatrixClient.bootstrapCrossSigning` returns. The recovery key is a getter (so
+ * `const { recoveryKey } = await client.bootstrapCrossSigning(…)` works) and is redacted by
+ * `util.inspect`, `console.log` and `JSON.stringify` of this object.
+ */
+export class CrossSigningBootstrapResult {
+  readonly #recoveryKey: Secret;
+
+  /** @param recoveryKey - The new secret-storage recovery key. */
+  constructor(recoveryKey: string) {
+    this.#recoveryKey = new Secret(recoveryKey);
+  }
+
+  /** The new recovery key (groups of four characters): give it to the user, never log it. */
+  get recoveryKey(): string {
+    return this.#recoveryKey.reveal();
+  }
+
+  /** What `JSON.stringify` shows: the recovery key redacted. */
+  toJSON(): { recoveryKey: string } {
+    return { recoveryKey: REDACTED };
+  }
+
+  /** What `util.inspect` shows: the recovery key redacted. */
+  [inspectCustom](_depth: number, options: object, inspect: InspectFn): string {
+    return redactedInspect("CrossSigningBootstrapResult", this.toJSON(), options, inspect);
+  }
+}
+
+/** The server (or the client, for a missing password) refused a request: it certainly changed nothing. */
+function isRefusal(err: unknown): boolean {
+  return err instanceof InvalidArgumentError || (err instanceof MatrixHttpError && err.status >= 400 && err.status < 500);
+}
 
 /** What cross-signing needs. @internal */
 export interface CrossSigningDeps {
@@ -44,28 +79,50 @@ export class CrossSigningManager {
     }
   }
 
-  /** See `MatrixClient.bootstrapCrossSigning`. */
-  async bootstrap(opts: { password?: string; passphrase?: string }): Promise<{ recoveryKey: string }> {
-    const { http, crypto } = this.deps;
-    const r = await crypto.api.bootstrapCrossSigning(opts.passphrase ? { passphrase: opts.passphrase } : {});
-    const path = "/_matrix/client/v3/keys/device_signing/upload";
+  /**
+   * See `MatrixClient.bootstrapCrossSigning`. The worker prepares the keys (kept pending); they
+   * become our identity only after the server accepted `/keys/device_signing/upload`. When the
+   * server refuses that upload the pending keys are discarded; on any failure our identity is
+   * exactly as it was. A crash (or a lost answer) after the server accepted but before the commit
+   * is repaired by the next `/keys/query` (the worker adopts pending keys the server publishes)
+   * or by bootstrapping again.
+   */
+  async bootstrap(opts: { password?: string; passphrase?: string }): Promise<CrossSigningBootstrapResult> {
+    const { crypto } = this.deps;
+    const r = await crypto.api.prepareCrossSigning(opts.passphrase ? { passphrase: opts.passphrase } : {});
     try {
-      await http.request("POST", path, { body: r.deviceSigningUpload });
+      await this.uploadDeviceSigningKeys(r.deviceSigningUpload, opts.password);
     } catch (err) {
-      if (!(err instanceof MatrixHttpError) || err.status !== 401) throw err;
-      const session = typeof err.details.session === "string" ? err.details.session : undefined;
-      if (!opts.password) throw new InvalidArgumentError("the server wants the account password to upload cross-signing keys");
-      await http.request("POST", path, {
-        body: { ...r.deviceSigningUpload, auth: { type: "m.login.password", identifier: { type: "m.id.user", user: this.deps.userId() }, password: opts.password, session } },
-      });
+      // A refusal is definitive: forget the keys. After an ambiguous failure (network, 5xx) the
+      // server may have stored them, so they stay pending: the next /keys/query adopts them if
+      // they were published, and they are never trusted otherwise. A failed discard is as
+      // harmless, so the upload's error is the one reported.
+      if (isRefusal(err)) await crypto.api.discardCrossSigning().catch(() => undefined);
+      throw err;
     }
+    await crypto.api.commitCrossSigning(r.masterKey);
     await this.uploadSignatures(r.signatureUpload);
     const ss = r.secretStorage;
     await this.setAccountData(`m.secret_storage.key.${ss.keyId}`, ss.keyDescription);
     for (const [name, content] of Object.entries(ss.secrets)) await this.setAccountData(name, content);
     await this.setAccountData("m.secret_storage.default_key", { key: ss.keyId });
     await this.refreshUserKeys(this.deps.userId());
-    return { recoveryKey: r.recoveryKey };
+    return new CrossSigningBootstrapResult(r.recoveryKey);
+  }
+
+  /** `/keys/device_signing/upload`, with user-interactive auth by password when the server asks for it. */
+  private async uploadDeviceSigningKeys(body: Json, password: string | undefined): Promise<void> {
+    const path = "/_matrix/client/v3/keys/device_signing/upload";
+    try {
+      await this.deps.http.request("POST", path, { body });
+    } catch (err) {
+      if (!(err instanceof MatrixHttpError) || err.status !== 401) throw err;
+      const session = typeof err.details.session === "string" ? err.details.session : undefined;
+      if (!password) throw new InvalidArgumentError("the server wants the account password to upload cross-signing keys");
+      await this.deps.http.request("POST", path, {
+        body: { ...body, auth: { type: "m.login.password", identifier: { type: "m.id.user", user: this.deps.userId() }, password, session } },
+      });
+    }
   }
 
   /** See `MatrixClient.restoreCrossSigning`. */

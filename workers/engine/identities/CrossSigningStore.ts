@@ -25,6 +25,8 @@ export interface PinState {
 }
 
 const SEEDS = "xsign:seeds";
+/** Keys prepared by a bootstrap whose upload the server has not accepted yet (never trusted from here). */
+const PENDING_SEEDS = "xsign:pending";
 const identityKey = (u: string): string => `xsign:identity:${u}`;
 const pinKey = (u: string): string => `xsign:pin:${u}`;
 const verifiedKey = (u: string): string => `xsign:verified:${u}`;
@@ -33,19 +35,17 @@ function sealKey(pickleKey: string): Buffer {
   return createHash("sha256").update("matrix-e2ee-worker-sdk cross-signing seeds\0").update(pickleKey).digest();
 }
 
-/** Save our three private seeds, sealed (AES-256-GCM) with a key derived from the pickle key. */
-export function saveSeeds(tx: Transaction, pickleKey: string, seeds: CrossSigningSeeds): void {
+function seal(tx: Transaction, slot: string, pickleKey: string, seeds: CrossSigningSeeds): void {
   const iv = randomBytes(12);
   const c = createCipheriv("aes-256-gcm", sealKey(pickleKey), iv);
   const plain = Buffer.from(JSON.stringify({ m: Buffer.from(seeds.master).toString("base64"), s: Buffer.from(seeds.selfSigning).toString("base64"), u: Buffer.from(seeds.userSigning).toString("base64") }));
   const ct = Buffer.concat([c.update(plain), c.final()]);
   plain.fill(0);
-  tx.setValue(SEEDS, JSON.stringify({ iv: iv.toString("base64"), ct: ct.toString("base64"), tag: c.getAuthTag().toString("base64") }));
+  tx.setValue(slot, JSON.stringify({ iv: iv.toString("base64"), ct: ct.toString("base64"), tag: c.getAuthTag().toString("base64") }));
 }
 
-/** Our private seeds, or null when this device has none. */
-export function loadSeeds(tx: Transaction, pickleKey: string): CrossSigningSeeds | null {
-  const v = tx.getValue(SEEDS);
+function unseal(tx: Transaction, slot: string, pickleKey: string): CrossSigningSeeds | null {
+  const v = tx.getValue(slot);
   if (!v) return null;
   try {
     const { iv, ct, tag } = JSON.parse(v) as { iv: string; ct: string; tag: string };
@@ -58,6 +58,35 @@ export function loadSeeds(tx: Transaction, pickleKey: string): CrossSigningSeeds
   } catch {
     throw new StoreError("the stored cross-signing keys cannot be opened (wrong pickle key?)");
   }
+}
+
+/** Save our three private seeds, sealed (AES-256-GCM) with a key derived from the pickle key. */
+export function saveSeeds(tx: Transaction, pickleKey: string, seeds: CrossSigningSeeds): void {
+  seal(tx, SEEDS, pickleKey, seeds);
+}
+
+/** Our private seeds, or null when this device has none. */
+export function loadSeeds(tx: Transaction, pickleKey: string): CrossSigningSeeds | null {
+  return unseal(tx, SEEDS, pickleKey);
+}
+
+/**
+ * Save (sealed like {@link saveSeeds}) the seeds of a bootstrap about to be uploaded, or delete
+ * them (`null`). They are not our identity until the server accepted them.
+ */
+export function savePendingSeeds(tx: Transaction, pickleKey: string, seeds: CrossSigningSeeds | null): void {
+  if (seeds) seal(tx, PENDING_SEEDS, pickleKey, seeds);
+  else tx.setValue(PENDING_SEEDS, null);
+}
+
+/** Whether a bootstrap not yet accepted by the server is pending (without opening it). */
+export function hasPendingSeeds(tx: Transaction): boolean {
+  return tx.getValue(PENDING_SEEDS) !== null;
+}
+
+/** The seeds of a bootstrap not yet accepted by the server, or null. */
+export function loadPendingSeeds(tx: Transaction, pickleKey: string): CrossSigningSeeds | null {
+  return unseal(tx, PENDING_SEEDS, pickleKey);
 }
 
 export function saveIdentity(tx: Transaction, userId: string, id: StoredIdentity): void {

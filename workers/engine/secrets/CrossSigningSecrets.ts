@@ -1,6 +1,7 @@
 /**
  * Our own cross-signing keys and their copy in secret storage: bootstrap (create the three keys,
- * sign this device, encrypt the private keys under a new recovery key or passphrase) and restore
+ * sign this device, encrypt the private keys under a new recovery key or passphrase; they become
+ * our identity only once the server accepted their upload) and restore
  * (decrypt them on another device of the same user and check them against the published keys).
  * @internal
  */
@@ -12,8 +13,18 @@ import { canonicalJson, signablePart } from "../canonicalJson.js";
 import { isObj, isStr, type EngineContext, type Json } from "../EngineContext.js";
 import type { DeviceTracker } from "../identities/DeviceTracker.js";
 import type { UserIdentities } from "../identities/UserIdentities.js";
-import { crossSigningKeysFromSeeds, deviceSigningUploadBody, generateCrossSigningKeys, mergeSignatureUploads, parseCrossSigningKey, signDevice, type CrossSigningSeeds } from "../identities/crossSigning.js";
-import { loadIdentity, loadPin, saveIdentity, savePin, saveSeeds } from "../identities/CrossSigningStore.js";
+import {
+  crossSigningKeysFromSeeds,
+  deviceSigningUploadBody,
+  generateCrossSigningKeys,
+  mergeSignatureUploads,
+  parseCrossSigningKey,
+  signDevice,
+  type CrossSigningKeySet,
+  type CrossSigningSeeds,
+  type DeviceSigner,
+} from "../identities/crossSigning.js";
+import { hasPendingSeeds, loadIdentity, loadPendingSeeds, loadPin, saveIdentity, savePendingSeeds, savePin, saveSeeds } from "../identities/CrossSigningStore.js";
 import type { Transaction } from "../Transaction.js";
 import { checkKey, decodeRecoveryKey, decryptSecret, deriveKeyFromPassphrase, encodeRecoveryKey, encryptSecret, generateRecoveryKey, makeKeyDescription, newSecretStorageKeyId, SecretStorageError } from "./secretStorage.js";
 
@@ -30,29 +41,84 @@ export class CrossSigningSecrets {
   ) {}
 
   /**
-   * Create the three cross-signing keys (written into `tx`, which the caller commits before
-   * anything leaves), sign this device with the self-signing key, and encrypt the private keys
-   * for secret storage.
+   * Create three new cross-signing keys, sign this device with the new self-signing key, and
+   * encrypt the private keys for secret storage. Nothing of our identity changes: the keys are
+   * only kept (sealed, into `tx`, which the caller commits before the upload leaves) as a pending
+   * bootstrap, replacing any earlier one. They become our identity with {@link commitPrepared}
+   * once the server accepted the upload (or when `/keys/query` shows them published, see
+   * {@link adoptIfPublished}); {@link discardPrepared} forgets them.
    */
-  async bootstrap(tx: Transaction, opts: { passphrase?: string }): Promise<CrossSigningBootstrap> {
+  async prepare(tx: Transaction, opts: { passphrase?: string }): Promise<CrossSigningBootstrap> {
     const { ctx } = this;
     const me = ctx.me();
-    const keys = generateCrossSigningKeys(ctx.olm, me.userId, { deviceId: me.deviceId, signWithDevice: (c: string) => this.account.sign(c) });
+    const keys = generateCrossSigningKeys(ctx.olm, me.userId, this.deviceSigner());
     const seeds = { master: keys.master.seed, selfSigning: keys.selfSigning.seed, userSigning: keys.userSigning.seed };
-    saveSeeds(tx, ctx.pickleKey, seeds);
     const signatureUpload = signDevice(ctx.olm, this.account.deviceKeys(), me.userId, keys.selfSigning.seed, keys.selfSigning.publicKey);
     const ss = await this.secretStorageFor(seeds, opts.passphrase);
-    // Our new identity is the pinned one.
-    savePin(tx, me.userId, { pinned: keys.master.publicKey, changedTo: null });
-    saveIdentity(tx, me.userId, { master: keys.master.object, selfSigning: keys.selfSigning.object, userSigning: keys.userSigning.object });
-    this.devices.markDirty(tx, me.userId);
-    this.identities.invalidate();
+    savePendingSeeds(tx, ctx.pickleKey, seeds);
     return {
+      masterKey: keys.master.publicKey,
       deviceSigningUpload: deviceSigningUploadBody(keys) as unknown as Json,
       signatureUpload: signatureUpload as Json,
       recoveryKey: ss.recoveryKey,
       secretStorage: { keyId: ss.keyId, keyDescription: ss.keyDescription, secrets: ss.secrets },
     };
+  }
+
+  /**
+   * The server accepted the upload of the prepared keys whose master public key is `masterKey`:
+   * they become our identity (private keys, pinned master key, published identity). Throws,
+   * changing nothing, when no such bootstrap is pending.
+   */
+  commitPrepared(tx: Transaction, masterKey: string): void {
+    const seeds = loadPendingSeeds(tx, this.ctx.pickleKey);
+    const keys = seeds ? crossSigningKeysFromSeeds(this.ctx.olm, this.ctx.me().userId, seeds, this.deviceSigner()) : null;
+    if (!seeds || !keys || keys.master.publicKey !== masterKey) {
+      throw new InvalidArgumentError("no prepared cross-signing keys with this master key (bootstrap again)", { masterKey });
+    }
+    this.adopt(tx, seeds, keys);
+  }
+
+  /** Forget a pending bootstrap (its upload failed); our identity stays as it was. */
+  discardPrepared(tx: Transaction): void {
+    if (hasPendingSeeds(tx)) savePendingSeeds(tx, this.ctx.pickleKey, null);
+  }
+
+  /**
+   * Repair after a crash between the server accepting a bootstrap upload and
+   * {@link commitPrepared}: when a `/keys/query` answer publishes our pending master key, the
+   * pending keys become our identity (before the answer is checked against our pin, so that is
+   * no "identity change"). Call before `UserIdentities.onKeysQueried`.
+   */
+  adoptIfPublished(tx: Transaction, response: Json): void {
+    const me = this.ctx.me();
+    const masters = isObj(response.master_keys) ? response.master_keys : {};
+    if (!(me.userId in masters) || !hasPendingSeeds(tx)) return;
+    const published = parseCrossSigningKey(masters[me.userId], me.userId, "master");
+    const seeds = loadPendingSeeds(tx, this.ctx.pickleKey);
+    if (!published.ok || !seeds) return;
+    const keys = crossSigningKeysFromSeeds(this.ctx.olm, me.userId, seeds, this.deviceSigner());
+    if (keys.master.publicKey !== published.publicKey) return;
+    this.ctx.log.info("our pending cross-signing keys are published: adopting them");
+    this.adopt(tx, seeds, keys);
+  }
+
+  /** Make `keys` our identity: private keys, pin, published identity; the pending bootstrap is gone. */
+  private adopt(tx: Transaction, seeds: CrossSigningSeeds, keys: CrossSigningKeySet): void {
+    const { ctx } = this;
+    const me = ctx.me();
+    saveSeeds(tx, ctx.pickleKey, seeds);
+    savePendingSeeds(tx, ctx.pickleKey, null);
+    // Our new identity is the pinned one.
+    savePin(tx, me.userId, { pinned: keys.master.publicKey, changedTo: null });
+    saveIdentity(tx, me.userId, { master: keys.master.object, selfSigning: keys.selfSigning.object, userSigning: keys.userSigning.object });
+    this.devices.markDirty(tx, me.userId);
+    this.identities.invalidate();
+  }
+
+  /** This device as the signer of our master key. */
+  private deviceSigner(): DeviceSigner {
+    return { deviceId: this.ctx.me().deviceId, signWithDevice: (c: string) => this.account.sign(c) };
   }
 
   /** Encrypt the three private keys for secret storage under a new key (recovery key or passphrase). */
