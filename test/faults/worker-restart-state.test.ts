@@ -8,10 +8,11 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { CryptoWorkerCrashedError, InternalError, MatrixSdkError, type MatrixClient } from "../../src/index.js";
 import type { CryptoWorkerHost } from "../../src/client/CryptoWorkerHost.js";
 import { FakeHomeserver, FAKE_SERVER_NAME, encryptedRoomState, joinedRoom } from "./fakeServer.js";
 import { ClientEvents, LogCapture, fakeClient, waitFor } from "./helpers.js";
-import { OlmPeer, initOlm, recipientFromUpload } from "../support/olmPeer.js";
+import { OlmPeer, PeerInbox, initOlm, recipientFromUpload } from "../support/olmPeer.js";
 
 type Json = Record<string, unknown>;
 
@@ -96,4 +97,41 @@ describe("crypto worker restarts: staged sync state and requests in flight (fake
     assert.deepEqual(ev.events.filter((e) => e.eventId === replayed.event_id), [], "the replayed event must not decrypt");
     assert.equal(ev.utds.find((u) => u.eventId === replayed.event_id)?.code, "replay");
   });
+
+  for (const point of ["room-key share", "key claim"] as const) {
+    it(`a send whose ${point} is in flight when the worker dies completes, and the next send works (decryptable by the peer, no InternalError)`, async () => {
+      const ROOM = `!inflight${point === "key claim" ? "claim" : "share"}:${FAKE_SERVER_NAME}`;
+      const { fake, peer, client } = await rig(ROOM, (f, p) => {
+        f.publishOtks(PEER, "PEERDEV", p.signedOtks(5));
+        f.setMember(ROOM, ME);
+        f.setMember(ROOM, PEER);
+      });
+      const room = client.getRoom(ROOM);
+      // Killed after the request was produced and sent, before its answer reached the engine.
+      const kind = point === "key claim" ? "keys_claim" : "to_device";
+      const kill = killBefore(client.cryptoHostForTesting!, "markRequestAsSent", (args) => args[1] === kind);
+      const first = await room.sendText("sent across a restart").then(
+        (id) => ({ id, err: null }),
+        (err: unknown) => ({ id: null, err }),
+      );
+      kill.restore();
+      assert.ok(kill.fired(), `the worker was not killed before the ${kind} answer`);
+      const firstErr = first.err === null ? "none" : MatrixSdkError.isSdkError(first.err) ? first.err.name : `untyped ${String(first.err)}`;
+      assert.ok(!(first.err instanceof InternalError), `the interrupted send failed with InternalError: ${String(first.err)}`);
+      assert.ok(first.err === null || first.err instanceof CryptoWorkerCrashedError, `the interrupted send failed with ${firstErr}`);
+      const secondId = await room.sendText("sent after the restart");
+
+      // The peer decrypts every room key it was sent, then the messages.
+      const inbox = new PeerInbox(peer);
+      for (const td of fake.toDevice.filter((m) => m.eventType === "m.room.encrypted")) {
+        const msgs = td.body.messages as Record<string, Record<string, Json>>;
+        const content = msgs[PEER]?.PEERDEV;
+        if (content) inbox.olm(content);
+      }
+      const bodies = new Map(fake.roomSends.map((s) => [`$sent_${s.txnId}`, (inbox.megolm(s.body).content as Json).body]));
+      assert.equal(bodies.get(secondId), "sent after the restart");
+      if (first.id !== null) assert.equal(bodies.get(first.id), "sent across a restart");
+      assert.ok(fake.roomSends.every((s) => s.eventType === "m.room.encrypted"), "something was sent in plaintext");
+    });
+  }
 });
