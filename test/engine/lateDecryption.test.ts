@@ -74,4 +74,39 @@ describe("engine: late decryption", () => {
     assert.deepEqual(eventIds(later.redecrypted), []);
     await done();
   });
+
+  for (const store of ["memory", "sqlite"] as const) {
+    it(`late-decrypted events come in timeline order (origin_server_ts, then arrival), not by event ID or session (${store} store)`, async () => {
+      const { server, alice, bob, carol, done } = await trio(store);
+      // Event IDs in the reverse lexical order of the timeline; two senders (two sessions).
+      const e1 = await at(alice, "one", "$z1", 1000);
+      const e2 = await at(carol, "two", "$y2", 2000);
+      const e3 = await at(alice, "three", "$x3", 3000);
+      const e5a = await at(alice, "five-a", "$w5", 5000);
+      const e5b = await at(alice, "five-b", "$v5", 5000); // same timestamp: arrival order decides
+      const e4 = await at(carol, "four", "$u4", 4000);
+      const roomKeys = takeInbox(server, bob);
+      // Arrival: e3 and e1 in one batch, then e2, e5a, e5b, e4 in another (out of timeline order).
+      await bob.engine.decryptRoomEvents(ROOM, [e3, e1]);
+      await bob.engine.decryptRoomEvents(ROOM, [e2, e5a, e5b, e4]);
+      const sync = await bob.sync({ toDevice: roomKeys });
+      assert.equal(sync.redecrypted.length, 1, "one entry per room");
+      assert.deepEqual(sync.redecrypted[0]!.results.map(bodyOf), ["one", "two", "three", "four", "five-a", "five-b"]);
+      await bob.engine.commitSyncToken("s1", sync.batchId);
+      await done();
+    });
+  }
+
+  it("events imported late come in timeline order too", async () => {
+    const { server, alice, bob, done } = await trio();
+    const e1 = await at(alice, "first", "$c", 1000);
+    const e2 = await at(alice, "second", "$b", 2000);
+    const e3 = await at(alice, "third", "$a", 3000);
+    takeInbox(server, bob);
+    await bob.engine.decryptRoomEvents(ROOM, [e3]);
+    await bob.engine.decryptRoomEvents(ROOM, [e1, e2]);
+    const imported = await bob.engine.importRoomKeys(alice.engine.exportRoomKeysPage(100).keys);
+    assert.deepEqual(imported.redecrypted.flatMap((b) => b.results.map(bodyOf)), ["first", "second", "third"]);
+    await done();
+  });
 });

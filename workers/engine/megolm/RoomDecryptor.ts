@@ -153,7 +153,8 @@ export class RoomDecryptor {
   /**
    * Decrypt the events waiting for the sessions in `result.roomKeys` and push them to
    * `result.redecrypted`: one entry per room, in timeline order (`origin_server_ts`, then the
-   * order they arrived in), whatever their sessions and event IDs.
+   * order they arrived in: `receivedTs`, then the store's order), whatever their sessions and event
+   * IDs (events of two sessions alike in both: in the order of their sessions' keys).
    *
    * `batch` is the open sync batch, if any (see `CryptoEngine.receiveSyncChanges`): the events it
    * kept for later wait too, although they are not stored yet.
