@@ -133,8 +133,9 @@ export class CryptoEngine {
     this.rooms.reset();
     const tx = this.ctx.newTx();
     const existed = this.account.load(tx, userId, deviceId, rec);
-    // Outstanding key requests are sent again after a restart.
+    // Outstanding key requests are sent again after a restart, and unfinished unwedging is resumed.
     this.keySharing.load(existed);
+    this.claims.load(tx);
     // Our own user is always tracked: our other devices are recipients too.
     if (!tx.isTracked(userId)) tx.putTracked({ userId, dirty: true });
     await this.ctx.commit(tx);
@@ -227,7 +228,7 @@ export class CryptoEngine {
     this.ctx.inFlight.delete(id);
     await this.write((tx) => {
       if (kind === "keys_upload") this.account.onUploadFailed(tx, errcode, message);
-      else if (kind === "keys_claim" && req?.users) this.claims.onClaimFailed(req.users, req.unwedge === true);
+      else if (kind === "keys_claim" && req?.users) this.claims.onClaimFailed(tx, req.users, req.unwedge === true);
       else this.ctx.log.warn(`${kind} request failed (${errcode ?? "network"})`);
     });
   }
