@@ -178,7 +178,11 @@ export class SyncProcessor {
       if (out) for (const o of await out) for (const r of o.results) decrypted.set(`${o.roomId}\u0000${r.eventId}`, r);
     }
     // Emitted once per response, unless an earlier attempt could not decrypt what this one did.
-    const once = (key: string): boolean => !done.emitted.has(key) && done.emitted.add(key) !== undefined;
+    const once = (key: string): boolean => {
+      if (done.emitted.has(key)) return false;
+      done.emitted.add(key);
+      return true;
+    };
     timelines.forEach((t, ti) => {
       t.events.forEach((ev, i) => {
         const r = ev.type === "m.room.encrypted" && typeof ev.event_id === "string" ? decrypted.get(`${t.roomId}\u0000${ev.event_id}`) : undefined;
