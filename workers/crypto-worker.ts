@@ -88,7 +88,7 @@ async function main(): Promise<void> {
     markRequestAsSent: (id, kind, responseJson) => run(() => engine.markRequestAsSent(id, kind, responseJson)),
     markRequestAsFailed: (id, kind, errcode, message) => run(() => engine.markRequestAsFailed(id, kind, errcode, message)),
     receiveSyncChanges: (inputJson: string) => run(() => engine.receiveSyncChanges(JSON.parse(inputJson))),
-    commitSyncToken: (token: string) => run(() => engine.commitSyncToken(token)),
+    commitSyncToken: (token: string, batchId: string) => run(() => engine.commitSyncToken(token, batchId)),
     decryptSyncTimelines: (rooms) => run(() => engine.decryptSyncTimelines(rooms)),
     decryptRoomEvents: (roomId: string, eventsJson: string) => run(() => engine.decryptRoomEvents(roomId, JSON.parse(eventsJson) as unknown[])),
     setRoomEncryption: (roomId, encryption) => run(() => engine.setRoomEncryption(roomId, encryption)),

@@ -13,7 +13,7 @@ import type { StoreConfig } from "./store.js";
 import type { LogLevel } from "../pure/logger.js";
 
 /** Bumped on any incompatible change of {@link CryptoWorkerApi}. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Olm algorithm name. */
 export const OLM_ALGORITHM = "m.olm.v1.curve25519-aes-sha2";
@@ -157,6 +157,11 @@ export interface DecryptedToDevice {
 
 /** What a sync changed, as the main thread needs to know it. */
 export interface SyncChangesResult {
+  /**
+   * The batch this sync's timeline side effects are staged in (random, per worker instance): name
+   * it in {@link CryptoWorkerApi.commitSyncToken}. Empty outside sync processing (key import).
+   */
+  batchId: string;
   /** To-device events for listeners (decrypted where they were encrypted). */
   toDevice: DecryptedToDevice[];
   /** To-device messages that failed, with reason codes (already logged). */
@@ -262,14 +267,23 @@ export interface CryptoWorkerApi {
   /** Report a definitive failure (after HTTP retries), with the error's errcode and message. */
   markRequestAsFailed(id: string, kind: OutgoingRequest["kind"], errcode: string | null, message: string): void;
 
-  /** Process the crypto parts of one sync. Commits everything except the token. */
-  receiveSyncChanges(inputJson: string): SyncChangesResult;
-  /** Commit the sync token once everything that sync carried was handled. */
-  commitSyncToken(token: string): void;
   /**
-   * Decrypt the encrypted timeline events of all rooms of one sync; side effects commit with the
-   * token. The events come as structured data reduced to the fields decryption reads, all of them
-   * primitives (so they clone cheaply and cannot be too deep to clone); the worker checks them all.
+   * Process the crypto parts of one sync. Commits everything except the token, and opens the
+   * sync's batch (returned as `batchId`) for the side effects committed with the token.
+   */
+  receiveSyncChanges(inputJson: string): SyncChangesResult;
+  /**
+   * Commit the sync token, with exactly the batch `batchId` (replay records, events kept for their
+   * keys), once everything that sync carried was handled. Throws `SyncBatchUnknownError`, committing
+   * nothing, when this worker does not have that batch (it restarted): process the sync again.
+   */
+  commitSyncToken(token: string, batchId: string): void;
+  /**
+   * Decrypt the encrypted timeline events of all rooms of one sync; the side effects are staged in
+   * the batch opened by the `receiveSyncChanges` call just before (`SyncBatchUnknownError` when
+   * this worker has none: it restarted) and commit with the token. The events come as structured
+   * data reduced to the fields decryption reads, all of them primitives (so they clone cheaply and
+   * cannot be too deep to clone); the worker checks them all.
    */
   decryptSyncTimelines(rooms: { roomId: string; events: EncryptedEventInput[] }[]): { roomId: string; results: RoomDecryptResult[] }[];
   /** Decrypt a batch of `m.room.encrypted` events of one room (JSON array). */

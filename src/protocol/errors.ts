@@ -36,6 +36,11 @@ export const ErrorCode = {
   UnsupportedAlgorithm: "M_SDK_UNSUPPORTED_ALGORITHM",
   /** The client was closed. */
   Closed: "M_SDK_CLOSED",
+  /**
+   * A sync token commit named a batch the crypto worker does not have (it restarted since the
+   * sync's crypto state was staged); the client processes that sync again (see {@link SyncBatchUnknownError}).
+   */
+  SyncBatchUnknown: "M_SDK_SYNC_BATCH_UNKNOWN",
   /** An invariant of the engine was broken (a bug). */
   Internal: "M_SDK_INTERNAL",
   /** A Megolm key export file could not be read or written (see {@link KeyExportError}). */
@@ -195,6 +200,18 @@ export class ClientClosedError extends MatrixSdkError {
   }
 }
 
+/**
+ * The crypto worker no longer has the staged state of the sync being committed (replay records,
+ * events kept for their keys): it restarted after the sync's crypto changes were taken. Nothing
+ * of that sync was committed with its token; the client processes the same sync again. Handled
+ * inside the client; applications see it only if they drive the worker API themselves.
+ */
+export class SyncBatchUnknownError extends MatrixSdkError {
+  constructor(message = "the sync batch is unknown to this crypto worker (it restarted); process the sync again", details: Record<string, unknown> = {}) {
+    super(ErrorCode.SyncBatchUnknown, message, details);
+  }
+}
+
 /** An internal invariant was broken. */
 export class InternalError extends MatrixSdkError {
   constructor(message: string, details: Record<string, unknown> = {}) {
@@ -258,6 +275,9 @@ export function deserializeError(s: SerializedError): MatrixSdkError {
       break;
     case ErrorCode.Closed:
       err = new ClientClosedError(s.message);
+      break;
+    case ErrorCode.SyncBatchUnknown:
+      err = new SyncBatchUnknownError(s.message, d);
       break;
     case ErrorCode.KeyExport:
       err = new KeyExportError(String(d.reason ?? "bad_format") as KeyExportErrorReason, s.message, d);

@@ -328,8 +328,11 @@ export interface CryptoStore {
    */
   getReplayRecord(senderKey: string, sessionId: string, messageIndex: number): ReplayRecord | null;
   /**
-   * The events of `roomId` waiting for session `sessionId`, oldest first (`receivedTs`); `[]`
-   * when none. Called when that session's key arrives, to decrypt them.
+   * The events of `roomId` waiting for session `sessionId`, oldest first (`receivedTs`), events
+   * with the same `receivedTs` in the order they were first saved (a batch's `pendingEvents` in
+   * array order; an event saved again keeps its first position); `[]` when none. Called when that
+   * session's key arrives, to decrypt them; the engine emits them in timeline order
+   * (`origin_server_ts`, then this order).
    */
   getPendingEvents(roomId: string, sessionId: string): PendingEventRecord[];
   /** Number of pending events of the account (all rooms). Called before events are queued, to cap the queue. */

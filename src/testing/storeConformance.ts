@@ -716,6 +716,15 @@ export function runCryptoStoreConformanceTests(
         assert.deepEqual(s.getPendingEvents("!r:x", "sessA"), [e2]);
         assert.equal(s.countPendingEvents(), 3);
       });
+
+      test("listed oldest first, then in the order saved (not by event ID)", async ({ s }) => {
+        await createAccount(s);
+        const [z, a, m] = [pendingRec("!r:x", "sessA", "$z", 100), pendingRec("!r:x", "sessA", "$a", 100), pendingRec("!r:x", "sessA", "$m", 100)];
+        const old = pendingRec("!r:x", "sessA", "$y", 50);
+        await s.saveChanges({ pendingEvents: [z, a] });
+        await s.saveChanges({ pendingEvents: [m, old] });
+        assert.deepEqual(s.getPendingEvents("!r:x", "sessA").map((p) => p.eventId), ["$y", "$z", "$a", "$m"]);
+      });
     });
 
     describe("to-device digests", () => {

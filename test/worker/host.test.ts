@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { CryptoWorkerHost } from "../../src/client/CryptoWorkerHost.js";
 import { CryptoWorkerCrashedError, InvalidArgumentError, MatrixSdkError, StoreLockedError, UnknownDeviceKeysError } from "../../src/protocol/errors.js";
 import { noopLogger } from "../../src/pure/logger.js";
+import { PROTOCOL_VERSION } from "../../src/protocol/api.js";
 
 function dbPath(): string {
   return join(mkdtempSync(join(tmpdir(), "sdk-worker-")), "crypto.db");
@@ -24,7 +25,7 @@ describe("crypto worker host", () => {
     const path = dbPath();
     const h1 = host(path);
     await h1.start();
-    assert.equal(await h1.api.protocolVersion(), 1);
+    assert.equal(await h1.api.protocolVersion(), PROTOCOL_VERSION);
     const a = await h1.api.loadAccount("@a:example.org", "DEV");
     assert.match(a.ed25519, /^[A-Za-z0-9+/]{43}$/);
     await h1.close();

@@ -29,7 +29,7 @@ import type {
   SyncChangesResult,
   UserIdentityInfo,
 } from "../../src/protocol/api.js";
-import { InvalidArgumentError, UnknownDeviceKeysError } from "../../src/protocol/errors.js";
+import { InvalidArgumentError, SyncBatchUnknownError, UnknownDeviceKeysError } from "../../src/protocol/errors.js";
 import type { CryptoStore, DeviceRecord } from "../../src/protocol/store.js";
 import type { Logger } from "../../src/pure/logger.js";
 import { AccountKeys } from "./account/AccountKeys.js";
@@ -61,8 +61,8 @@ export interface EngineOptions {
   sessionCacheSize?: number;
 }
 
-function emptySyncResult(): SyncChangesResult {
-  return { toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [], keyRequests: [], keyRequestCancellations: [], forwardedKeys: [] };
+function emptySyncResult(batchId = ""): SyncChangesResult {
+  return { batchId, toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [], keyRequests: [], keyRequestCancellations: [], forwardedKeys: [] };
 }
 
 /** @internal */
@@ -83,8 +83,12 @@ export class CryptoEngine {
   private readonly secrets: CrossSigningSecrets;
   private readonly toDevice: ToDeviceHandler;
   private readonly verifications: Verifications;
-  /** Timeline side effects of the sync in progress, committed with its token. */
-  private deferred: Transaction | null = null;
+  /**
+   * The sync in progress: its timeline side effects (replay records, events kept for their keys,
+   * waiting rows decrypted), committed with its token by {@link commitSyncToken} naming `id`.
+   * In memory only: a restarted engine has none, and refuses the commit.
+   */
+  private batch: { id: string; tx: Transaction } | null = null;
 
   constructor(opts: EngineOptions) {
     const ctx = (this.ctx = new EngineContext({ olm: opts.olm, store: opts.store, pickleKey: opts.pickleKey, logger: opts.logger, now: opts.now ?? Date.now }));
@@ -133,8 +137,9 @@ export class CryptoEngine {
     this.rooms.reset();
     const tx = this.ctx.newTx();
     const existed = this.account.load(tx, userId, deviceId, rec);
-    // Outstanding key requests are sent again after a restart.
+    // Outstanding key requests are sent again after a restart, and unfinished unwedging is resumed.
     this.keySharing.load(existed);
+    this.claims.load(tx);
     // Our own user is always tracked: our other devices are recipients too.
     if (!tx.isTracked(userId)) tx.putTracked({ userId, dirty: true });
     await this.ctx.commit(tx);
@@ -151,7 +156,7 @@ export class CryptoEngine {
 
   /** Free libolm objects and forget in-memory state. */
   release(): void {
-    this.deferred = null;
+    this.batch = null;
     this.inbound.release();
     this.identities.invalidate();
     this.claims.release();
@@ -191,6 +196,8 @@ export class CryptoEngine {
     const identityChanges: string[] = [];
     const req = this.ctx.inFlight.get(id);
     this.ctx.inFlight.delete(id);
+    // Handed out before a restart: what it would confirm (a key share) is handed out again.
+    if (!req) this.ctx.log.info(`answer to a ${kind} request this engine does not know (handed out before a restart, or discarded); what it covered is redone`);
     let response: Json;
     try {
       const parsed: unknown = JSON.parse(responseJson);
@@ -228,17 +235,23 @@ export class CryptoEngine {
     this.ctx.inFlight.delete(id);
     await this.write((tx) => {
       if (kind === "keys_upload") this.account.onUploadFailed(tx, errcode, message);
-      else if (kind === "keys_claim" && req?.users) this.claims.onClaimFailed(req.users, req.unwedge === true);
+      else if (kind === "keys_claim" && req?.users) this.claims.onClaimFailed(tx, req.users, req.unwedge === true);
       else this.ctx.log.warn(`${kind} request failed (${errcode ?? "network"})`);
     });
   }
 
   // --- sync --------------------------------------------------------------------------------------
 
-  /** Process the crypto-relevant parts of one sync. The token is committed later. */
+  /**
+   * Process the crypto-relevant parts of one sync (committed now) and open the sync's batch for
+   * its timeline side effects, committed with the token (`batchId` of the result names it). An
+   * earlier batch not committed is dropped: its sync is processed again.
+   */
   async receiveSyncChanges(input: SyncChangesInput): Promise<SyncChangesResult> {
     this.ctx.me();
-    const result = emptySyncResult();
+    this.batch = null;
+    const batch = { id: this.ctx.newId(), tx: this.ctx.newTx() };
+    const result = emptySyncResult(batch.id);
     await this.write((tx) => {
       // 1. room state: encryption, history visibility, members
       for (const room of Array.isArray(input.rooms) ? input.rooms : []) this.rooms.applySyncRoom(tx, room, result);
@@ -250,20 +263,31 @@ export class CryptoEngine {
       for (const ev of Array.isArray(input.toDevice) ? input.toDevice : []) this.toDevice.handle(tx, ev, result);
       // 5. events waiting for the sessions that just arrived (deleted only with the sync token,
       // after the client emitted them)
-      this.decryptor.redecryptPending(tx, result, () => (this.deferred ??= this.ctx.newTx()));
+      this.decryptor.redecryptPending(tx, result, batch.tx, true);
     });
+    this.batch = batch;
     return result;
+  }
+
+  /** The open sync batch, or {@link SyncBatchUnknownError} (none, or another one: the engine restarted). */
+  private syncBatch(batchId?: string): { id: string; tx: Transaction } {
+    const batch = this.batch;
+    if (!batch || (batchId !== undefined && batch.id !== batchId)) {
+      throw new SyncBatchUnknownError(batch ? "the sync batch to commit is not the one in progress" : "no sync batch is in progress (the crypto worker restarted)", batchId !== undefined ? { batchId } : {});
+    }
+    return batch;
   }
 
   /**
    * Decrypt the encrypted timeline events of every room of one sync in one call. The side effects
-   * (replay records, events kept for later, key requests) are committed together with the sync
-   * token by {@link commitSyncToken}: one transaction per sync instead of one per room. A crash in
-   * between makes the client process the sync again, which recreates them.
+   * (replay records, events kept for later, key requests) are staged in the batch the preceding
+   * {@link receiveSyncChanges} opened and committed with the sync token by {@link commitSyncToken}:
+   * one transaction per sync instead of one per room. Throws {@link SyncBatchUnknownError} when no
+   * batch is open (the engine restarted since): the client processes the sync again.
    */
   decryptSyncTimelines(rooms: { roomId: string; events: unknown[] }[]): RoomResults[] {
     this.ctx.me();
-    const tx = (this.deferred ??= this.ctx.newTx());
+    const tx = this.syncBatch().tx;
     const out: RoomResults[] = [];
     for (const r of Array.isArray(rooms) ? rooms : []) {
       if (!isObj(r) || !isStr(r.roomId) || !Array.isArray(r.events)) continue;
@@ -272,11 +296,16 @@ export class CryptoEngine {
     return out;
   }
 
-  /** Commit the sync token (with the deferred timeline side effects) once the sync is fully handled. */
-  async commitSyncToken(token: string): Promise<void> {
+  /**
+   * Commit the sync token with exactly the batch `batchId` once the sync is fully handled. Throws
+   * {@link SyncBatchUnknownError}, committing nothing, when that batch is not the open one (the
+   * engine restarted and lost it): the client processes the sync again, which recreates it.
+   */
+  async commitSyncToken(token: string, batchId: string): Promise<void> {
     if (!isStr(token)) throw new InvalidArgumentError("sync token must be a string");
-    const tx = this.deferred ?? this.ctx.newTx();
-    this.deferred = null;
+    if (!isStr(batchId)) throw new InvalidArgumentError("sync batch ID must be a string");
+    const { tx } = this.syncBatch(batchId);
+    this.batch = null;
     // Key-request state may have moved on since the timelines were decrypted: write the current one.
     this.keySharing.saveIfChanged(tx);
     if (tx.getValue(UNCONFIRMED_REDECRYPT)) tx.setValue(UNCONFIRMED_REDECRYPT, null);
@@ -422,7 +451,8 @@ export class CryptoEngine {
       const { stored, skipped } = this.keyExport.importBatch(tx, keys);
       const result = emptySyncResult();
       result.roomKeys.push(...stored);
-      this.decryptor.redecryptPending(tx, result);
+      // Events the sync in progress kept for these sessions are not stored yet: they count too.
+      this.decryptor.redecryptPending(tx, result, this.batch?.tx ?? null);
       return { imported: stored.length, skipped, redecrypted: result.redecrypted };
     });
   }

@@ -149,6 +149,15 @@ export class Transaction {
   getReplay(senderKey: string, sessionId: string, index: number): ReplayRecord | null {
     return this.replay.get(`${senderKey}|${sessionId}|${index}`) ?? this.store.getReplayRecord(senderKey, sessionId, index);
   }
+  /**
+   * The events of `roomId` waiting for `sessionId` as this batch leaves them: the stored ones it
+   * does not delete or replace, in the store's order, then the ones it adds, in the order added.
+   */
+  getPendingEvents(roomId: string, sessionId: string): PendingEventRecord[] {
+    const out = this.store.getPendingEvents(roomId, sessionId).filter((p) => !this.pending.has(`${roomId}|${p.eventId}`));
+    for (const v of this.pending.values()) if (v.rec && v.roomId === roomId && v.rec.sessionId === sessionId) out.push(v.rec);
+    return out;
+  }
   hasPending(roomId: string, eventId: string): boolean {
     return this.pending.get(`${roomId}|${eventId}`)?.rec != null;
   }

@@ -31,6 +31,13 @@ export interface RoomSendQueueDeps {
   devices: DeviceOwner;
 }
 
+/**
+ * Rounds of room-key sharing per send: the engine hands out again the key shares whose answers it
+ * did not get (a worker restarted while they were in flight forgets them), so a send shares until
+ * the engine has nothing left to share.
+ */
+const MAX_SHARE_ROUNDS = 3;
+
 /** Per-room FIFO of event sends. @internal */
 export class RoomSendQueue {
   /** The per-room lock (FIFO, idle rooms dropped). */
@@ -62,7 +69,9 @@ export class RoomSendQueue {
 
   /**
    * Members → sessions → share → encrypt, for one event. If sharing fails, the room's outbound
-   * session is discarded so the next send starts clean.
+   * session is discarded so the next send starts clean. Sharing is repeated until the engine has
+   * no share left to send: a share sent while the worker restarted is unknown to the new worker,
+   * which shares that key again rather than leaving it pending.
    *
    * Locking rule: the caller holds the room's lock.
    */
@@ -81,7 +90,6 @@ export class RoomSendQueue {
     }
     // keys/query for members' devices, then keys/claim for missing Olm sessions (the claim, and
     // the question that leads to it, single flight across rooms).
-    let shares: OutgoingRequest[];
     try {
       for (let i = 0; i < 4; i++) {
         const step = await keyClaims.run(
@@ -91,16 +99,25 @@ export class RoomSendQueue {
         if (step.ready) break;
         if (step.request.kind !== "keys_claim") await sender.send(step.request);
       }
-      shares = await crypto.shareRoomKey(room.roomId, room.verifyDevices, room.onlyCrossSignedDevices);
     } catch (err) {
       if (err instanceof UnknownDevicesError) throw this.withDeviceObjects(err);
       throw err;
     }
-    try {
-      await Promise.all(shares.map((r) => sender.send(r)));
-    } catch (err) {
-      await crypto.discardRoomKey(room.roomId);
-      throw err;
+    for (let round = 0; round < MAX_SHARE_ROUNDS; round++) {
+      let shares: OutgoingRequest[];
+      try {
+        shares = await crypto.shareRoomKey(room.roomId, room.verifyDevices, room.onlyCrossSignedDevices);
+      } catch (err) {
+        if (err instanceof UnknownDevicesError) throw this.withDeviceObjects(err);
+        throw err;
+      }
+      if (!shares.length) break;
+      try {
+        await Promise.all(shares.map((r) => sender.send(r)));
+      } catch (err) {
+        await crypto.discardRoomKey(room.roomId);
+        throw err;
+      }
     }
     const encrypted = JSON.parse(await crypto.encryptRoomEvent(room.roomId, type, JSON.stringify(content))) as Json;
     // The relation stays in the clear (spec: end-to-end encryption, m.megolm.v1.aes-sha2), so the

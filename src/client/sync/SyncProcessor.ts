@@ -4,10 +4,14 @@
  * for the whole sync) → key sharing → the sync token committed last.
  *
  * The token is committed only after every event of the sync was emitted, so a crash re-processes a
- * sync rather than losing its events. It holds the sync token the loop resumes from.
+ * sync rather than losing its events. The commit names the worker's batch of that sync (replay
+ * records, events kept for their keys); a worker restarted in between no longer has it and
+ * refuses, and the same response is processed again (its events are not emitted twice). It holds
+ * the sync token the loop resumes from.
  * @internal
  */
 import type { RoomDecryptResult, SyncChangesResult } from "../../protocol/api.js";
+import { SyncBatchUnknownError } from "../../protocol/errors.js";
 import { p, type HttpClient } from "../../http/HttpClient.js";
 import type { Logger } from "../../pure/logger.js";
 import type { CryptoAccess } from "../CryptoAccess.js";
@@ -21,6 +25,25 @@ import { cryptoInputJson, decryptPayload, prepareSync, syncEvents, type SyncWork
 
 /** Most events fetched to fill one room's timeline gap; beyond, `room.timelineGap` is emitted. */
 const MAX_GAP_EVENTS = 1000;
+/** Times one response is processed when the worker keeps losing its batch (restarting). */
+const MAX_SYNC_ATTEMPTS = 3;
+
+/**
+ * What earlier attempts at processing one response already did, so that processing it again
+ * (the worker restarted and lost the sync's batch) does not emit anything twice.
+ */
+interface Attempts {
+  /** Timeline events emitted: `roomId \0 eventId \0 ok|utd` (a later success is still emitted). */
+  emitted: Set<string>;
+  /** The first attempt's crypto changes, whose events (to-device, room keys, encryption) were emitted. */
+  crypto: SyncChangesResult | null;
+  /** Key sharing handled {@link Attempts.crypto}. */
+  keySharingDone: boolean;
+  /** Invites were emitted, `onIngested` was called. */
+  ingested: boolean;
+  /** The timelines with their gaps filled (fetched once). */
+  timelines: { roomId: string; events: Json[] }[] | null;
+}
 
 /** What sync processing needs. @internal */
 export interface SyncProcessorDeps {
@@ -75,13 +98,28 @@ export class SyncProcessor {
    * Call order: one sync at a time, in the order the server gave them (`SyncLoop` does).
    */
   async process(res: unknown, onIngested?: (nextBatch: string) => void, prepared?: SyncWork): Promise<void> {
-    const { crypto, events, rooms, timeline } = this.deps;
     const work = prepared !== undefined && prepared.res === res ? prepared : this.prepare(res);
+    const done: Attempts = { emitted: new Set(), crypto: null, keySharingDone: false, ingested: false, timelines: null };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.processOnce(work, done, onIngested);
+        return;
+      } catch (err) {
+        // The worker restarted after this sync's crypto state was staged: nothing of the sync was
+        // committed with its token, so the same response is processed again.
+        if (!(err instanceof SyncBatchUnknownError) || attempt >= MAX_SYNC_ATTEMPTS) throw err;
+        this.deps.log.warn(`the crypto worker lost the state of sync ${work.nextBatch} (it restarted); processing the sync again`);
+      }
+    }
+  }
+
+  /** One attempt at {@link SyncProcessor.process}; `done` carries what earlier attempts emitted. */
+  private async processOnce(work: SyncWork, done: Attempts, onIngested?: (nextBatch: string) => void): Promise<void> {
+    const { crypto, events, rooms, timeline } = this.deps;
     const { nextBatch, invite, cryptoRooms } = work;
 
     // Main-thread room view.
     rooms.applySyncState(cryptoRooms, this.token === null);
-
     let cryptoResult: SyncChangesResult | null = null;
     // When the events to decrypt are already known (no timeline gap to fetch), the decryption is
     // queued right behind the sync's crypto changes, so the worker goes from one to the other
@@ -94,12 +132,16 @@ export class SyncProcessor {
         early.catch(() => undefined); // awaited below; if the crypto changes fail, nobody does
       }
       cryptoResult = await changes;
-      for (const f of cryptoResult.toDeviceFailures) events.emit("toDevice.failure", f);
-      for (const t of cryptoResult.toDevice) {
-        events.emit("toDevice", { type: t.type, sender: t.sender, content: JSON.parse(t.contentJson) as Json, encrypted: t.encrypted, senderCurve25519: t.senderCurve25519 });
+      // Processed again: the to-device part was committed the first time (and is skipped now).
+      if (!done.crypto) {
+        done.crypto = cryptoResult;
+        for (const f of cryptoResult.toDeviceFailures) events.emit("toDevice.failure", f);
+        for (const t of cryptoResult.toDevice) {
+          events.emit("toDevice", { type: t.type, sender: t.sender, content: JSON.parse(t.contentJson) as Json, encrypted: t.encrypted, senderCurve25519: t.senderCurve25519 });
+        }
+        for (const k of cryptoResult.roomKeys) events.emit("room.key", k);
+        for (const e of cryptoResult.encryptedRooms) events.emit("room.encrypted", e.roomId, e.encryption);
       }
-      for (const k of cryptoResult.roomKeys) events.emit("room.key", k);
-      for (const e of cryptoResult.encryptedRooms) events.emit("room.encrypted", e.roomId, e.encryption);
     } else {
       for (const t of syncEvents(work.res, "to_device")) {
         if (isObj(t) && typeof t.type === "string" && typeof t.sender === "string" && isObj(t.content)) {
@@ -108,20 +150,25 @@ export class SyncProcessor {
       }
     }
 
-    onIngested?.(nextBatch);
-
-    for (const [roomId, r] of Object.entries(invite)) {
-      const inv = syncEvents(r, "invite_state").find((e) => isObj(e) && e.type === "m.room.member" && e.state_key === this.deps.userId());
-      events.emit("room.invite", roomId, isObj(inv) && typeof inv.sender === "string" ? inv.sender : null);
+    if (!done.ingested) {
+      done.ingested = true;
+      onIngested?.(nextBatch);
+      for (const [roomId, r] of Object.entries(invite)) {
+        const inv = syncEvents(r, "invite_state").find((e) => isObj(e) && e.type === "m.room.member" && e.state_key === this.deps.userId());
+        events.emit("room.invite", roomId, isObj(inv) && typeof inv.sender === "string" ? inv.sender : null);
+      }
     }
 
-    // Timelines, in order per room; gaps of limited timelines fetched first.
+    // Timelines, in order per room; gaps of limited timelines fetched first (once per response).
     let emitted = 0;
-    const timelines: { roomId: string; events: Json[] }[] = [];
-    for (const t of work.timelines) {
-      // A limited timeline skipped events since our last sync: fetch the gap so nothing is lost.
-      const gap = t.gapFrom !== null && this.token ? await this.fetchGap(t.roomId, t.gapFrom, this.token, t.events) : [];
-      timelines.push({ roomId: t.roomId, events: gap.length ? [...gap, ...t.events] : t.events });
+    const timelines = done.timelines ?? [];
+    if (!done.timelines) {
+      for (const t of work.timelines) {
+        // A limited timeline skipped events since our last sync: fetch the gap so nothing is lost.
+        const gap = t.gapFrom !== null && this.token ? await this.fetchGap(t.roomId, t.gapFrom, this.token, t.events) : [];
+        timelines.push({ roomId: t.roomId, events: gap.length ? [...gap, ...t.events] : t.events });
+      }
+      done.timelines = timelines;
     }
     // One worker call for the whole sync's encrypted timeline events (O(1) hops per sync).
     const decrypted = new Map<string, RoomDecryptResult>();
@@ -130,21 +177,30 @@ export class SyncProcessor {
       const out = early ?? (payload !== null ? crypto.api.decryptSyncTimelines(payload) : null);
       if (out) for (const o of await out) for (const r of o.results) decrypted.set(`${o.roomId}\u0000${r.eventId}`, r);
     }
-    timelines.forEach((t) => {
-      for (const ev of t.events) {
+    // Emitted once per response, unless an earlier attempt could not decrypt what this one did.
+    const once = (key: string): boolean => {
+      if (done.emitted.has(key)) return false;
+      done.emitted.add(key);
+      return true;
+    };
+    timelines.forEach((t, ti) => {
+      t.events.forEach((ev, i) => {
         const r = ev.type === "m.room.encrypted" && typeof ev.event_id === "string" ? decrypted.get(`${t.roomId}\u0000${ev.event_id}`) : undefined;
-        timeline.emitTimelineEvent(t.roomId, ev, r, false);
+        if (once(`t${ti}:${i}:${r?.ok === true || ev.type !== "m.room.encrypted" ? "event" : "utd"}`)) timeline.emitTimelineEvent(t.roomId, ev, r, false);
         emitted++;
-      }
+      });
     });
     for (const batch of cryptoResult?.redecrypted ?? []) {
       for (const r of batch.results) {
-        if (r.ok) timeline.emitDecrypted(batch.roomId, { event_id: r.eventId }, r, true);
+        if (r.ok && once(`late:${batch.roomId}\u0000${r.eventId}`)) timeline.emitDecrypted(batch.roomId, { event_id: r.eventId }, r, true);
       }
     }
-    if (cryptoResult) await this.deps.keySharing.onSyncResult(cryptoResult);
+    if (done.crypto && !done.keySharingDone) {
+      await this.deps.keySharing.onSyncResult(done.crypto);
+      done.keySharingDone = true;
+    }
 
-    if (crypto.ready) await crypto.api.commitSyncToken(nextBatch);
+    if (cryptoResult) await crypto.api.commitSyncToken(nextBatch, cryptoResult.batchId);
     this.token = nextBatch;
     events.emit("sync", { nextBatch, events: emitted });
     void this.deps.outgoing.trigger();

@@ -151,36 +151,54 @@ export class RoomDecryptor {
   }
 
   /**
-   * Decrypt the stored events waiting for the sessions in `result.roomKeys` (and push them to
-   * `result.redecrypted`). With `deferred` (sync processing), the waiting rows are deleted in that
-   * batch, committed only with the sync token, and the sessions are remembered in `tx` until then:
-   * if the process dies before the client emitted the events, the next sync decrypts them again
-   * (the key's to-device message itself will not come back).
+   * Decrypt the events waiting for the sessions in `result.roomKeys` and push them to
+   * `result.redecrypted`: one entry per room, in timeline order (`origin_server_ts`, then the
+   * order they arrived in: `receivedTs`, then the store's order), whatever their sessions and event
+   * IDs (events of two sessions alike in both: in the order of their sessions' keys).
+   *
+   * `batch` is the open sync batch, if any (see `CryptoEngine.receiveSyncChanges`): the events it
+   * kept for later wait too, although they are not stored yet.
+   * - `deferDeletes` (sync processing): the waiting rows are deleted in `batch`, committed only
+   *   with the sync token, and the sessions are remembered in `tx` until then: if the process dies
+   *   before the client emitted the events, the next sync decrypts them again (the key's to-device
+   *   message itself will not come back).
+   * - otherwise (key import): the rows are deleted in `tx`, and in `batch` too, so that the sync
+   *   in progress does not store the events it kept once they are decrypted here.
    */
-  redecryptPending(tx: Transaction, result: SyncChangesResult, deferred: (() => Transaction) | null = null): void {
+  redecryptPending(tx: Transaction, result: SyncChangesResult, batch: Transaction | null, deferDeletes = false): void {
     const keys = result.roomKeys.map((k) => [k.roomId, k.sessionId] as [string, string]);
-    if (deferred) {
+    if (deferDeletes) {
       for (const [r, sid] of JSON.parse(tx.getValue(UNCONFIRMED_REDECRYPT) ?? "[]") as [string, string][]) {
         if (!keys.some(([a, b]) => a === r && b === sid)) keys.push([r, sid]);
       }
     }
     const touched: [string, string][] = [];
+    const byRoom = new Map<string, { r: RoomDecryptResult; receivedTs: number; seq: number }[]>();
+    let seq = 0;
     for (const [roomId, sessionId] of keys) {
-      const waiting = this.ctx.store.getPendingEvents(roomId, sessionId);
+      const waiting = (batch ?? tx).getPendingEvents(roomId, sessionId);
       if (!waiting.length) continue;
-      const events = waiting.map((p) => JSON.parse(p.eventJson) as unknown);
-      const results = this.decryptBatch(tx, roomId, events, false);
-      const ok = results.filter((r) => r.ok);
-      if (!ok.length) continue;
-      if (deferred) {
-        const later = deferred();
-        for (const r of ok) later.deletePending(roomId, r.eventId);
-        touched.push([roomId, sessionId]);
-      } else {
-        for (const r of ok) tx.deletePending(roomId, r.eventId);
-      }
-      result.redecrypted.push({ roomId, results: ok });
+      const results = this.decryptBatch(tx, roomId, waiting.map((p) => JSON.parse(p.eventJson) as unknown), false);
+      let any = false;
+      results.forEach((r, i) => {
+        if (!r.ok) return;
+        any = true;
+        if (deferDeletes) batch?.deletePending(roomId, r.eventId);
+        else {
+          tx.deletePending(roomId, r.eventId);
+          batch?.deletePending(roomId, r.eventId);
+        }
+        const list = byRoom.get(roomId) ?? [];
+        byRoom.set(roomId, list);
+        list.push({ r, receivedTs: waiting[i]!.receivedTs, seq: seq++ });
+      });
+      if (any && deferDeletes) touched.push([roomId, sessionId]);
     }
-    if (deferred && (touched.length || tx.getValue(UNCONFIRMED_REDECRYPT))) tx.setValue(UNCONFIRMED_REDECRYPT, touched.length ? JSON.stringify(touched) : null);
+    for (const [roomId, list] of byRoom) {
+      const ts = (x: RoomDecryptResult): number => (x.ok ? x.originServerTs : 0);
+      list.sort((a, b) => ts(a.r) - ts(b.r) || a.receivedTs - b.receivedTs || a.seq - b.seq);
+      result.redecrypted.push({ roomId, results: list.map((x) => x.r) });
+    }
+    if (deferDeletes && (touched.length || tx.getValue(UNCONFIRMED_REDECRYPT))) tx.setValue(UNCONFIRMED_REDECRYPT, touched.length ? JSON.stringify(touched) : null);
   }
 }

@@ -17,6 +17,11 @@ import type { OlmSessions } from "./OlmSessions.js";
 const FAILED_CLAIM_RETRY_MS = 60 * 1000;
 /** At most one unwedging per device per hour. */
 const UNWEDGE_INTERVAL_MS = 3600 * 1000;
+/**
+ * Value key of the devices whose unwedging is not done yet (`user|device` list): a restarted
+ * engine starts their repair again (the claim and m.dummy of the previous instance may be lost).
+ */
+const UNWEDGE_QUEUE = "unwedge_queue";
 
 /** @internal */
 export class SessionClaims {
@@ -33,6 +38,18 @@ export class SessionClaims {
   /** Forget in-memory claim state (account released). */
   release(): void {
     this.unwedge.clear();
+  }
+
+  /** Resume the unwedging left unfinished by the previous engine instance (account loaded). */
+  load(tx: Transaction): void {
+    const queued: unknown = JSON.parse(tx.getValue(UNWEDGE_QUEUE) ?? "[]");
+    for (const k of Array.isArray(queued) ? queued : []) if (typeof k === "string") this.unwedge.set(k, "claim");
+  }
+
+  /** Write the devices still being unwedged into `tx`. */
+  private saveQueue(tx: Transaction): void {
+    const keys = JSON.stringify([...this.unwedge.keys()]);
+    if ((tx.getValue(UNWEDGE_QUEUE) ?? "[]") !== keys) tx.setValue(UNWEDGE_QUEUE, this.unwedge.size ? keys : null);
   }
 
   /**
@@ -64,11 +81,12 @@ export class SessionClaims {
   }
 
   /** A claim failed outright: back off every device it covered. */
-  onClaimFailed(users: Map<string, number>, unwedge: boolean): void {
+  onClaimFailed(tx: Transaction, users: Map<string, number>, unwedge: boolean): void {
     for (const u of users.keys()) {
       this.failedClaims.set(u, this.ctx.now());
       if (unwedge) this.unwedge.delete(u);
     }
+    if (unwedge) this.saveQueue(tx);
   }
 
   /**
@@ -82,6 +100,7 @@ export class SessionClaims {
     if (this.ctx.now() - last < UNWEDGE_INTERVAL_MS) return;
     tx.setValue(key, String(this.ctx.now()));
     this.unwedge.set(`${device.userId}|${device.deviceId}`, "claim");
+    this.saveQueue(tx);
     this.ctx.log.info(`Olm session with ${device.userId}/${device.deviceId} looks wedged; creating a new one`);
   }
 
@@ -118,6 +137,8 @@ export class SessionClaims {
       const id = this.ctx.addInFlight({ kind: "keys_claim", users, unwedge: true });
       out.push({ id, kind: "keys_claim", body: JSON.stringify({ one_time_keys: claim, timeout: 10_000 }) });
     }
+    // Devices whose m.dummy is built leave the queue with the ratchet it advanced (same commit).
+    this.saveQueue(tx);
     if (anyDummy) {
       const id = this.ctx.addInFlight({ kind: "to_device" });
       out.push({ id, kind: "to_device", eventType: "m.room.encrypted", txnId: this.ctx.txnId(id), body: JSON.stringify({ messages: dummies }) });

@@ -284,13 +284,13 @@ export class MemoryCryptoStore implements CryptoStore {
     return r ? clone(r) : null;
   }
 
-  /** Pending events of one session in a room, oldest first. */
+  /** Pending events of one session in a room, oldest first, then in the order they were saved (the map's, as the sort is stable). */
   getPendingEvents(roomId: string, sessionId: string): PendingEventRecord[] {
     const d = this.cur();
     if (!d) return [];
     return [...d.pending.values()]
       .filter((r) => r.roomId === roomId && r.sessionId === sessionId)
-      .sort((x, y) => x.receivedTs - y.receivedTs || cmpCodePoints(x.eventId, y.eventId))
+      .sort((x, y) => x.receivedTs - y.receivedTs)
       .map(clone);
   }
 

@@ -271,7 +271,7 @@ export class SqliteCryptoStore implements CryptoStore {
     return rec;
   }
 
-  /** Pending events of one session in a room, oldest first. */
+  /** Pending events of one session in a room, oldest first, then in the order they were saved (rowid). */
   getPendingEvents(roomId: string, sessionId: string): PendingEventRecord[] {
     const a = this.acct();
     return a === null ? [] : this.s().getPending.all(a, roomId, sessionId).map(toPending);

@@ -189,7 +189,7 @@ export function prepareStatements(db: Db): Statements {
 
     getPending: db.prepare(
       `SELECT room_id, session_id, event_id, event_json, received_ts FROM pending_events
-       WHERE account_id = ? AND room_id = ? AND session_id = ? ORDER BY received_ts, event_id`,
+       WHERE account_id = ? AND room_id = ? AND session_id = ? ORDER BY received_ts, rowid`,
     ),
     countPending: plucked(db, "SELECT count(*) FROM pending_events WHERE account_id = ?"),
     upsertPending: db.prepare(
