@@ -2,13 +2,14 @@
  * Before a plaintext send the client checks the room's `m.room.encryption` with the server, at
  * most once per room per sync interval (issue 13 item 7, issue 17): a check holds until the next
  * sync is applied; a sync that carried the room without `m.room.encryption` renews it; one that did
- * not carry the room, or a failed send, ends it. A client with encryption off, on a scripted fake
- * homeserver (undici MockAgent) that counts the state requests.
+ * not carry the room, or a failed send, ends it. Clients with encryption off (and one with it on,
+ * real worker) on a scripted fake homeserver (undici MockAgent) that counts the state requests.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { EncryptionDisabledError, MatrixClient, MatrixHttpError } from "../../src/index.js";
 import { FAKE_ORIGIN, FAKE_SERVER_NAME, FakeHomeserver, joinedRoom, memberEvent } from "../faults/fakeServer.js";
+import { fakeClient } from "../faults/helpers.js";
 
 const ME = `@me:${FAKE_SERVER_NAME}`;
 const PEER = `@peer:${FAKE_SERVER_NAME}`;
@@ -93,5 +94,34 @@ describe("plaintext sends check the room's encryption with the server once per s
     assert.equal(stateChecks(PLAIN), checksBefore + 1);
     assert.equal(plainSends(), sendsBefore);
     assert.equal(client.getRoom(PLAIN).encrypted, true);
+  });
+});
+
+describe("with encryption on, plaintext sends to a plain room also make one state request per sync interval", () => {
+  let fake: FakeHomeserver;
+  let client: MatrixClient;
+
+  before(async () => {
+    fake = new FakeHomeserver(ME);
+    client = fakeClient(fake, null);
+    await client.login(ME, "pw");
+    fake.queueSync({ rooms: { join: { [PLAIN]: joinedRoom([memberEvent(ME, "join", "$m1"), memberEvent(PEER, "join", "$m2")]) } } });
+    await client.syncOnce();
+  });
+
+  after(async () => {
+    await client?.close();
+    await fake?.close();
+  });
+
+  it("after a sync that did not carry the room, four sends make exactly one state request and go out in plaintext", async () => {
+    fake.queueSync({});
+    await client.syncOnce();
+    await Promise.all([1, 2].map((i) => client.getRoom(PLAIN).sendText(`burst ${i}`)));
+    await client.getRoom(PLAIN).sendText("three");
+    await client.getRoom(PLAIN).sendText("four");
+    const checks = fake.calls.filter((c) => c.method === "GET" && new URL(c.path, FAKE_ORIGIN).pathname === `/_matrix/client/v3/rooms/${encodeURIComponent(PLAIN)}/state/m.room.encryption/`);
+    assert.equal(checks.length, 1);
+    assert.deepEqual(fake.roomSends.filter((s) => s.roomId === PLAIN).map((s) => s.eventType), ["m.room.message", "m.room.message", "m.room.message", "m.room.message"]);
   });
 });
