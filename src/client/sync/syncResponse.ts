@@ -59,14 +59,15 @@ function serializable(v: unknown): boolean {
  */
 function dropUnserializable<T>(value: T, part: string, nextBatch: string, log: Logger): T {
   if (serializable(value)) return value;
-  const dropped = (what: string): void => log.warn(`dropped ${what} of sync ${nextBatch}: it cannot be serialised (reason: unserializable)`);
-  if (Array.isArray(value)) {
-    return value.filter((item, i) => serializable(item) || (dropped(`${part}[${i}]`), false)) as T;
-  }
-  if (isObj(value)) {
-    return Object.fromEntries(Object.entries(value).filter(([k, v]) => serializable(v) || (dropped(`${part}.${k}`), false))) as T;
-  }
-  dropped(part);
+  /** Whether `v` (at `path`) is kept; logged when not. */
+  const kept = (v: unknown, path: string): boolean => {
+    if (serializable(v)) return true;
+    log.warn(`dropped ${path} of sync ${nextBatch}: it cannot be serialised (reason: unserializable)`);
+    return false;
+  };
+  if (Array.isArray(value)) return value.filter((item, i) => kept(item, `${part}[${i}]`)) as T;
+  if (isObj(value)) return Object.fromEntries(Object.entries(value).filter(([k, v]) => kept(v, `${part}.${k}`))) as T;
+  kept(value, part);
   return undefined as T;
 }
 
