@@ -143,9 +143,9 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     const timeline = new TimelineEmitter(observed, log, encryption);
     const sender = new OutgoingRequestSender(http, crypto, this);
     const keyClaims = new KeyClaimManager(sender);
-    this.outgoing = new OutgoingRequestsLoop({ crypto, sender, events: this, log, isClosed });
-    this.rooms = new RoomRegistry(this, { verifyDevices: this.verifyDevices, onlyCrossSignedDevices: opts.onlyCrossSignedDevices === true });
+    this.outgoing = new OutgoingRequestsLoop({ crypto, sender, keyClaims, events: this, log, isClosed });
     this.roomEncryption = new RoomEncryptionTracker(http, crypto);
+    this.rooms = new RoomRegistry(this, { verifyDevices: this.verifyDevices, onlyCrossSignedDevices: opts.onlyCrossSignedDevices === true }, this.roomEncryption);
     this.roomOps = new RoomOperations({ http, crypto, rooms: this.rooms, roomEncryption: this.roomEncryption, timeline, userId });
     this.sendQueue = new RoomSendQueue({ http, crypto, encryption, isClosed, roomEncryption: this.roomEncryption, keyClaims, sender, devices: this.deviceOwner });
     this.files = new FileMessageSender(http, encryption, this.roomEncryption);

@@ -132,7 +132,11 @@ export class StoreError extends MatrixSdkError {
   }
 }
 
-/** Encryption is off, or no account is loaded yet. */
+/**
+ * Encryption is off, or no account is loaded yet. Also what a send or file upload to an encrypted
+ * room rejects with when the client's encryption is off: nothing is sent in plaintext (the room's
+ * state is checked with the server first when the client has not synced it recently).
+ */
 export class EncryptionDisabledError extends MatrixSdkError {
   constructor(message = "Encryption is not enabled for this client.") {
     super(ErrorCode.EncryptionDisabled, message);

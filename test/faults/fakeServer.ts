@@ -83,6 +83,8 @@ export class FakeHomeserver {
   private readonly faults: { pattern: RegExp; fault: Fault }[] = [];
   private readonly batches: SyncBatch[] = [];
   private batchWaiters: (() => void)[] = [];
+  /** Delay before a keys/claim is answered (its one-time keys are taken at once), to make claims overlap. */
+  claimDelayMs = 0;
   /** Long-poll duration of an up-to-date /sync. */
   syncPollMs = 150;
   /** Fuzz mode: a batch the client failed on (it asks for the same `since` again) is skipped. */
@@ -245,7 +247,11 @@ export class FakeHomeserver {
     if (method === "GET" && p === "/_matrix/client/v3/account/whoami") return ok({ user_id: this.userId, device_id: this.deviceId });
     if (method === "POST" && p === "/_matrix/client/v3/keys/upload") return this.keysUpload(j);
     if (method === "POST" && p === "/_matrix/client/v3/keys/query") return this.keysQuery(j);
-    if (method === "POST" && p === "/_matrix/client/v3/keys/claim") return this.keysClaim(j);
+    if (method === "POST" && p === "/_matrix/client/v3/keys/claim") {
+      const r = this.keysClaim(j);
+      const delay = this.claimDelayMs;
+      return delay > 0 ? { status: r.status, body: "", later: () => new Promise((resolve) => setTimeout(() => resolve(r.body), delay)) } : r;
+    }
     if (method === "PUT" && (m = /^\/_matrix\/client\/v3\/sendToDevice\/([^/]+)\/([^/]+)$/.exec(p))) {
       this.recordToDevice(path, body);
       return ok({});

@@ -173,6 +173,8 @@ export class OlmPeer {
 export class PeerInbox {
   private readonly inbound = new Map<string, Olm.Session>();
   private readonly groups = new Map<string, Olm.InboundGroupSession>();
+  /** Inbound Olm sessions created from the client's pre-key messages (one per outbound session it made). */
+  sessionsCreated = 0;
   constructor(private readonly peer: OlmPeer) {}
 
   /** Decrypt an Olm to-device content addressed to the peer; returns the plaintext object. */
@@ -186,6 +188,7 @@ export class PeerInbox {
       s.create_inbound_from(this.peer.account, senderKey, c.body);
       this.peer.account.remove_one_time_keys(s);
       this.inbound.set(senderKey, s);
+      this.sessionsCreated++;
     }
     const pt = JSON.parse(s.decrypt(c.type, c.body)) as Json;
     if (pt.type === "m.room_key") {

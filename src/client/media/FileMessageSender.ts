@@ -23,7 +23,7 @@ export class FileMessageSender {
    * In an encrypted room the event carries `file`, never `url`. Resolves with the event ID.
    */
   async send(room: Room, msgtype: string, input: AttachmentInput, opts: SendFileOptions): Promise<string> {
-    if (room.encryption === undefined || (!room.encrypted && this.encryption)) await this.roomEncryption.refresh(room);
+    await this.roomEncryption.ensureFresh(room);
     if (room.encrypted) {
       if (!this.encryption) throw new EncryptionDisabledError(`Room ${room.roomId} is encrypted but encryption is not enabled in this client; refusing to upload in plaintext.`);
       const up = await uploadEncrypted(this.http, input);

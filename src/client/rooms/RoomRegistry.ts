@@ -6,6 +6,7 @@
 import type { SyncChangesInput } from "../../protocol/api.js";
 import { isObj } from "../json.js";
 import { Room, type RoomEncryptionSettings, type RoomHost } from "./Room.js";
+import type { RoomEncryptionTracker } from "./RoomEncryptionTracker.js";
 
 /** Settings a new {@link Room} starts with. @internal */
 export interface RoomDefaults {
@@ -20,6 +21,8 @@ export class RoomRegistry {
   constructor(
     private readonly host: RoomHost,
     private readonly defaults: RoomDefaults,
+    /** Told after each sync which rooms it carried (freshness of "not encrypted"). */
+    private readonly encryption: Pick<RoomEncryptionTracker, "onSyncApplied">,
   ) {}
 
   /** The room object for an ID, created on first use. */
@@ -41,8 +44,12 @@ export class RoomRegistry {
   /**
    * Apply a sync's room state (members, `m.room.encryption`) to the rooms. `fullState`: the sync
    * is an initial one, so a joined room without `m.room.encryption` is known not to be encrypted.
+   * Then the encryption tracker learns which joined rooms the sync carried.
+   *
+   * Call order: once per sync, in sync order.
    */
   applySyncState(rooms: SyncChangesInput["rooms"], fullState: boolean): void {
+    const carried: Room[] = [];
     for (const cr of rooms) {
       const room = this.get(cr.roomId);
       for (const ev of cr.stateEvents) {
@@ -53,6 +60,8 @@ export class RoomRegistry {
         }
       }
       if (room.encryption === undefined && cr.membership === "join" && fullState) room.encryption = null;
+      if (cr.membership === "join") carried.push(room);
     }
+    this.encryption.onSyncApplied(carried);
   }
 }

@@ -5,19 +5,24 @@
  * Why single flight: two overlapping passes would both get the same requests from the engine and
  * send them twice. Why the flag: a trigger that arrives while a pass runs may be for state the
  * running pass read before it changed (a sync's device-list changes), so exactly one more pass runs
- * after it, as in matrix-js-sdk's `OutgoingRequestsManager`.
+ * after it, as in matrix-js-sdk's `OutgoingRequestsManager`. The requests are asked for under the
+ * claim lock (`KeyClaimManager`), which sends their keys/claim (unwedging a broken Olm channel):
+ * otherwise a room-key share could claim the same device at the same time.
  * @internal
  */
 import { SingleFlight } from "../../util/KeyedMutex.js";
 import type { Logger } from "../../pure/logger.js";
 import type { CryptoAccess } from "../CryptoAccess.js";
 import { emitError, type ClientEventSink } from "../events.js";
+import type { KeyClaimManager } from "./KeyClaimManager.js";
 import type { OutgoingRequestSender } from "./OutgoingRequestSender.js";
 
 /** What the loop needs. @internal */
 export interface OutgoingRequestsLoopDeps {
   crypto: CryptoAccess;
   sender: OutgoingRequestSender;
+  /** The claim lock the engine's keys/claim requests are asked for and sent under. */
+  keyClaims: KeyClaimManager;
   events: ClientEventSink;
   log: Logger;
   /** The client was closed: failures after that are not reported. */
@@ -48,11 +53,22 @@ export class OutgoingRequestsLoop {
     try {
       // A response can enable the next step (a claim, then the m.dummy it allows): a few passes.
       for (let pass = 0; pass < 3; pass++) {
-        const reqs = await crypto.api.outgoingRequests();
-        if (!reqs.length) return;
-        const results = await Promise.allSettled(reqs.map((r) => sender.send(r)));
+        // Asked for under the claim lock, which sends the claims; the other requests go out at once.
+        let others: Promise<PromiseSettledResult<void>[]> = Promise.resolve([]);
+        let count = 0;
+        const claims = this.deps.keyClaims.run(
+          async () => {
+            const reqs = await crypto.api.outgoingRequests();
+            count = reqs.length;
+            others = Promise.allSettled(reqs.filter((r) => r.kind !== "keys_claim").map((r) => sender.send(r)));
+            return reqs;
+          },
+          (reqs) => reqs.filter((r) => r.kind === "keys_claim"),
+        );
+        const results = [...(await Promise.allSettled([claims])), ...(await others)];
         const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
         if (failed) throw failed.reason;
+        if (!count) return;
       }
     } catch (err) {
       if (this.deps.isClosed()) return;

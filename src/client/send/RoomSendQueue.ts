@@ -47,17 +47,26 @@ export class RoomSendQueue {
 
   /**
    * Send an event, encrypting in encrypted rooms (never in plaintext to a room that is or may be
-   * encrypted). Claim → share → encrypt → send run under the room's FIFO lock, so concurrent sends
-   * share the key once and keep their order. Resolves with the event ID.
+   * encrypted: before a plaintext send, the room's state is checked with the server unless a sync
+   * since the last check says it is still unencrypted, see `RoomEncryptionTracker`). With
+   * encryption off, an encrypted room rejects with `EncryptionDisabledError`. Claim → share →
+   * encrypt → send run under the room's FIFO lock, so concurrent sends share the key once, keep
+   * their order and make one state check. Resolves with the event ID.
    */
   async send(room: Room, type: string, content: Record<string, unknown>): Promise<string> {
     const { http, encryption, roomEncryption } = this.deps;
     if (this.deps.isClosed()) throw new ClientClosedError();
     return this.roomLocks.run(room.roomId, async () => {
-      if (room.encryption === undefined || (!room.encrypted && encryption)) await roomEncryption.refresh(room);
+      // Never in plaintext on a stale "not encrypted" (the room may have turned encrypted since).
+      await roomEncryption.ensureFresh(room);
       if (!room.encrypted) {
-        const res = await http.request<Json>("PUT", p`/_matrix/client/v3/rooms/${room.roomId}/send/${type}/${makeTxnId()}`, { body: content });
-        return typeof res.event_id === "string" ? res.event_id : "";
+        try {
+          const res = await http.request<Json>("PUT", p`/_matrix/client/v3/rooms/${room.roomId}/send/${type}/${makeTxnId()}`, { body: content });
+          return typeof res.event_id === "string" ? res.event_id : "";
+        } catch (err) {
+          roomEncryption.invalidate(room);
+          throw err;
+        }
       }
       if (!encryption) throw new EncryptionDisabledError(`Room ${room.roomId} is encrypted but encryption is not enabled in this client; refusing to send in plaintext.`);
       if (room.encryption!.algorithm !== MEGOLM_ALGORITHM) throw new UnsupportedAlgorithmError(room.roomId, room.encryption!.algorithm);

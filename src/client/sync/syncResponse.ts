@@ -41,31 +41,34 @@ function primitive(v: unknown): Primitive {
   return v === null || v === undefined || typeof v === "string" || typeof v === "number" || typeof v === "boolean" ? v : null;
 }
 
-/** Items of `list` that can be serialized; the others are logged and dropped. */
-function keepSerializable<T>(list: T[], log: Logger, what: string): T[] {
-  return list.filter((item) => {
-    try {
-      JSON.stringify(item);
-      return true;
-    } catch {
-      log.warn(`dropped a ${what} that cannot be serialized (reason: malformed)`);
-      return false;
-    }
-  });
+/** Whether `v` survives `JSON.stringify` (values nested deeper than the stack allows do not). */
+function serializable(v: unknown): boolean {
+  try {
+    JSON.stringify(v);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
- * Serialize for the worker. Deeply nested or cyclic input (a hostile server) cannot be
- * serialized: then `prune` drops the offending items (logged) and serialization is retried, so
- * one bad event never blocks the sync.
+ * `value` without what cannot be serialised: returned as is when it can be; otherwise its items
+ * (array) or members (object) that cannot are dropped, each logged under its path in `part`; a
+ * primitive that cannot (none from JSON.parse) becomes undefined. One level is enough: an item
+ * that serialises is kept whole.
  */
-function toWorkerJson(value: unknown, prune: () => void): string {
-  try {
-    return JSON.stringify(value);
-  } catch {
-    prune();
-    return JSON.stringify(value);
-  }
+function dropUnserializable<T>(value: T, part: string, nextBatch: string, log: Logger): T {
+  if (serializable(value)) return value;
+  /** Whether `v` (at `path`) is kept; logged when not. */
+  const kept = (v: unknown, path: string): boolean => {
+    if (serializable(v)) return true;
+    log.warn(`dropped ${path} of sync ${nextBatch}: it cannot be serialised (reason: unserializable)`);
+    return false;
+  };
+  if (Array.isArray(value)) return value.filter((item, i) => kept(item, `${part}[${i}]`)) as T;
+  if (isObj(value)) return Object.fromEntries(Object.entries(value).filter(([k, v]) => kept(v, `${part}.${k}`))) as T;
+  kept(value, part);
+  return undefined as T;
 }
 
 /**
@@ -100,7 +103,11 @@ export function prepareSync(res: unknown, withCrypto: boolean, log: Logger): Syn
   return work;
 }
 
-/** The worker's `receiveSyncChanges` input for a sync, serialized. @internal */
+/**
+ * The worker's `receiveSyncChanges` input for a sync, serialized. A part that cannot be serialised
+ * (nested deeper than the stack allows) is dropped and logged with its path, never failing the sync.
+ * @internal
+ */
 export function cryptoInputJson(work: SyncWork, log: Logger): string {
   const res = work.res as Json;
   const devLists = isObj(res.device_lists) ? res.device_lists : {};
@@ -113,10 +120,20 @@ export function cryptoInputJson(work: SyncWork, log: Logger): string {
   if (isObj(res.device_one_time_keys_count)) input.oneTimeKeyCounts = res.device_one_time_keys_count;
   const fb = res.device_unused_fallback_key_types ?? res["org.matrix.msc2732.device_unused_fallback_key_types"];
   if (fb !== undefined) input.unusedFallbackKeyTypes = fb;
-  return toWorkerJson(input, () => {
-    input.toDevice = keepSerializable(input.toDevice, log, "to-device event");
-    for (const r of input.rooms) r.stateEvents = keepSerializable(r.stateEvents, log, "state event");
-  });
+  try {
+    return JSON.stringify(input);
+  } catch {
+    // A part nested too deep to serialise (a hostile server) would fail this sync on every retry:
+    // drop what cannot be serialised, part by part (logged), and process the rest.
+  }
+  const { nextBatch } = work;
+  const keep = <T>(value: T, part: string): T => dropUnserializable(value, part, nextBatch, log);
+  input.toDevice = keep(input.toDevice, "to_device.events");
+  input.deviceLists = { changed: keep(devLists.changed, "device_lists.changed"), left: keep(devLists.left, "device_lists.left") };
+  if (input.oneTimeKeyCounts) input.oneTimeKeyCounts = keep(input.oneTimeKeyCounts, "device_one_time_keys_count");
+  if (fb !== undefined) input.unusedFallbackKeyTypes = keep(fb, res.device_unused_fallback_key_types !== undefined ? "device_unused_fallback_key_types" : "org.matrix.msc2732.device_unused_fallback_key_types");
+  input.rooms = input.rooms.map((r) => ({ ...r, stateEvents: keep(r.stateEvents, `rooms.${r.membership}.${r.roomId}.${r.membership === "invite" ? "invite_state" : "state"}`) }));
+  return JSON.stringify(input);
 }
 
 /** The encrypted timeline events of a sync, reduced for `decryptSyncTimelines`; null when there are none. @internal */

@@ -27,8 +27,12 @@ const UNWEDGE_QUEUE = "unwedge_queue";
 export class SessionClaims {
   /** `user|device` → when its last claim returned no usable key. */
   private readonly failedClaims = new Map<string, number>();
-  /** Devices whose Olm channel is wedged: "claim" a new session, then send them an "m.dummy". */
-  private readonly unwedge = new Map<string, "claim" | "claiming" | "dummy">();
+  /**
+   * Devices whose Olm channel is wedged: "claim" a new session, then send them an "m.dummy".
+   * `sessionsBefore`: the IDs of the device's Olm sessions when it was found wedged; a session not
+   * among them was made since (by a room-key share's claim) and is the new one, no claim needed.
+   */
+  private readonly unwedge = new Map<string, { state: "claim" | "claiming" | "dummy"; sessionsBefore: Set<string> }>();
 
   constructor(
     private readonly ctx: EngineContext,
@@ -43,7 +47,14 @@ export class SessionClaims {
   /** Resume the unwedging left unfinished by the previous engine instance (account loaded). */
   load(tx: Transaction): void {
     const queued: unknown = JSON.parse(tx.getValue(UNWEDGE_QUEUE) ?? "[]");
-    for (const k of Array.isArray(queued) ? queued : []) if (typeof k === "string") this.unwedge.set(k, "claim");
+    for (const k of Array.isArray(queued) ? queued : []) {
+      if (typeof k !== "string") continue;
+      const i = k.lastIndexOf("|");
+      const device = tx.getDevice(k.slice(0, i), k.slice(i + 1));
+      // Sessions made before the restart may be the lost repair's: claim anew unless one appears later.
+      const sessionsBefore = new Set(device ? tx.getOlmSessions(device.curve25519).map((r) => r.sessionId) : []);
+      this.unwedge.set(k, { state: "claim", sessionsBefore });
+    }
   }
 
   /** Write the devices still being unwedged into `tx`. */
@@ -77,7 +88,12 @@ export class SessionClaims {
     const claimed = this.sessions.createFromClaim(tx, response);
     for (const k of claimed) this.failedClaims.delete(k);
     for (const k of users.keys()) if (!claimed.has(k)) this.failedClaims.set(k, this.ctx.now());
-    if (unwedge) for (const k of users.keys()) this.unwedge.set(k, "dummy");
+    if (unwedge) {
+      for (const k of users.keys()) {
+        const w = this.unwedge.get(k);
+        if (w) w.state = "dummy";
+      }
+    }
   }
 
   /** A claim failed outright: back off every device it covered. */
@@ -99,19 +115,27 @@ export class SessionClaims {
     const last = Number(tx.getValue(key) ?? 0);
     if (this.ctx.now() - last < UNWEDGE_INTERVAL_MS) return;
     tx.setValue(key, String(this.ctx.now()));
-    this.unwedge.set(`${device.userId}|${device.deviceId}`, "claim");
+    const sessionsBefore = new Set(tx.getOlmSessions(device.curve25519).map((r) => r.sessionId));
+    this.unwedge.set(`${device.userId}|${device.deviceId}`, { state: "claim", sessionsBefore });
     this.saveQueue(tx);
     this.ctx.log.info(`Olm session with ${device.userId}/${device.deviceId} looks wedged; creating a new one`);
   }
 
-  /** The claim and `m.dummy` requests of devices being unwedged (the dummies' ratchets written into `tx`). */
+  /**
+   * The claim and `m.dummy` requests of devices being unwedged (the dummies' ratchets written into
+   * `tx`). A device that got a new Olm session since it was found wedged (a room-key share claimed
+   * one) is not claimed for again: it gets its `m.dummy` on that session.
+   *
+   * Locking rule: under the main thread's claim lock (like every claim), so a claim for the same
+   * device by a room-key share is answered before this looks at the device's sessions.
+   */
   buildUnwedgeRequests(tx: Transaction): OutgoingRequest[] {
     const out: OutgoingRequest[] = [];
     const claim: Record<string, Record<string, string>> = {};
     const users = new Map<string, number>();
     const dummies: Record<string, Record<string, Json>> = {};
     let anyDummy = false;
-    for (const [k, state] of this.unwedge) {
+    for (const [k, w] of this.unwedge) {
       const i = k.lastIndexOf("|");
       const userId = k.slice(0, i);
       const deviceId = k.slice(i + 1);
@@ -120,11 +144,12 @@ export class SessionClaims {
         this.unwedge.delete(k);
         continue;
       }
-      if (state === "claim") {
+      if (w.state === "claim" && tx.getOlmSessions(device.curve25519).some((r) => !w.sessionsBefore.has(r.sessionId))) w.state = "dummy";
+      if (w.state === "claim") {
         (claim[userId] ??= {})[deviceId] = "signed_curve25519";
         users.set(k, 0);
-        this.unwedge.set(k, "claiming");
-      } else if (state === "dummy") {
+        w.state = "claiming";
+      } else if (w.state === "dummy") {
         this.unwedge.delete(k);
         const content = this.sessions.encrypt(tx, device, "m.dummy", {});
         if (content) {
