@@ -102,7 +102,8 @@ export class WasmPeer {
     if (!members) return this.call("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/${encodeURIComponent(type)}/${encodeURIComponent(txnId)}`, body);
     const users = (): wasm.UserId[] => members.map((u) => new wasm.UserId(u));
     await this.machine.updateTrackedUsers(users());
-    await this.flush();
+    // Only the key queries: a full flush from here would send the room message being sent again.
+    for (const r of (await this.machine.outgoingRequests()) as RustRequest[]) if (r.type === wasm.RequestType.KeysQuery) await this.send(r);
     const claim = (await this.machine.getMissingSessions(users())) as RustRequest | null;
     if (claim) await this.send(claim);
     for (const r of (await this.machine.shareRoomKey(new wasm.RoomId(roomId), users(), new wasm.EncryptionSettings())) as RustRequest[]) await this.send(r);
