@@ -49,6 +49,8 @@ export const ErrorCode = {
   Attachment: "M_SDK_ATTACHMENT",
   /** An interactive verification was cancelled by either side or timed out (see {@link VerificationCancelledError}). */
   VerificationCancelled: "M_SDK_VERIFICATION_CANCELLED",
+  /** A user we verified changed their cross-signing identity; nothing is sent to their room until it is acknowledged or re-verified (see {@link VerifiedUserChangedIdentityError}). */
+  VerifiedUserChangedIdentity: "M_SDK_VERIFIED_USER_CHANGED_IDENTITY",
 } as const;
 
 /** One of the {@link ErrorCode} values. */
@@ -289,6 +291,9 @@ export function deserializeError(s: SerializedError): MatrixSdkError {
     case ErrorCode.Attachment:
       err = new AttachmentError(String(d.reason ?? "bad_format") as AttachmentErrorReason, s.message, d);
       break;
+    case ErrorCode.VerifiedUserChangedIdentity:
+      err = new VerifiedUserChangedIdentityError(Array.isArray(d.userIds) ? d.userIds.map(String) : []);
+      break;
     default:
       err = new InternalError(`${s.name}: ${s.message}`, d);
   }
@@ -347,5 +352,20 @@ export class VerificationCancelledError extends MatrixSdkError {
     readonly byUs: boolean,
   ) {
     super(ErrorCode.VerificationCancelled, `verification cancelled (${cancelCode}) by ${byUs ? "us" : "the other side"}: ${reason}`, { cancelCode, byUs });
+  }
+}
+
+/**
+ * Sending to a room was refused: users we had verified changed their cross-signing identity (as
+ * matrix-rust-sdk's "verified user changed identity"). Nothing was sent. Call
+ * `client.acknowledgeIdentityChange(userId)` (the new identity becomes pinned, unverified) or verify
+ * the user again, then send again.
+ */
+export class VerifiedUserChangedIdentityError extends MatrixSdkError {
+  constructor(
+    /** The users whose verified identity changed. */
+    readonly userIds: string[],
+  ) {
+    super(ErrorCode.VerifiedUserChangedIdentity, `verified users changed their identity: ${userIds.join(", ")}; acknowledge the change or verify them again`, { userIds });
   }
 }

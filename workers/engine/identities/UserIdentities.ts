@@ -9,7 +9,7 @@ import { InvalidArgumentError } from "../../../src/protocol/errors.js";
 import type { DeviceRecord } from "../../../src/protocol/store.js";
 import { isObj, type EngineContext, type Json } from "../EngineContext.js";
 import type { Transaction } from "../Transaction.js";
-import { checkDeviceChain, parseCrossSigningKey, publicKeyFromSeed, signUserMaster } from "./crossSigning.js";
+import { checkDeviceChain, parseCrossSigningKey, publicKeyFromSeed, signUserMaster, verifyJsonSignature } from "./crossSigning.js";
 import { loadIdentity, loadPin, loadSeeds, loadVerified, saveIdentity, savePin, saveVerified, type StoredIdentity } from "./CrossSigningStore.js";
 
 /** What cross-signing says of one device. @internal */
@@ -83,9 +83,37 @@ export class UserIdentities {
     if (pin?.changedTo) return false;
     if (userId === this.ctx.me().userId) {
       const seeds = loadSeeds(tx, this.ctx.pickleKey);
-      return seeds !== null && publicKeyFromSeed(this.ctx.olm, seeds.master) === parsed.publicKey;
+      if (seeds !== null && publicKeyFromSeed(this.ctx.olm, seeds.master) === parsed.publicKey) return true;
+      // Without the private keys: our master key verified by SAS with another of our devices.
     }
     return loadVerified(tx, userId) === parsed.publicKey;
+  }
+
+  /**
+   * Whether another user's master key object carries a valid signature of our user-signing key,
+   * which our trusted master key signed: the chain our other devices (or we, earlier) uploaded
+   * when verifying that user, as the server returns it in `/keys/query`.
+   */
+  private signedByOurUserSigningKey(tx: Transaction, masterObj: unknown): boolean {
+    const me = this.ctx.me().userId;
+    const own = loadIdentity(tx, me);
+    if (!own?.userSigning || !this.identityTrusted(tx, me, own)) return false;
+    const ownMaster = parseCrossSigningKey(own.master, me, "master");
+    const usk = parseCrossSigningKey(own.userSigning, me, "user_signing");
+    if (!ownMaster.ok || !usk.ok) return false;
+    if (!verifyJsonSignature(this.ctx.olm, own.userSigning, me, ownMaster.publicKey, ownMaster.publicKey)) return false;
+    return verifyJsonSignature(this.ctx.olm, masterObj, me, usk.publicKey, usk.publicKey);
+  }
+
+  /**
+   * Users among `userIds` whose identity we had verified and that changed since: sending to them
+   * stops until the change is acknowledged (or they are verified again).
+   */
+  verifiedIdentityChanges(tx: Transaction, userIds: string[]): string[] {
+    return userIds.filter((u) => {
+      const pin = loadPin(tx, u);
+      return pin?.changedTo != null && loadVerified(tx, u) === pin.pinned;
+    });
   }
 
   /** Record the cross-signing keys of a `/keys/query` answer; pin first-seen master keys and push the users whose identity changed. */
@@ -93,7 +121,10 @@ export class UserIdentities {
     const masters = isObj(response.master_keys) ? response.master_keys : {};
     const ssks = isObj(response.self_signing_keys) ? response.self_signing_keys : {};
     const usks = isObj(response.user_signing_keys) ? response.user_signing_keys : {};
-    for (const [userId, masterObj] of Object.entries(masters)) {
+    // Our own identity first: another user's trust is read through our user-signing key.
+    const me = this.ctx.me().userId;
+    const entries = Object.entries(masters).sort(([a], [b]) => (a === me ? -1 : b === me ? 1 : 0));
+    for (const [userId, masterObj] of entries) {
       const master = parseCrossSigningKey(masterObj, userId, "master");
       if (!master.ok) {
         this.ctx.log.warn(`ignoring the master key of ${userId}: ${master.reason}`);
@@ -110,6 +141,12 @@ export class UserIdentities {
         changes.push(userId);
       } else if (pin.pinned === master.publicKey && pin.changedTo) {
         savePin(tx, userId, { pinned: pin.pinned, changedTo: null });
+      }
+      // A user one of our devices verified (their master key signed by our user-signing key) is
+      // verified here too; remembered, so that a later change of their identity blocks sending.
+      if (userId !== me && !loadPin(tx, userId)?.changedTo && loadVerified(tx, userId) !== master.publicKey && this.signedByOurUserSigningKey(tx, master.raw)) {
+        saveVerified(tx, userId, master.publicKey);
+        this.ctx.log.info(`${userId} is verified through our user-signing key`);
       }
     }
     this.trustCache.clear();

@@ -8,7 +8,7 @@
  * @internal
  */
 import { MEGOLM_ALGORITHM, type DeviceInfo, type OutgoingRequest, type PrepareShareStep } from "../../../src/protocol/api.js";
-import { InternalError, UnknownDevicesError } from "../../../src/protocol/errors.js";
+import { InternalError, UnknownDevicesError, VerifiedUserChangedIdentityError } from "../../../src/protocol/errors.js";
 import type { DeviceRecord, OutboundGroupSessionRecord, SharedWithEntry } from "../../../src/protocol/store.js";
 import type { EngineContext, Json } from "../EngineContext.js";
 import type { DeviceTracker } from "../identities/DeviceTracker.js";
@@ -47,7 +47,8 @@ export class OutboundSessions {
   /**
    * Recipient devices of the room. With `verifyDevices`, throws {@link UnknownDevicesError}
    * listing devices that are neither verified (locally or by cross-signing), ignored nor
-   * blacklisted.
+   * blacklisted; throws {@link VerifiedUserChangedIdentityError} when a user we verified changed
+   * their identity (nothing is shared or sent until that is acknowledged).
    */
   private recipients(tx: Transaction, roomId: string, verifyDevices: boolean, onlyCrossSigned: boolean): Recipients {
     const me = this.ctx.me();
@@ -55,7 +56,10 @@ export class OutboundSessions {
     const out: DeviceRecord[] = [];
     const blacklisted: DeviceRecord[] = [];
     const unknown: Record<string, DeviceInfo[]> = {};
-    for (const userId of this.rooms.recipientUsers(tx, roomId)) {
+    const users = this.rooms.recipientUsers(tx, roomId);
+    const changed = this.identities.verifiedIdentityChanges(tx, users);
+    if (changed.length) throw new VerifiedUserChangedIdentityError(changed);
+    for (const userId of users) {
       for (const d of tx.getUserDevices(userId)) {
         if (d.deleted || (d.userId === me.userId && d.deviceId === me.deviceId)) continue;
         if (d.blacklisted) {

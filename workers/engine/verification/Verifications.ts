@@ -11,7 +11,7 @@
  * @internal
  */
 import type { VerificationActionResult } from "../../../src/protocol/verification.js";
-import { loadIdentity, loadPin, loadSeeds } from "../identities/CrossSigningStore.js";
+import { loadIdentity, loadPin, loadSeeds, saveVerified } from "../identities/CrossSigningStore.js";
 import { mergeSignatureUploads, parseCrossSigningKey, publicKeyFromSeed, signDevice, type SignatureUploadBody } from "../identities/crossSigning.js";
 import type { DeviceTracker } from "../identities/DeviceTracker.js";
 import type { UserIdentities } from "../identities/UserIdentities.js";
@@ -79,8 +79,11 @@ export class Verifications {
         }
       }
     }
-    if (v.masterKey && v.userId !== me.userId && seeds) {
-      uploads.push(this.identities.verifyUser(tx, v.userId) as SignatureUploadBody);
+    if (v.masterKey) {
+      // The master key the MAC covered is the one we verified (ours: verified by another of our
+      // devices; theirs: signed with our user-signing key when we hold it, so all our devices agree).
+      if (v.userId !== me.userId && seeds) uploads.push(this.identities.verifyUser(tx, v.userId) as SignatureUploadBody);
+      else saveVerified(tx, v.userId, v.masterKey);
     }
     this.identities.invalidate();
     this.ctx.log.info(`SAS verified ${v.userId}${v.deviceId ? `/${v.deviceId}` : ""}${v.masterKey ? " and their master key" : ""}`);
