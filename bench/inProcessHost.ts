@@ -79,7 +79,7 @@ export class InProcessHost extends EventEmitter {
       case "storeLocation":
         return this.store!.location;
       case "receiveSyncChanges":
-        return e.receiveSyncChanges(this.parse(name, args[0] as string) as Parameters<CryptoEngine["receiveSyncChanges"]>[0]);
+        return e.receiveSyncChanges(this.parse(name, args[0] as string) as Parameters<CryptoEngine["receiveSyncChanges"]>[0], (args[1] ?? {}) as Parameters<CryptoEngine["receiveSyncChanges"]>[1]);
       case "decryptSyncTimelines":
         return e.decryptSyncTimelines(args[0] as { roomId: string; events: unknown[] }[]);
       case "decryptRoomEvents":

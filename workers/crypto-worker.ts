@@ -87,7 +87,7 @@ async function main(): Promise<void> {
     outgoingRequests: () => run(() => engine.outgoingRequests()),
     markRequestAsSent: (id, kind, responseJson) => run(() => engine.markRequestAsSent(id, kind, responseJson)),
     markRequestAsFailed: (id, kind, errcode, message) => run(() => engine.markRequestAsFailed(id, kind, errcode, message)),
-    receiveSyncChanges: (inputJson: string) => run(() => engine.receiveSyncChanges(JSON.parse(inputJson))),
+    receiveSyncChanges: (inputJson: string, opts) => run(() => engine.receiveSyncChanges(JSON.parse(inputJson), opts ?? {})),
     commitSyncToken: (token: string, batchId: string) => run(() => engine.commitSyncToken(token, batchId)),
     decryptSyncTimelines: (rooms) => run(() => engine.decryptSyncTimelines(rooms)),
     decryptRoomEvents: (roomId: string, eventsJson: string) => run(() => engine.decryptRoomEvents(roomId, JSON.parse(eventsJson) as unknown[])),

@@ -20,6 +20,17 @@ export const OLM_ALGORITHM = "m.olm.v1.curve25519-aes-sha2";
 /** Megolm algorithm name. */
 export const MEGOLM_ALGORITHM = "m.megolm.v1.aes-sha2";
 
+/** How to read one sync (see `receiveSyncChanges`). */
+export interface SyncChangesOptions {
+  /**
+   * The sync was requested before our last `/keys/upload` was answered, so its one-time key count
+   * and unused fallback key types may predate that upload: the engine keeps the upload answer's
+   * count instead (acting on the old one would publish a second batch of keys, and libolm silently
+   * drops the oldest private keys beyond the 100 it keeps).
+   */
+  keyCountsStale?: boolean;
+}
+
 /** Options the worker is started with (structured-cloneable). */
 export interface WorkerOptions {
   store: StoreConfig;
@@ -271,7 +282,7 @@ export interface CryptoWorkerApi {
    * Process the crypto parts of one sync. Commits everything except the token, and opens the
    * sync's batch (returned as `batchId`) for the side effects committed with the token.
    */
-  receiveSyncChanges(inputJson: string): SyncChangesResult;
+  receiveSyncChanges(inputJson: string, opts?: SyncChangesOptions): SyncChangesResult;
   /**
    * Commit the sync token, with exactly the batch `batchId` (replay records, events kept for their
    * keys), once everything that sync carried was handled. Throws `SyncBatchUnknownError`, committing

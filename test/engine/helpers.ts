@@ -5,7 +5,7 @@
 import Olm from "@matrix-org/olm";
 import { CryptoEngine } from "../../workers/engine/CryptoEngine.js";
 import { MemoryCryptoStore } from "../../workers/store/memory/MemoryCryptoStore.js";
-import type { OutgoingRequest, SyncChangesInput, SyncChangesResult } from "../../src/protocol/api.js";
+import type { OutgoingRequest, SyncChangesInput, SyncChangesOptions, SyncChangesResult } from "../../src/protocol/api.js";
 import { noopLogger } from "../../src/pure/logger.js";
 
 let olmReady: Promise<void> | null = null;
@@ -133,13 +133,13 @@ export class Peer {
   }
 
   /** Deliver this peer's to-device inbox (and optional room state) as one sync. */
-  async sync(extra: Partial<SyncChangesInput> = {}): Promise<SyncChangesResult> {
+  async sync(extra: Partial<SyncChangesInput> = {}, opts: SyncChangesOptions = {}): Promise<SyncChangesResult> {
     const k = `${this.userId}|${this.deviceId}`;
     const toDevice = this.server.inbox.get(k) ?? [];
     this.server.inbox.set(k, []);
     const input: SyncChangesInput = { nextBatch: "s", toDevice, rooms: [], ...extra };
     if (extra.toDevice) input.toDevice = [...toDevice, ...extra.toDevice];
-    return this.engine.receiveSyncChanges(input);
+    return this.engine.receiveSyncChanges(input, opts);
   }
 
   /** Share the room key (query/claim/share) and encrypt one message; returns the room event. */

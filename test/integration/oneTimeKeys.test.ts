@@ -6,6 +6,8 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { MatrixClient } from "../../src/index.js";
 import type { SynapseHandle } from "../harness/synapse.js";
 import { OlmPeer, initOlm, type Recipient } from "../support/olmPeer.js";
@@ -14,6 +16,35 @@ import { PASSWORD, Recorder, startClient, synapse, tempDir, uniqueName } from ".
 type Json = Record<string, unknown>;
 const PROBE = "org.example.otk_probe";
 
+/**
+ * A pass-through proxy to the homeserver that delivers every `/sync` answer `delayMs` late, as a
+ * slow network does: a sync computed before our `/keys/upload` landed then arrives after its answer.
+ */
+async function slowSyncProxy(upstream: string, delayMs: number): Promise<{ url: string; server: Server }> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string" && k !== "host" && k !== "content-length") headers[k] = v;
+      const body = chunks.length ? Buffer.concat(chunks) : undefined;
+      fetch(`${upstream}${req.url ?? "/"}`, { method: req.method ?? "GET", headers, ...(body && req.method !== "GET" ? { body } : {}) })
+        .then(async (up) => {
+          const text = Buffer.from(await up.arrayBuffer());
+          if (req.url?.startsWith("/_matrix/client/v3/sync")) await new Promise((r) => setTimeout(r, delayMs));
+          res.writeHead(up.status, { "content-type": up.headers.get("content-type") ?? "application/json" });
+          res.end(text);
+        })
+        .catch(() => {
+          res.writeHead(502);
+          res.end();
+        });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
 async function call(hs: SynapseHandle, token: string, method: string, path: string, body: unknown): Promise<Json> {
   const res = await fetch(`${hs.baseUrl}${path}`, { method, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
   const json = (await res.json()) as Json;
@@ -21,24 +52,27 @@ async function call(hs: SynapseHandle, token: string, method: string, path: stri
   return json;
 }
 
-describe("one-time keys claimed during syncs, through a real Synapse", { timeout: 240_000 }, () => {
+describe("one-time keys claimed during syncs, through a real Synapse (sync answers delivered late)", { timeout: 240_000 }, () => {
   let hs: SynapseHandle;
   let alice: { client: MatrixClient; rec: Recorder };
   let bob: { userId: string; accessToken: string; deviceId: string };
   let bobPeer: OlmPeer;
+  let proxy: { url: string; server: Server };
 
   before(async () => {
     await initOlm();
     hs = await synapse();
     const aliceId = (await hs.registerUser(uniqueName("otkalice"), PASSWORD)).userId;
     bob = await hs.registerUser(uniqueName("otkbob"), PASSWORD);
-    alice = await startClient(hs, aliceId, tempDir());
+    proxy = await slowSyncProxy(hs.baseUrl, 250);
+    alice = await startClient({ ...hs, baseUrl: proxy.url }, aliceId, tempDir());
     bobPeer = new OlmPeer(bob.userId, bob.deviceId);
     await call(hs, bob.accessToken, "POST", "/_matrix/client/v3/keys/upload", { device_keys: bobPeer.deviceKeys() });
   });
   after(async () => {
     await alice.client.close();
     bobPeer.free();
+    proxy.server.close();
   });
 
   it("keeps the server at the target and every claimed key usable while a peer drains them between syncs", async () => {

@@ -26,6 +26,7 @@ import type {
   PrepareShareStep,
   RoomDecryptResult,
   SyncChangesInput,
+  SyncChangesOptions,
   SyncChangesResult,
   UserIdentityInfo,
 } from "../../src/protocol/api.js";
@@ -247,7 +248,7 @@ export class CryptoEngine {
    * its timeline side effects, committed with the token (`batchId` of the result names it). An
    * earlier batch not committed is dropped: its sync is processed again.
    */
-  async receiveSyncChanges(input: SyncChangesInput): Promise<SyncChangesResult> {
+  async receiveSyncChanges(input: SyncChangesInput, opts: SyncChangesOptions = {}): Promise<SyncChangesResult> {
     this.ctx.me();
     this.batch = null;
     const batch = { id: this.ctx.newId(), tx: this.ctx.newTx() };
@@ -258,7 +259,10 @@ export class CryptoEngine {
       // 2. device lists
       this.devices.onDeviceLists(tx, input.deviceLists);
       // 3. one-time keys and fallback key
-      this.account.onSyncCounts(input.oneTimeKeyCounts, input.unusedFallbackKeyTypes);
+      // (a sync requested before our last upload was answered may count keys from before it: the
+      // upload answer's count is newer, and acting on the old one would publish a second batch)
+      if (opts.keyCountsStale) this.ctx.log.debug("ignoring the key counts of a sync requested before our last upload was answered");
+      else this.account.onSyncCounts(input.oneTimeKeyCounts, input.unusedFallbackKeyTypes);
       // 4. to-device
       for (const ev of Array.isArray(input.toDevice) ? input.toDevice : []) this.toDevice.handle(tx, ev, result);
       // 5. events waiting for the sessions that just arrived (deleted only with the sync token,

@@ -15,6 +15,16 @@ import type { ClientEventSink } from "../events.js";
 
 /** Sends engine requests and reports the results (`markRequestAsSent` / `markRequestAsFailed`). @internal */
 export class OutgoingRequestSender {
+  private answeredUploads = 0;
+
+  /**
+   * How many `/keys/upload` requests the server answered so far. A sync requested before the
+   * latest answer may carry key counts from before that upload (see `SyncChangesOptions`).
+   */
+  get keyUploadsAnswered(): number {
+    return this.answeredUploads;
+  }
+
   constructor(
     private readonly http: HttpClient,
     private readonly crypto: CryptoAccess,
@@ -31,6 +41,7 @@ export class OutgoingRequestSender {
   async send(r: OutgoingRequest): Promise<void> {
     try {
       const res = await this.request(r);
+      if (r.kind === "keys_upload") this.answeredUploads++;
       const { identityChanges } = await this.crypto.api.markRequestAsSent(r.id, r.kind, JSON.stringify(res ?? {}));
       for (const u of identityChanges) this.events.emit("user.identityChanged", u);
     } catch (err) {

@@ -30,10 +30,12 @@ export interface SyncLoopDeps {
   events: ClientEventSink;
   log: Logger;
   options: SyncLoopOptions;
+  /** The count of answered `/keys/upload` requests (see `OutgoingRequestSender.keyUploadsAnswered`). */
+  keyUploadsAnswered: () => number;
 }
 
 /** A fetched /sync: the response (taken apart when it was prefetched) or the failure. */
-type Fetched = { res: unknown; work?: SyncWork | undefined } | { err: unknown };
+type Fetched = { res: unknown; work?: SyncWork | undefined; uploadsBefore: number } | { err: unknown };
 
 /** Start/stop of the long-poll loop, and one-off syncs. @internal */
 export class SyncLoop {
@@ -65,12 +67,13 @@ export class SyncLoop {
    * Call order: not while the loop runs (two syncs from the same token would be processed).
    */
   async syncOnce(timeoutMs: number): Promise<void> {
+    const uploadsBefore = this.deps.keyUploadsAnswered();
     const res = await this.deps.http.request<unknown>("GET", "/_matrix/client/v3/sync", {
       query: { since: this.deps.processor.syncToken ?? undefined, timeout: timeoutMs },
       timeoutMs: timeoutMs + 60_000,
       retry: false,
     });
-    await this.deps.processor.process(res);
+    await this.deps.processor.process(res, undefined, undefined, uploadsBefore);
   }
 
   private async run(signal: AbortSignal): Promise<void> {
@@ -79,8 +82,9 @@ export class SyncLoop {
     const max = options.syncBackoff?.maxMs ?? 60_000;
     const timeout = options.syncTimeoutMs ?? 30_000;
     let failures = 0;
-    const fetchSync = (since: string | null, prepare = false): Promise<Fetched> =>
-      http
+    const fetchSync = (since: string | null, prepare = false): Promise<Fetched> => {
+      const uploadsBefore = this.deps.keyUploadsAnswered();
+      return http
         .request<unknown>("GET", "/_matrix/client/v3/sync", {
           query: { since: since ?? undefined, timeout: since ? timeout : 0, filter: SYNC_FILTER },
           timeoutMs: timeout + 30_000,
@@ -91,9 +95,10 @@ export class SyncLoop {
           // A prefetched sync is prepared (parsed into the worker's inputs) as soon as it arrives,
           // which is while the worker still decrypts the previous one; in a task of its own, so
           // that it does not add to the stall of parsing the response body.
-          (res) => (prepare ? new Promise<Fetched>((resolve) => setImmediate(() => resolve({ res, work: processor.tryPrepare(res) }))) : { res }),
+          (res) => (prepare ? new Promise<Fetched>((resolve) => setImmediate(() => resolve({ res, work: processor.tryPrepare(res), uploadsBefore }))) : { res, uploadsBefore }),
           (err: unknown) => ({ err }),
         );
+    };
     // The next /sync is fetched while this one's timelines decrypt (its to-device part is already
     // committed); on any failure the prefetch is dropped and the sync is fetched again.
     let prefetch: Promise<Fetched> | null = null;
@@ -105,7 +110,7 @@ export class SyncLoop {
         if (signal.aborted) break;
         await processor.process(got.res, (next) => {
           if (!signal.aborted) prefetch = fetchSync(next, true);
-        }, got.work);
+        }, got.work, got.uploadsBefore);
         failures = 0;
       } catch (err) {
         prefetch = null;

@@ -55,6 +55,8 @@ export interface SyncProcessorDeps {
   timeline: TimelineEmitter;
   keySharing: KeySharingManager;
   outgoing: OutgoingRequestsLoop;
+  /** The count of answered `/keys/upload` requests (see `OutgoingRequestSender.keyUploadsAnswered`). */
+  keyUploadsAnswered: () => number;
   /** The logged-in user's ID (syncing runs after login only). */
   userId: () => string | null;
 }
@@ -97,12 +99,12 @@ export class SyncProcessor {
    *
    * Call order: one sync at a time, in the order the server gave them (`SyncLoop` does).
    */
-  async process(res: unknown, onIngested?: (nextBatch: string) => void, prepared?: SyncWork): Promise<void> {
+  async process(res: unknown, onIngested?: (nextBatch: string) => void, prepared?: SyncWork, uploadsBefore?: number): Promise<void> {
     const work = prepared !== undefined && prepared.res === res ? prepared : this.prepare(res);
     const done: Attempts = { emitted: new Set(), crypto: null, keySharingDone: false, ingested: false, timelines: null };
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.processOnce(work, done, onIngested);
+        await this.processOnce(work, done, onIngested, uploadsBefore);
         return;
       } catch (err) {
         // The worker restarted after this sync's crypto state was staged: nothing of the sync was
@@ -114,7 +116,7 @@ export class SyncProcessor {
   }
 
   /** One attempt at {@link SyncProcessor.process}; `done` carries what earlier attempts emitted. */
-  private async processOnce(work: SyncWork, done: Attempts, onIngested?: (nextBatch: string) => void): Promise<void> {
+  private async processOnce(work: SyncWork, done: Attempts, onIngested?: (nextBatch: string) => void, uploadsBefore?: number): Promise<void> {
     const { crypto, events, rooms, timeline } = this.deps;
     const { nextBatch, invite, cryptoRooms } = work;
 
@@ -126,7 +128,9 @@ export class SyncProcessor {
     // without waiting for this thread. Its side effects are committed only with the sync token.
     let early: Promise<{ roomId: string; results: RoomDecryptResult[] }[]> | null = null;
     if (crypto.ready) {
-      const changes = crypto.api.receiveSyncChanges(work.cryptoInputJson ?? cryptoInputJson(work, this.deps.log));
+      // A /keys/upload answered since this sync was requested: its key counts may predate the upload.
+      const keyCountsStale = uploadsBefore !== undefined && this.deps.keyUploadsAnswered() !== uploadsBefore;
+      const changes = crypto.api.receiveSyncChanges(work.cryptoInputJson ?? cryptoInputJson(work, this.deps.log), keyCountsStale ? { keyCountsStale } : undefined);
       if (work.decrypt !== null) {
         early = crypto.api.decryptSyncTimelines(work.decrypt);
         early.catch(() => undefined); // awaited below; if the crypto changes fail, nobody does

@@ -30,11 +30,6 @@ export class AccountKeys {
   private fallbackNeeded = false;
   /** A `/keys/upload` is out: at most one at a time. */
   private uploadInFlight = false;
-  /**
-   * An upload was answered after the last sync was received, so the next sync may have been
-   * requested (and its counts computed) before the server had that upload: its counts are ignored.
-   */
-  private uploadedSinceSync = false;
 
   constructor(private readonly ctx: EngineContext) {}
 
@@ -68,7 +63,6 @@ export class AccountKeys {
     this.account = null;
     this.ctx.setIdentity(null);
     this.uploadInFlight = false;
-    this.uploadedSinceSync = false;
   }
 
   /** The live libolm account; throws when none is loaded. */
@@ -114,21 +108,8 @@ export class AccountKeys {
     });
   }
 
-  /**
-   * The one-time key count and unused fallback key types a sync reported.
-   *
-   * The counts of a sync received right after an upload answer are ignored: the sync loop requests
-   * the next sync once the previous one was handed to the engine, so only that sync can have been
-   * computed by the server before our upload landed, and the upload answer's count is newer.
-   * Trusting it would publish a second batch of keys (the server then holds more than the target,
-   * and libolm, which keeps at most 100 private keys, drops the oldest ones peers may have claimed).
-   */
+  /** The one-time key count and unused fallback key types a sync reported. */
   onSyncCounts(oneTimeKeyCounts: unknown, unusedFallbackKeyTypes: unknown): void {
-    if (this.uploadedSinceSync) {
-      this.uploadedSinceSync = false;
-      this.ctx.log.debug("ignoring the one-time key counts of a sync requested before our last upload was answered");
-      return;
-    }
     if (isObj(oneTimeKeyCounts)) {
       const n = oneTimeKeyCounts.signed_curve25519;
       this.otkCount = typeof n === "number" && n >= 0 ? n : 0;
@@ -203,7 +184,6 @@ export class AccountKeys {
   /** The server accepted an upload (or already had its keys): mark them published. */
   onUploaded(tx: Transaction, response: Json): void {
     this.uploadInFlight = false;
-    this.uploadedSinceSync = true;
     const account = this.olmAccount();
     account.mark_keys_as_published();
     this.fallbackNeeded = false;
