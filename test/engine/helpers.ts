@@ -105,6 +105,12 @@ export class KeyServer {
   }
 }
 
+/** Options of a {@link Peer}'s engine. */
+export interface PeerOptions {
+  /** The engine's clock (ms since the epoch); `Date.now` by default. */
+  now?: () => number;
+}
+
 /** A test participant: an engine plus helpers to run its requests against the KeyServer. */
 export class Peer {
   engine: CryptoEngine;
@@ -116,14 +122,15 @@ export class Peer {
     readonly userId: string,
     readonly deviceId: string,
     store?: MemoryCryptoStore,
+    opts: PeerOptions = {},
   ) {
     if (store) this.store = store;
-    this.engine = new CryptoEngine({ olm: Olm, store: this.store, pickleKey: "test", logger: noopLogger });
+    this.engine = new CryptoEngine({ olm: Olm, store: this.store, pickleKey: "test", logger: noopLogger, ...(opts.now ? { now: opts.now } : {}) });
   }
 
-  static async create(server: KeyServer, userId: string, deviceId: string, store?: MemoryCryptoStore): Promise<Peer> {
+  static async create(server: KeyServer, userId: string, deviceId: string, store?: MemoryCryptoStore, opts: PeerOptions = {}): Promise<Peer> {
     await initOlm();
-    const p = new Peer(server, userId, deviceId, store);
+    const p = new Peer(server, userId, deviceId, store, opts);
     if (!store) await p.store.open();
     const info = await p.engine.loadAccount(userId, deviceId);
     p.ed25519 = info.ed25519;
