@@ -27,7 +27,6 @@ function assertLoop(l: LoopSummary | null | undefined, runs: number, what: strin
   assert.ok(l, `${what} is missing`);
   assertMeasured(l.p99, runs, `${what} p99`, true);
   assertMeasured(l.max, runs, `${what} max`, true);
-  assert.ok(l.p99.median <= l.max.median, `${what}: p99 ≤ max`);
 }
 
 describe("bench smoke", { timeout: 240_000 }, () => {
