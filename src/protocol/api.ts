@@ -175,7 +175,11 @@ export interface SyncChangesResult {
   batchId: string;
   /** To-device events for listeners (decrypted where they were encrypted). */
   toDevice: DecryptedToDevice[];
-  /** To-device messages that failed, with reason codes (already logged). */
+  /**
+   * To-device messages that failed, with reason codes (already logged); a refused
+   * `m.forwarded_room_key` has `type` `m.forwarded_room_key` and code `forward_unrequested`,
+   * `forward_unverified_device`, `forward_not_own_device` or `malformed`.
+   */
   toDeviceFailures: { sender: string; type: string; code: string; message: string }[];
   /** New inbound sessions. */
   roomKeys: { roomId: string; sessionId: string; senderKey: string }[];

@@ -52,15 +52,18 @@ export type InboundSessionSource = "own" | "room_key" | "forwarded" | "imported"
  *   (the to-device event's `sender`, checked against the Olm plaintext), `curve25519` the Olm
  *   channel's key, `ed25519` the key the plaintext claimed, `deviceId` the device that owned
  *   `curve25519` for that user when the key arrived (`null` when the device was not yet known).
- * - `forwarded`: an `m.forwarded_room_key` from one of our devices (`userId`/`deviceId`/`curve25519`
- *   of the forwarder). The key's creator is only claimed, so it is never authenticated.
+ * - `forwarded`: an `m.forwarded_room_key` from one of our verified devices (`userId`/`deviceId`/
+ *   `curve25519` of the forwarder), answering our request. The key's creator is only claimed, so it
+ *   is never authenticated; `claimedSender` is the user the request was for (the `sender` of the
+ *   event that needed the key): events of any other sender are refused (`sender_mismatch`).
+ *   Absent on sessions forwarded before it was recorded.
  * - `imported`: read from a key export file (or an import through the API).
  * - `backup`: restored from server-side key backup (`version`).
  */
 export type SenderData =
   | { kind: "own" }
   | { kind: "olm"; userId: string; deviceId: string | null; curve25519: string; ed25519: string }
-  | { kind: "forwarded"; userId: string; deviceId: string | null; curve25519: string }
+  | { kind: "forwarded"; userId: string; deviceId: string | null; curve25519: string; claimedSender?: string }
   | { kind: "imported" }
   | { kind: "backup"; version: string };
 

@@ -23,6 +23,20 @@ export class KeyServer {
   fallback = new Map<string, Json>();
   inbox = new Map<string, Json[]>(); // user|device -> to-device events
   changed = new Set<string>();
+  /** userId -> the public cross-signing keys /keys/query returns for that user. */
+  crossSigning = new Map<string, { master: Json; selfSigning: Json }>();
+
+  /** /keys/device_signing/upload then /keys/signatures/upload (signatures merged into the device keys). */
+  uploadCrossSigning(userId: string, deviceSigning: Json, signatures: Json): void {
+    this.crossSigning.set(userId, { master: deviceSigning.master_key as Json, selfSigning: deviceSigning.self_signing_key as Json });
+    for (const [deviceId, signed] of Object.entries((signatures[userId] ?? {}) as Record<string, Json>)) {
+      const device = this.deviceKeys.get(userId)?.get(deviceId);
+      if (!device) continue;
+      const sigs = { ...(device.signatures as Record<string, Json>) };
+      for (const [u, byKey] of Object.entries(signed.signatures as Record<string, Json>)) sigs[u] = { ...sigs[u], ...byKey };
+      this.deviceKeys.get(userId)!.set(deviceId, { ...device, signatures: sigs });
+    }
+  }
 
   handle(userId: string, deviceId: string, r: OutgoingRequest): Json {
     const body = JSON.parse(r.body) as Json;
@@ -49,7 +63,13 @@ export class KeyServer {
           const devs = this.deviceKeys.get(u);
           if (devs) out[u] = Object.fromEntries(devs);
         }
-        return { device_keys: out, failures: {} };
+        const masterKeys: Json = {};
+        const selfSigningKeys: Json = {};
+        for (const u of Object.keys(body.device_keys as Json)) {
+          const cs = this.crossSigning.get(u);
+          if (cs) [masterKeys[u], selfSigningKeys[u]] = [cs.master, cs.selfSigning];
+        }
+        return { device_keys: out, master_keys: masterKeys, self_signing_keys: selfSigningKeys, failures: {} };
       }
       case "keys_claim": {
         const out: Json = {};
@@ -85,6 +105,12 @@ export class KeyServer {
   }
 }
 
+/** Options of a {@link Peer}'s engine. */
+export interface PeerOptions {
+  /** The engine's clock (ms since the epoch); `Date.now` by default. */
+  now?: () => number;
+}
+
 /** A test participant: an engine plus helpers to run its requests against the KeyServer. */
 export class Peer {
   engine: CryptoEngine;
@@ -96,14 +122,15 @@ export class Peer {
     readonly userId: string,
     readonly deviceId: string,
     store?: MemoryCryptoStore,
+    opts: PeerOptions = {},
   ) {
     if (store) this.store = store;
-    this.engine = new CryptoEngine({ olm: Olm, store: this.store, pickleKey: "test", logger: noopLogger });
+    this.engine = new CryptoEngine({ olm: Olm, store: this.store, pickleKey: "test", logger: noopLogger, ...(opts.now ? { now: opts.now } : {}) });
   }
 
-  static async create(server: KeyServer, userId: string, deviceId: string, store?: MemoryCryptoStore): Promise<Peer> {
+  static async create(server: KeyServer, userId: string, deviceId: string, store?: MemoryCryptoStore, opts: PeerOptions = {}): Promise<Peer> {
     await initOlm();
-    const p = new Peer(server, userId, deviceId, store);
+    const p = new Peer(server, userId, deviceId, store, opts);
     if (!store) await p.store.open();
     const info = await p.engine.loadAccount(userId, deviceId);
     p.ed25519 = info.ed25519;
@@ -153,6 +180,44 @@ export class Peer {
     const content = await this.engine.encryptRoomEvent(roomId, "m.room.message", { msgtype: "m.text", body });
     return { type: "m.room.encrypted", event_id: eventId, sender: this.userId, origin_server_ts: 1000 + eventId.length, content };
   }
+}
+
+/**
+ * Alice's device A1 and Bob share an encrypted room, Bob sends `$h` (A1 gets its key); then Alice's
+ * second device A2 appears (it never got the key), and A1 learns it.
+ */
+export async function ownDevicesWithHistory(roomId: string): Promise<{ server: KeyServer; a1: Peer; a2: Peer; bob: Peer; ev: Json }> {
+  const server = new KeyServer();
+  const a1 = await Peer.create(server, "@alice:example.org", "A1");
+  const bob = await Peer.create(server, "@bob:example.org", "B");
+  const members = { [a1.userId]: "join", [bob.userId]: "join" };
+  for (const p of [a1, bob]) {
+    await p.sync({ rooms: [roomState(roomId, members)] });
+    await p.flush();
+  }
+  const ev = await bob.encrypt(roomId, "history", "$h");
+  await a1.sync();
+  const a2 = await Peer.create(server, "@alice:example.org", "A2");
+  await a2.sync({ rooms: [roomState(roomId, members)] });
+  await a2.flush();
+  await a1.sync({ deviceLists: { changed: [a1.userId] } });
+  await a1.flush();
+  return { server, a1, a2, bob, ev };
+}
+
+/**
+ * `asker` fails to decrypt `ev` (and, with key requests on, asks its other devices), `answerer`
+ * sees the request and answers it; returns `asker`'s sync that carries the answer.
+ */
+export async function requestAndForward(roomId: string, asker: Peer, answerer: Peer, ev: Json): Promise<SyncChangesResult> {
+  asker.engine.setKeyRequestsEnabled(true);
+  await asker.engine.decryptRoomEvents(roomId, [ev]);
+  for (const x of await asker.engine.outgoingRequests()) await asker.send(x);
+  const seen = await answerer.sync();
+  const claim = answerer.engine.prepareKeyForwarding(seen.keyRequests.map((r) => r.deviceId));
+  if (claim) await answerer.send(claim);
+  for (const x of await answerer.engine.answerKeyRequests(seen.keyRequests)) await answerer.send(x);
+  return asker.sync();
 }
 
 /** Room state events making `members` joined in an encrypted room. */

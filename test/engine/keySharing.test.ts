@@ -1,35 +1,18 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { KeyServer, Peer, roomState } from "./helpers.js";
+import { KeyServer, Peer, ownDevicesWithHistory, roomState } from "./helpers.js";
 import type { RoomDecryptResult } from "../../src/protocol/api.js";
 
 const ROOM = "!room:example.org";
 type Json = Record<string, unknown>;
 
-async function setup(): Promise<{ server: KeyServer; a1: Peer; a2: Peer; bob: Peer; ev: Json }> {
-  const server = new KeyServer();
-  const a1 = await Peer.create(server, "@alice:example.org", "A1");
-  const bob = await Peer.create(server, "@bob:example.org", "B");
-  const members = { [a1.userId]: "join", [bob.userId]: "join" };
-  for (const p of [a1, bob]) {
-    await p.sync({ rooms: [roomState(ROOM, members)] });
-    await p.flush();
-  }
-  const ev = await bob.encrypt(ROOM, "history", "$h");
-  await a1.sync();
-  // Alice's second device arrives later: it never got the room key.
-  const a2 = await Peer.create(server, "@alice:example.org", "A2");
-  await a2.sync({ rooms: [roomState(ROOM, members)] });
-  await a2.flush();
-  await a1.sync({ deviceLists: { changed: [a1.userId] } });
-  await a1.flush();
-  return { server, a1, a2, bob, ev };
-}
+const setup = (): ReturnType<typeof ownDevicesWithHistory> => ownDevicesWithHistory(ROOM);
 
 describe("engine: key requests and forwarding among own devices", () => {
   it("requests a missing key once, the other device answers, the key is added with the forwarding chain and the request cancelled", async () => {
     const { a1, a2, ev } = await setup();
     a2.engine.setKeyRequestsEnabled(true);
+    await a2.engine.setDeviceFlags(a1.userId, "A1", { verified: true });
     const [r] = await a2.engine.decryptRoomEvents(ROOM, [ev]);
     assert.equal(!r!.ok && r!.code, "missing_session");
     await a2.engine.decryptRoomEvents(ROOM, [{ ...ev, event_id: "$h2" }]); // same session: no second request
@@ -56,28 +39,34 @@ describe("engine: key requests and forwarding among own devices", () => {
     assert.match(cancel[0]!.body, /request_cancellation/);
   });
 
-  it("ignores requests from other users and from this device, and forwarded keys it did not request", async () => {
-    const { server, a1, a2, bob } = await setup();
-    const foreign = { action: "request", request_id: "r1", requesting_device_id: "B", body: { algorithm: "m.megolm.v1.aes-sha2", room_id: ROOM, sender_key: bob.curve25519, session_id: "x" } };
-    const res = await a1.sync({ toDevice: [{ type: "m.room_key_request", sender: bob.userId, content: foreign }, { type: "m.room_key_request", sender: a1.userId, content: { ...foreign, requesting_device_id: "A1" } }, { type: "m.room_key_request", sender: a1.userId, content: { action: "request" } }] });
-    assert.equal(res.keyRequests.length, 0);
-    // A1 answers a request A2 never made: A2 ignores the key.
-    const inbound = a1.engine.exportRoomKeysPage(10).keys[0]!;
-    const claim = a1.engine.prepareKeyForwarding(["A2"]);
-    if (claim) await a1.send(claim);
-    for (const x of await a1.engine.answerKeyRequests([{ requestId: "nope", deviceId: "A2", roomId: ROOM, senderKey: String(inbound.sender_key), sessionId: String(inbound.session_id) }])) await a1.send(x);
-    const got = await a2.sync();
-    assert.equal(got.forwardedKeys.length, 0);
-    assert.equal(got.roomKeys.length, 0);
-    void server;
+  it("collects a request for a session we have only from another device of ours: not from another user, not from this device, not a malformed one", async () => {
+    const { a1, bob } = await setup();
+    const held = a1.engine.exportRoomKeysPage(10).keys[0]!;
+    const body = { algorithm: "m.megolm.v1.aes-sha2", room_id: ROOM, sender_key: held.sender_key, session_id: held.session_id };
+    const request = (requestId: string, deviceId: string): Json => ({ action: "request", request_id: requestId, requesting_device_id: deviceId, body });
+    const res = await a1.sync({
+      toDevice: [
+        { type: "m.room_key_request", sender: bob.userId, content: request("r1", "B") }, // another user, for a session A1 has
+        { type: "m.room_key_request", sender: a1.userId, content: request("r2", "A1") }, // this very device
+        { type: "m.room_key_request", sender: a1.userId, content: { action: "request" } }, // malformed
+        { type: "m.room_key_request", sender: a1.userId, content: request("r3", "A2") }, // the same body from our other device
+      ],
+    });
+    assert.deepEqual(res.keyRequests, [{ requestId: "r3", deviceId: "A2", roomId: ROOM, senderKey: held.sender_key, sessionId: held.session_id }]);
   });
 
-  it("never answers a blacklisted device", async () => {
+  it("never answers a blacklisted device, even with an Olm session to it and the session it asks for", async () => {
     const { a1, a2, ev } = await setup();
     a2.engine.setKeyRequestsEnabled(true);
     await a2.engine.decryptRoomEvents(ROOM, [ev]);
     for (const x of await a2.engine.outgoingRequests()) await a2.send(x);
     const seen = await a1.sync();
+    assert.equal(seen.keyRequests.length, 1);
+    // Open the Olm channel to A2 while it is still allowed.
+    const claim = a1.engine.prepareKeyForwarding(["A2"]);
+    assert.ok(claim, "A1 claims a one-time key of A2");
+    await a1.send(claim);
+    assert.equal(a1.store.getOlmSessions(a2.curve25519).length, 1, "A1 has an Olm session with A2");
     await a1.engine.setDeviceFlags(a1.userId, "A2", { blacklisted: true });
     assert.equal(a1.engine.prepareKeyForwarding(["A2"]), null);
     assert.deepEqual(await a1.engine.answerKeyRequests(seen.keyRequests), []);

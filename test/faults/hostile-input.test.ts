@@ -227,6 +227,8 @@ describe("hostile sync input (fake homeserver, real worker)", { timeout: 120_000
     // Our own other device becomes known (device list change of our own user).
     await r.deliver({ device_lists: { changed: [ME], left: [] } });
     await waitFor(async () => (await r.client.getDevices(ME)).some((d) => d.deviceId === "OWN2"), "our second device to be known");
+    // Verified, so that its forward is refused only for being unrequested.
+    await (await r.client.getDevice(ME, "OWN2"))!.setVerified(true);
     own2.openSession(r.me, r.otks[1]!);
 
     const fwd = r.peer.newMegolm("F1");

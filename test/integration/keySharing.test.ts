@@ -39,11 +39,20 @@ describe("key sharing among own devices through a real Synapse", { timeout: 240_
     await Promise.all(clients.map((c) => c.close()));
   });
 
+  /** `c` learns A1's device and marks it verified: forwarded keys are accepted only from verified own devices. */
+  const verifyA1On = async (c: MatrixClient, name: string): Promise<void> => {
+    await waitUntil(async () => (await c.getDevices(alice)).some((d) => d.deviceId === a1.client.deviceId), `${name} seeing A1`);
+    await (await c.getDevice(alice, a1.client.deviceId!))!.setVerified(true);
+  };
+
   it("a new device requests keys, the approved request is answered, history decrypts and the forward listener fires", async () => {
     const requests: Record<string, boolean>[] = [];
+    // A1 answers only once A2 has verified A1 (a forward from an unverified device would be refused).
+    let a2VerifiedA1!: () => void;
+    const verified = new Promise<void>((resolve) => (a2VerifiedA1 = resolve));
     a1.client.addKeyRequestListener((devices, answer) => {
       requests.push(Object.fromEntries(Object.entries(devices).map(([id, d]) => [id, d.verified])));
-      void answer(Object.keys(devices).filter((id) => id.startsWith("A2")));
+      void verified.then(() => answer(Object.keys(devices).filter((id) => id.startsWith("A2"))));
     });
     const a2 = track(await startClient(hs, alice, tempDir(), { deviceId: `A2${Date.now()}`, noStart: true }));
     const forwarded: string[] = [];
@@ -54,6 +63,8 @@ describe("key sharing among own devices through a real Synapse", { timeout: 240_
     const utd = history.filter((e) => "code" in e);
     assert.ok(utd.length >= 2, "A2 should not be able to decrypt history yet");
     assert.ok(utd.every((e) => "code" in e && e.code === "missing_session"));
+    await verifyA1On(a2.client, "A2");
+    a2VerifiedA1();
     // A1 must know A2's device to answer it.
     await waitUntil(async () => (await a1.client.getDevices(alice)).some((d) => d.deviceId === a2.client.deviceId), "A1 seeing A2");
     await a2.rec.waitFor(() => a2.rec.bodies(roomId).includes("old secret 2") && a2.rec.bodies(roomId).includes("old secret 1"), "A2 decrypting history via forwarded keys", 60_000);
@@ -105,6 +116,7 @@ describe("key sharing among own devices through a real Synapse", { timeout: 240_
     a4.client.start();
     await a4.rec.waitFor(() => a4.client.getRooms().some((r) => r.roomId === roomId), "A4 sync");
     await a4.client.getRoom(roomId).getHistory(50);
+    await verifyA1On(a4.client, "A4"); // persisted: still verified after the restart
     await new Promise((r) => setTimeout(r, 2000)); // the requests go out and are refused
     await a4.client.close();
     approve = true;

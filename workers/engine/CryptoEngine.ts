@@ -101,9 +101,9 @@ export class CryptoEngine {
     this.rooms = new RoomState(ctx, this.devices);
     this.inbound = new InboundSessions(ctx, opts.sessionCacheSize ?? 2000);
     this.withheld = new WithheldNotices(ctx);
-    this.keySharing = new KeySharing(ctx, this.inbound, this.olm, this.claims);
-    this.decryptor = new RoomDecryptor(ctx, this.inbound, this.devices, this.identities, this.withheld, (tx, roomId, senderKey, sessionId) =>
-      this.keySharing.queueRequest(tx, roomId, senderKey, sessionId),
+    this.keySharing = new KeySharing(ctx, this.inbound, this.olm, this.claims, this.identities);
+    this.decryptor = new RoomDecryptor(ctx, this.inbound, this.devices, this.identities, this.withheld, (tx, roomId, senderKey, sessionId, sender) =>
+      this.keySharing.queueRequest(tx, roomId, senderKey, sessionId, sender),
     );
     this.outbound = new OutboundSessions(ctx, this.rooms, this.devices, this.identities, this.olm, this.claims, this.inbound);
     this.keyExport = new RoomKeyExport(ctx, this.inbound);

@@ -66,6 +66,7 @@ function vSenderData(v: unknown, p: string): void {
       vStr(s.userId, `${p}.userId`);
       vStrOrNull(s.deviceId, `${p}.deviceId`);
       vStr(s.curve25519, `${p}.curve25519`);
+      if (s.claimedSender !== undefined) vStr(s.claimedSender, `${p}.claimedSender`);
       return;
     case "backup":
       vStr(s.version, `${p}.version`);

@@ -39,8 +39,15 @@ describe("senderTrust: the label of a decrypted event, one test per row of its t
     assert.deepEqual(decide({ kind: "own" }, { eventSender: ME.userId }), { ok: true, verification: "own", senderDeviceId: "MYDEV", crossSigned: false });
   });
 
+  it("forwarded session, event sender is not the user the key was requested for: sender_mismatch", () => {
+    const r = decide({ kind: "forwarded", userId: ME.userId, deviceId: "OTHER", curve25519: "fwd", claimedSender: ALICE }, { eventSender: "@mallory:x" });
+    assert.equal(r.ok, false);
+    assert.equal(!r.ok && r.code, "sender_mismatch");
+  });
+
   it("forwarded, imported and backup sessions: unauthenticated, whatever keys they claim (ours included)", () => {
-    for (const p of [{ kind: "forwarded", userId: ME.userId, deviceId: "OTHER", curve25519: "fwd" }, { kind: "imported" }, { kind: "backup", version: "1" }] as Provenance[]) {
+    const forwarded = [{ kind: "forwarded", userId: ME.userId, deviceId: "OTHER", curve25519: "fwd" }, { kind: "forwarded", userId: ME.userId, deviceId: "OTHER", curve25519: "fwd", claimedSender: ME.userId }];
+    for (const p of [...forwarded, { kind: "imported" }, { kind: "backup", version: "1" }] as Provenance[]) {
       // A verified device owning the claimed key changes nothing: the creator is only claimed.
       const r = decide(p, { eventSender: ME.userId, claimedDeviceId: "MYDEV", lookupDevice: lookupIn([{ device: device({ userId: ME.userId, verified: true }), crossSigned: true, crossSigningVerified: true }]) });
       assert.deepEqual(r, { ok: true, verification: "unauthenticated", senderDeviceId: "MYDEV", crossSigned: false }, p.kind);

@@ -2,12 +2,13 @@
  * Room keys shared among our own devices: `m.room_key_request`s we send for sessions we lack
  * (persisted, re-sent after a restart, cancelled once answered), requests from our other devices
  * (collected for the application, answered only when it approves), and `m.forwarded_room_key`s
- * we accept (only ones we asked for, only from our own devices).
+ * we accept (only ones we asked for, only from our own verified devices).
  * @internal
  */
 import { MEGOLM_ALGORITHM, type IncomingKeyRequest, type OutgoingRequest, type SyncChangesResult } from "../../../src/protocol/api.js";
 import type { DeviceRecord } from "../../../src/protocol/store.js";
 import { isObj, isStr, type EngineContext, type Json } from "../EngineContext.js";
+import type { UserIdentities } from "../identities/UserIdentities.js";
 import type { InboundSessions } from "../megolm/InboundSessions.js";
 import type { OlmSessions } from "../olm/OlmSessions.js";
 import type { SessionClaims } from "../olm/SessionClaims.js";
@@ -24,8 +25,25 @@ interface OutgoingKeyRequest {
   roomId: string;
   senderKey: string;
   sessionId: string;
+  /**
+   * `sender` of the event that needed the key: the user the session is claimed to belong to. A
+   * forwarded answer records it in its provenance, and the session then decrypts only that user's
+   * events. Absent on requests stored before it was recorded.
+   */
+  sender?: string;
   state: "unsent" | "sent" | "cancel";
 }
+
+/** Reason codes of a refused `m.forwarded_room_key` (logged and reported in `toDeviceFailures`). @internal */
+export const ForwardRefusal = {
+  /** Not from one of our own known devices (another user, or a device we do not know). */
+  NotOwnDevice: "forward_not_own_device",
+  /** From one of our devices that is blacklisted, or neither verified locally nor by our cross-signing. */
+  UnverifiedDevice: "forward_unverified_device",
+  /** We have no outstanding request for that session (never asked, answered or cancelled). */
+  Unrequested: "forward_unrequested",
+  Malformed: "malformed",
+} as const;
 
 /** @internal */
 export class KeySharing {
@@ -39,6 +57,7 @@ export class KeySharing {
     private readonly inbound: InboundSessions,
     private readonly olm: OlmSessions,
     private readonly claims: SessionClaims,
+    private readonly identities: UserIdentities,
   ) {}
 
   /** Load the outstanding requests of the account just loaded; unanswered ones are sent again. */
@@ -65,12 +84,15 @@ export class KeySharing {
     if (tx.getValue(KEY_REQUESTS) !== this.ctx.store.getValue(KEY_REQUESTS)) this.save(tx);
   }
 
-  /** Ask our other devices for a session, at most once per session. */
-  queueRequest(tx: Transaction, roomId: string, senderKey: string, sessionId: string): void {
+  /**
+   * Ask our other devices for a session, at most once per session. `sender` is the `sender` of the
+   * event that needs it (the first one asking wins): the answer will decrypt only that user's events.
+   */
+  queueRequest(tx: Transaction, roomId: string, senderKey: string, sessionId: string, sender: string): void {
     if (!this.enabled || this.requests.size >= MAX_KEY_REQUESTS) return;
     for (const r of this.requests.values()) if (r.roomId === roomId && r.senderKey === senderKey && r.sessionId === sessionId) return;
     const requestId = this.ctx.newId();
-    this.requests.set(requestId, { requestId, roomId, senderKey, sessionId, state: "unsent" });
+    this.requests.set(requestId, { requestId, roomId, senderKey, sessionId, sender, state: "unsent" });
     this.save(tx);
   }
 
@@ -177,25 +199,28 @@ export class KeySharing {
 
   /**
    * A forwarded key, Olm-decrypted from `sender`'s `device` (looked up by user and key): accepted
-   * only from our own known, non-blacklisted devices, and only if we asked for it. Its provenance
-   * records the forwarder; events on it are never better than `unauthenticated`.
+   * only from our own devices that are verified (locally, or cross-signed under our own trusted
+   * identity) and not blacklisted, and only if we have an outstanding request for exactly that
+   * room, sender key and session. A refusal is logged and reported in `result.toDeviceFailures`
+   * with a {@link ForwardRefusal} code; nothing is stored. The provenance records the forwarder
+   * and the user the request was for; events on it are never better than `unauthenticated`.
    */
   onForwardedKey(tx: Transaction, sender: string, device: DeviceRecord | null, olmSenderKey: string, c: Json, result: SyncChangesResult): void {
     const { ctx } = this;
     const me = ctx.me();
-    if (sender !== me.userId || !device || device.userId !== me.userId || device.blacklisted) {
-      ctx.log.warn(`ignoring m.forwarded_room_key from ${sender} (reason: not one of our known devices)`);
-      return;
+    const refuse = (code: string, message: string): void => {
+      ctx.log.warn(`ignoring m.forwarded_room_key from ${sender}/${device?.deviceId ?? "?"} (reason: ${code}): ${message}`);
+      result.toDeviceFailures.push({ sender, type: "m.forwarded_room_key", code, message });
+    };
+    if (sender !== me.userId || !device || device.userId !== me.userId) return refuse(ForwardRefusal.NotOwnDevice, "not one of our known devices");
+    if (device.blacklisted || !(device.verified || this.identities.deviceTrust(tx, device).crossSigningVerified)) {
+      return refuse(ForwardRefusal.UnverifiedDevice, "the forwarding device is blacklisted or not verified");
     }
     if (c.algorithm !== MEGOLM_ALGORITHM || !isStr(c.room_id) || !isStr(c.sender_key) || !isStr(c.session_id) || !isStr(c.session_key) || !isStr(c.sender_claimed_ed25519_key)) {
-      ctx.log.warn("ignoring malformed m.forwarded_room_key (reason: malformed)");
-      return;
+      return refuse(ForwardRefusal.Malformed, "missing or invalid fields");
     }
     const req = [...this.requests.values()].find((r) => r.state !== "cancel" && r.roomId === c.room_id && r.senderKey === c.sender_key && r.sessionId === c.session_id);
-    if (!req) {
-      ctx.log.warn(`ignoring m.forwarded_room_key for session ${c.session_id} that we did not request`);
-      return;
-    }
+    if (!req) return refuse(ForwardRefusal.Unrequested, `session ${c.session_id} is one we did not request (or no longer wait for)`);
     const chain = Array.isArray(c.forwarding_curve25519_key_chain) ? c.forwarding_curve25519_key_chain.filter(isStr) : [];
     const added = this.inbound.add(tx, {
       roomId: c.room_id,
@@ -205,7 +230,7 @@ export class KeySharing {
       exported: true,
       claimedEd25519: c.sender_claimed_ed25519_key,
       forwardingChain: [...chain, olmSenderKey],
-      senderData: { kind: "forwarded", userId: sender, deviceId: device.deviceId, curve25519: olmSenderKey },
+      senderData: { kind: "forwarded", userId: sender, deviceId: device.deviceId, curve25519: olmSenderKey, ...(req.sender !== undefined ? { claimedSender: req.sender } : {}) },
     });
     if (added) result.roomKeys.push({ roomId: c.room_id, sessionId: c.session_id, senderKey: c.sender_key });
     if (!added && !tx.getInbound(c.room_id, c.sender_key, c.session_id)) return; // bad key: keep the request outstanding

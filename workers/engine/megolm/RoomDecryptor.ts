@@ -20,7 +20,7 @@ const MAX_PENDING_EVENTS = 20_000;
 export const UNCONFIRMED_REDECRYPT = "unconfirmed_redecrypt";
 
 /** Called for an event whose key may still come (so that it can be requested). @internal */
-export type MissingKeyHandler = (tx: Transaction, roomId: string, senderKey: string, sessionId: string) => void;
+export type MissingKeyHandler = (tx: Transaction, roomId: string, senderKey: string, sessionId: string, sender: string) => void;
 
 /** Decrypted results of one room. @internal */
 export interface RoomResults {
@@ -59,8 +59,8 @@ export class RoomDecryptor {
         if (e instanceof DecryptFailure && e.withheldCode) failure.withheldCode = e.withheldCode;
         out.push(failure);
         const mayArrive = code === DecryptionFailureCode.MissingSession || code === DecryptionFailureCode.UnknownIndex || code === DecryptionFailureCode.Withheld;
-        if (mayArrive && code !== DecryptionFailureCode.Withheld && sessionId && isStr(content.sender_key) && content.algorithm === MEGOLM_ALGORITHM) {
-          this.onMissingKey(tx, roomId, content.sender_key, sessionId);
+        if (mayArrive && code !== DecryptionFailureCode.Withheld && sessionId && isStr(content.sender_key) && content.algorithm === MEGOLM_ALGORITHM && isObj(ev) && isStr(ev.sender)) {
+          this.onMissingKey(tx, roomId, content.sender_key, sessionId, ev.sender);
         }
         if (mayArrive && keepPending && sessionId && eventId) {
           if (pendingBudget > 0 && !tx.hasPending(roomId, eventId)) {
@@ -89,6 +89,9 @@ export class RoomDecryptor {
       if (w) throw new DecryptFailure(DecryptionFailureCode.Withheld, `the sender withheld the key: ${w.code}${w.reason ? ` (${w.reason})` : ""}`, w.code);
       throw new DecryptFailure(DecryptionFailureCode.MissingSession, `no session ${c.session_id} from ${c.sender_key}`);
     }
+    // A session decrypts only events of the room and creator key it claims (whatever its provenance).
+    if (live.record.roomId !== roomId) throw new DecryptFailure(DecryptionFailureCode.RoomMismatch, `session ${c.session_id} belongs to ${live.record.roomId}, not ${roomId}`);
+    if (live.record.senderKey !== c.sender_key) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, `session ${c.session_id} belongs to sender key ${live.record.senderKey}, not ${c.sender_key}`);
     let dec: { plaintext: string; message_index: number };
     try {
       dec = live.session.decrypt(c.ciphertext);

@@ -66,7 +66,8 @@ const mismatch = (message: string): SenderTrustResult => ({ ok: false, code: Dec
  * |---|---|---|
  * | `own` | event sender is not our user | `sender_mismatch` |
  * | `own` | otherwise | `own`, our device ID |
- * | `forwarded`, `imported`, `backup` | always (whatever keys the session claims, even ours) | `unauthenticated`, device ID as claimed |
+ * | `forwarded` | the event sender is not the user the key was requested for (`claimedSender`) | `sender_mismatch` |
+ * | `forwarded`, `imported`, `backup` | otherwise (whatever keys the session claims, even ours) | `unauthenticated`, device ID as claimed |
  * | `olm` | event sender differs from the Olm sender bound at receipt | `sender_mismatch` |
  * | `olm`, `legacy_olm` | the sender has no known device with the session's curve25519 key | `unknown_device`, no device ID |
  * | `olm`, `legacy_olm` | that device's ed25519 key differs from the key the session claims | `sender_mismatch` (possible forgery) |
@@ -78,6 +79,11 @@ const mismatch = (message: string): SenderTrustResult => ({ ok: false, code: Dec
  * event sender's devices; `olm` among the devices of the Olm sender bound at receipt. Device
  * trust is current (a device verified later upgrades old events; a blacklisted one does not
  * downgrade the label: blacklisting governs sending).
+ *
+ * The room and the sender key a session claims are checked before this, for every provenance
+ * (the session is looked up by room, sender key and session ID, and its record must match the
+ * event's room and `sender_key`). That is all an imported or backed-up session claims: a key file
+ * names no sender user, so such sessions are bound to their room and creator key only.
  */
 export function senderTrust(input: SenderTrustInput): SenderTrustResult {
   const p = input.provenance;
@@ -86,6 +92,8 @@ export function senderTrust(input: SenderTrustInput): SenderTrustResult {
       if (input.eventSender !== input.own.userId) return mismatch("event from another user uses our own session");
       return { ok: true, verification: VerificationStatus.Own, senderDeviceId: input.own.deviceId, crossSigned: false };
     case "forwarded":
+      if (p.claimedSender !== undefined && input.eventSender !== p.claimedSender) return mismatch(`the forwarded key was requested for events of ${p.claimedSender}, the event claims ${input.eventSender}`);
+      return { ok: true, verification: VerificationStatus.Unauthenticated, senderDeviceId: input.claimedDeviceId, crossSigned: false };
     case "imported":
     case "backup":
       return { ok: true, verification: VerificationStatus.Unauthenticated, senderDeviceId: input.claimedDeviceId, crossSigned: false };
