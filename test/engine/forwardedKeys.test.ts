@@ -106,8 +106,9 @@ describe("engine: forwarded keys are accepted only when requested, from our own 
   it("accepts a requested key from an own device verified only by our cross-signing (our self-signing key signed it)", async () => {
     const { server, a1, a2, ev } = await ownDevicesWithHistory(ROOM);
     // A1 creates Alice's identity and signs itself; A2 restores the identity from secret storage.
-    const boot = await a1.engine.bootstrapCrossSigning();
+    const boot = await a1.engine.prepareCrossSigning();
     server.uploadCrossSigning(a1.userId, boot.deviceSigningUpload, boot.signatureUpload);
+    await a1.engine.commitCrossSigning(boot.masterKey);
     await a2.sync({ deviceLists: { changed: [a1.userId] } });
     await a2.flush();
     await a2.engine.restoreCrossSigning({ ...boot.secretStorage, recoveryKey: boot.recoveryKey });
