@@ -105,6 +105,7 @@ async function main(): Promise<void> {
     getUserIdentity: (userId: string) => run(() => engine.getUserIdentity(userId)),
     acknowledgeIdentityChange: (userId: string) => run(() => engine.acknowledgeIdentityChange(userId)),
     discardRoomKey: (roomId: string) => run(() => engine.discardRoomKey(roomId)),
+    encryptRoomEventIfReady: (roomId, eventType, contentJson, verifyDevices, onlyCrossSigned) => run(() => engine.encryptRoomEventIfReady(roomId, eventType, contentJson, verifyDevices, onlyCrossSigned)),
     encryptRoomEvent: (roomId: string, type: string, contentJson: string) =>
       run(async () => JSON.stringify(await engine.encryptRoomEvent(roomId, type, JSON.parse(contentJson) as Record<string, unknown>))),
     setKeyRequestsEnabled: (enabled: boolean) => run(() => engine.setKeyRequestsEnabled(enabled)),

@@ -318,6 +318,12 @@ export interface CryptoWorkerApi {
   prepareRoomKeyShare(roomId: string, verifyDevices: boolean, onlyCrossSigned?: boolean): PrepareShareStep;
   /** Share the room's outbound session (creating or rotating it): to-device requests to send. */
   shareRoomKey(roomId: string, verifyDevices: boolean, onlyCrossSigned?: boolean): OutgoingRequest[];
+  /**
+   * Encrypt one event if the room's session already reached every current recipient (the send's
+   * fast path: one call); null when `prepareRoomKeyShare` / `shareRoomKey` must run first.
+   * Locking rule: caller holds the room's lock.
+   */
+  encryptRoomEventIfReady(roomId: string, eventType: string, contentJson: string, verifyDevices: boolean, onlyCrossSigned?: boolean): string | null;
   /** Forget the room's outbound session (sharing failed). */
   discardRoomKey(roomId: string): void;
   /** Encrypt one event with the room's shared session; returns the `m.room.encrypted` content JSON. */

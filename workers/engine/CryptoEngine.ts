@@ -351,6 +351,20 @@ export class CryptoEngine {
     return this.write((tx) => this.outbound.share(tx, roomId, verifyDevices, onlyCrossSigned));
   }
 
+  /**
+   * Encrypt an event when the room's session already reached every current recipient (one call per
+   * send); null when `prepareRoomKeyShare`/`shareRoomKey` must run first. Caller holds the room's lock.
+   */
+  async encryptRoomEventIfReady(roomId: string, eventType: string, contentJson: string, verifyDevices: boolean, onlyCrossSigned = false): Promise<string | null> {
+    this.ctx.me();
+    const content: unknown = JSON.parse(contentJson);
+    if (!isObj(content)) throw new InvalidArgumentError("the event content must be a JSON object");
+    return this.write((tx) => {
+      const c = this.outbound.encryptIfShared(tx, roomId, eventType, content, verifyDevices, onlyCrossSigned);
+      return c ? JSON.stringify(c) : null;
+    });
+  }
+
   /** Discard a room's outbound session. */
   async discardRoomKey(roomId: string): Promise<void> {
     await this.write((tx) => this.outbound.discard(tx, roomId));

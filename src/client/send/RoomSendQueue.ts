@@ -97,6 +97,15 @@ export class RoomSendQueue {
       for (const m of members) room.members.set(m.userId, m.membership);
       room.membersLoaded = true;
     }
+    // Fast path, one worker call: the room's key already reached every current recipient.
+    let fast: string | null;
+    try {
+      fast = await crypto.encryptRoomEventIfReady(room.roomId, type, JSON.stringify(content), room.verifyDevices, room.onlyCrossSignedDevices);
+    } catch (err) {
+      if (err instanceof UnknownDevicesError) throw this.withDeviceObjects(err);
+      throw err;
+    }
+    if (fast !== null) return withClearRelation(JSON.parse(fast) as Json, content);
     // keys/query for members' devices, then keys/claim for missing Olm sessions (the claim, and
     // the question that leads to it, single flight across rooms).
     try {
@@ -128,11 +137,7 @@ export class RoomSendQueue {
         throw err;
       }
     }
-    const encrypted = JSON.parse(await crypto.encryptRoomEvent(room.roomId, type, JSON.stringify(content))) as Json;
-    // The relation stays in the clear (spec: end-to-end encryption, m.megolm.v1.aes-sha2), so the
-    // server can aggregate replies, edits, reactions, threads and verification flows.
-    if (isObj(content["m.relates_to"])) encrypted["m.relates_to"] = content["m.relates_to"];
-    return encrypted;
+    return withClearRelation(JSON.parse(await crypto.encryptRoomEvent(room.roomId, type, JSON.stringify(content))) as Json, content);
   }
 
   /** The error with `Device` objects in place of the worker's plain device data. */
@@ -144,4 +149,14 @@ export class RoomSendQueue {
     err.userDevices = userDevices;
     return err;
   }
+}
+
+/**
+ * The encrypted content with the event's relation in the clear (spec: end-to-end encryption,
+ * m.megolm.v1.aes-sha2), so the server can aggregate replies, edits, reactions, threads and
+ * verification flows.
+ */
+function withClearRelation(encrypted: Json, content: Record<string, unknown>): Json {
+  if (isObj(content["m.relates_to"])) encrypted["m.relates_to"] = content["m.relates_to"];
+  return encrypted;
 }

@@ -212,6 +212,31 @@ export class OutboundSessions {
     for (const [id, r] of this.ctx.inFlight) if (r.share?.roomId === roomId) this.ctx.inFlight.delete(id);
   }
 
+  /**
+   * Encrypt at once when nothing has to happen first (the send's fast path, one worker call): every
+   * recipient's device list is fresh, the room's session exists, needs no rotation, and reached
+   * every current recipient device (excluded devices got their withheld notice). Returns null when
+   * the caller must query, claim or share first. Recipient policy errors are thrown as on the slow
+   * path (`UnknownDevicesError`, `VerifiedUserChangedIdentityError`).
+   */
+  encryptIfShared(tx: Transaction, roomId: string, eventType: string, content: Json, verifyDevices: boolean, onlyCrossSigned: boolean): Json | null {
+    this.rooms.requireMegolm(tx, roomId);
+    if (this.rooms.recipientUsers(tx, roomId).some((u) => !tx.isTracked(u) || tx.isDirty(u))) return null;
+    const o = tx.getOutbound(roomId);
+    if (!o || o.sharedWith.some((e) => e.state === "pending")) return null;
+    const { devices, blacklisted, notCrossSigned } = this.recipients(tx, roomId, verifyDevices, onlyCrossSigned);
+    if (this.rotationReason(o, devices)) return null;
+    const shared = new Map(o.sharedWith.map((e) => [`${e.userId}|${e.deviceId}`, e]));
+    const has = (d: DeviceRecord, ok: (e: SharedWithEntry) => boolean): boolean => {
+      const e = shared.get(`${d.userId}|${d.deviceId}`);
+      return e !== undefined && e.curve25519 === d.curve25519 && ok(e);
+    };
+    if (!devices.every((d) => has(d, (e) => e.state === "shared"))) return null;
+    if (!blacklisted.every((d) => has(d, (e) => e.withheldCode === "m.blacklisted"))) return null;
+    if (!notCrossSigned.every((d) => has(d, (e) => e.withheldCode === "m.unverified"))) return null;
+    return this.encrypt(tx, roomId, eventType, content);
+  }
+
   /** Encrypt one event with the room's fully shared outbound session (the advanced ratchet into `tx`). */
   encrypt(tx: Transaction, roomId: string, eventType: string, content: Json): Json {
     const { ctx } = this;
