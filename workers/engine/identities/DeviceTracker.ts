@@ -13,12 +13,21 @@ import type { Transaction } from "../Transaction.js";
 /** Cap on the device-lookup cache before it is dropped. */
 const LOOKUP_CACHE_MAX = 10_000;
 
+/** How long a user a `/keys/query` answer left out is not asked for again. */
+export const FAILED_QUERY_RETRY_MS = 60_000;
+
 /** @internal */
 export class DeviceTracker {
   /** Bumped each time a user's device list is reported changed; a query answer only clears dirty if unchanged. */
   private readonly dirtyGeneration = new Map<string, number>();
   /** `user\0curve25519` → device (or null), cleared whenever devices are written. */
   private readonly byUserAndKey = new Map<string, DeviceRecord | null>();
+  /**
+   * Users a `/keys/query` answer left out (their server failed, or no such user) → when. They stay
+   * stale but are not asked for again until {@link FAILED_QUERY_RETRY_MS} passed or their list is
+   * reported changed, so a send does not query them over and over.
+   */
+  private readonly failedQueries = new Map<string, number>();
 
   constructor(
     private readonly ctx: EngineContext,
@@ -37,6 +46,7 @@ export class DeviceTracker {
 
   /** Mark a user's device list stale (tracking the user from now on). */
   markDirty(tx: Transaction, userId: string): void {
+    this.failedQueries.delete(userId);
     this.dirtyGeneration.set(userId, (this.dirtyGeneration.get(userId) ?? 0) + 1);
     tx.putTracked({ userId, dirty: true });
   }
@@ -53,9 +63,20 @@ export class DeviceTracker {
     }
   }
 
-  /** Stale users with no `/keys/query` out for them. */
+  /**
+   * Whether `userId`'s device list must be fetched before we rely on it: untracked, or stale and
+   * not a user a recent answer left out (those are retried after {@link FAILED_QUERY_RETRY_MS}).
+   */
+  needsQuery(tx: Transaction, userId: string): boolean {
+    if (!tx.isTracked(userId)) return true;
+    if (!tx.isDirty(userId)) return false;
+    const failedAt = this.failedQueries.get(userId);
+    return failedAt === undefined || this.ctx.now() - failedAt >= FAILED_QUERY_RETRY_MS;
+  }
+
+  /** Stale users with no `/keys/query` out for them (users a recent answer left out wait, see {@link needsQuery}). */
   usersToQuery(tx: Transaction): string[] {
-    const dirty = [...tx.getTracked()].filter(([, d]) => d).map(([u]) => u);
+    const dirty = [...tx.getTracked()].filter(([u, d]) => d && this.needsQuery(tx, u)).map(([u]) => u);
     const queried = new Set<string>();
     for (const r of this.ctx.inFlight.values()) if (r.kind === "keys_query") for (const u of r.users!.keys()) queried.add(u);
     return dirty.filter((u) => !queried.has(u));
@@ -82,7 +103,12 @@ export class DeviceTracker {
     if (Object.keys(failures).length) this.ctx.log.warn(`keys/query failures for servers: ${Object.keys(failures).join(", ")}`);
     for (const [userId, gen] of users) {
       const devices = deviceKeys[userId];
-      if (!isObj(devices)) continue; // server failure or unknown user: stays dirty
+      if (!isObj(devices)) {
+        // Server failure or unknown user: stays stale, asked again later (not at every send).
+        this.failedQueries.set(userId, this.ctx.now());
+        continue;
+      }
+      this.failedQueries.delete(userId);
       const seen = new Set<string>();
       for (const [deviceId, payload] of Object.entries(devices)) {
         const rec = this.validateDeviceKeys(userId, deviceId, payload);

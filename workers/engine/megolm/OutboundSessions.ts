@@ -84,7 +84,7 @@ export class OutboundSessions {
     this.rooms.requireMegolm(tx, roomId);
     const users = this.rooms.recipientUsers(tx, roomId);
     for (const u of users) if (!tx.isTracked(u)) this.devices.markDirty(tx, u);
-    const dirty = users.filter((u) => tx.isDirty(u));
+    const dirty = users.filter((u) => this.devices.needsQuery(tx, u));
     if (dirty.length) return { ready: false, request: this.devices.buildKeysQuery(dirty) };
     const { devices } = this.recipients(tx, roomId, verifyDevices, onlyCrossSigned);
     const claim = this.claims.claimFor(tx, devices);
@@ -221,7 +221,7 @@ export class OutboundSessions {
    */
   encryptIfShared(tx: Transaction, roomId: string, eventType: string, content: Json, verifyDevices: boolean, onlyCrossSigned: boolean): Json | null {
     this.rooms.requireMegolm(tx, roomId);
-    if (this.rooms.recipientUsers(tx, roomId).some((u) => !tx.isTracked(u) || tx.isDirty(u))) return null;
+    if (this.rooms.recipientUsers(tx, roomId).some((u) => this.devices.needsQuery(tx, u))) return null;
     const o = tx.getOutbound(roomId);
     if (!o || o.sharedWith.some((e) => e.state === "pending")) return null;
     const { devices, blacklisted, notCrossSigned } = this.recipients(tx, roomId, verifyDevices, onlyCrossSigned);
