@@ -95,3 +95,18 @@ describe("engine: no encryption with a room key that has not reached its recipie
     assert.equal(JSON.parse(ok(d).plaintextJson).content.body, "now");
   });
 });
+
+describe("engine: a share round with nothing to share writes nothing", () => {
+  it("shareRoomKey after the key reached everyone returns no request and commits no change (no store write, no fsync)", async () => {
+    const { alice } = await pair({ algorithm: "m.megolm.v1.aes-sha2" });
+    await alice.encrypt(ROOM, "first", "$1");
+    const orig = alice.store.saveChanges.bind(alice.store);
+    let writes = 0;
+    alice.store.saveChanges = (c) => {
+      writes++;
+      return orig(c);
+    };
+    assert.deepEqual(await alice.engine.shareRoomKey(ROOM, false), []);
+    assert.equal(writes, 0, "the outbound session was rewritten although nothing changed");
+  });
+});

@@ -136,7 +136,8 @@ export class OutboundSessions {
       shared.set(k, { userId: d.userId, deviceId: d.deviceId, curve25519: d.curve25519, state: "pending" });
       messages.push({ userId: d.userId, deviceId: d.deviceId, content });
     }
-    tx.putOutbound({ ...outbound, sharedWith: [...shared.values()] });
+    // Written only when something changed (a share round with nothing to send costs no commit).
+    if (outbound !== existing || messages.length || withheld.length) tx.putOutbound({ ...outbound, sharedWith: [...shared.values()] });
     const requests: OutgoingRequest[] = [];
     if (withheld.length) {
       const body: Record<string, Record<string, Json>> = {};
