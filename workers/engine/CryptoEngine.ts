@@ -293,9 +293,10 @@ export class CryptoEngine {
     this.ctx.me();
     const tx = this.syncBatch().tx;
     const out: RoomResults[] = [];
+    const budget = { left: null };
     for (const r of Array.isArray(rooms) ? rooms : []) {
       if (!isObj(r) || !isStr(r.roomId) || !Array.isArray(r.events)) continue;
-      out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true) });
+      out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true, budget) });
     }
     return out;
   }

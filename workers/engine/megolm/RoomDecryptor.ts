@@ -28,6 +28,11 @@ export interface RoomResults {
   results: RoomDecryptResult[];
 }
 
+/** How many more events may be stored to wait for their keys (null: not counted yet). @internal */
+export interface PendingBudget {
+  left: number | null;
+}
+
 /** @internal */
 export class RoomDecryptor {
   constructor(
@@ -41,11 +46,12 @@ export class RoomDecryptor {
 
   /**
    * Decrypt a batch of `m.room.encrypted` events of one room. Failures are results with a reason
-   * code; with `keepPending`, events whose key may still arrive are stored to be decrypted then.
+   * code; with `keepPending`, events whose key may still arrive are stored to be decrypted then,
+   * within the store's limit of waiting events. `budget` is shared by the batches of one sync (the
+   * store's count of waiting events is read once, and only when an event has to wait).
    */
-  decryptBatch(tx: Transaction, roomId: string, events: unknown[], keepPending: boolean): RoomDecryptResult[] {
+  decryptBatch(tx: Transaction, roomId: string, events: unknown[], keepPending: boolean, budget: PendingBudget = { left: null }): RoomDecryptResult[] {
     const out: RoomDecryptResult[] = [];
-    let pendingBudget = keepPending ? MAX_PENDING_EVENTS - this.ctx.store.countPendingEvents() : 0;
     for (const ev of events) {
       const eventId = isObj(ev) && isStr(ev.event_id) ? ev.event_id : "";
       try {
@@ -63,9 +69,10 @@ export class RoomDecryptor {
           this.onMissingKey(tx, roomId, content.sender_key, sessionId, ev.sender);
         }
         if (mayArrive && keepPending && sessionId && eventId) {
-          if (pendingBudget > 0 && !tx.hasPending(roomId, eventId)) {
+          budget.left ??= MAX_PENDING_EVENTS - this.ctx.store.countPendingEvents();
+          if (budget.left > 0 && !tx.hasPending(roomId, eventId)) {
             tx.putPending({ roomId, sessionId, eventId, eventJson: JSON.stringify(ev), receivedTs: this.ctx.now() });
-            pendingBudget--;
+            budget.left--;
           }
         } else if (code !== DecryptionFailureCode.MissingSession) {
           this.ctx.log.warn(`could not decrypt ${eventId} in ${roomId} (reason: ${code}): ${message}`);

@@ -54,7 +54,8 @@ export class RoomState {
   }
 
   private applyState(tx: Transaction, roomId: string, events: unknown[], result: SyncChangesResult): void {
-    let room = tx.getRoom(roomId) ?? { roomId, encryption: null, historyVisibility: null };
+    const stored = tx.getRoom(roomId);
+    let room = stored ?? { roomId, encryption: null, historyVisibility: null };
     let roomChanged = false;
     const wasEncrypted = room.encryption !== null;
     const memberUsers: { userId: string; membership: string }[] = [];
@@ -75,7 +76,7 @@ export class RoomState {
         memberUsers.push({ userId: ev.state_key, membership: ev.content.membership });
       }
     }
-    if (roomChanged || !tx.getRoom(roomId)) tx.putRoom(room);
+    if (roomChanged || !stored) tx.putRoom(room);
     if (!wasEncrypted && room.encryption !== null) result.encryptedRooms.push({ roomId, encryption: room.encryption });
     // Track every member when the room just became encrypted, else only members whose membership
     // this sync changed (no per-sync scan of big rooms).
