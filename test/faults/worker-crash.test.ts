@@ -113,7 +113,8 @@ describe("crypto worker crashes during encrypted traffic (real Synapse)", { time
     })();
 
     // Sender-side kills in the middle of sends: the worker is killed right after the send posted
-    // one of its worker calls (prepareRoomKeyShare, shareRoomKey or encryptRoomEvent).
+    // one of its worker calls (encryptRoomEventIfReady, the one call of a send once the room key
+    // is shared; or one of the full path's: prepareRoomKeyShare, shareRoomKey, encryptRoomEvent).
     const aliceHost = alice.client.cryptoHostForTesting!;
     const origCall = aliceHost.call.bind(aliceHost);
     let killOn: string | null = null;
@@ -125,7 +126,7 @@ describe("crypto worker crashes during encrypted traffic (real Synapse)", { time
       }
       return pending;
     };
-    const killPoints = ["prepareRoomKeyShare", "shareRoomKey", "encryptRoomEvent"];
+    const killPoints = ["encryptRoomEventIfReady", "prepareRoomKeyShare", "encryptRoomEventIfReady", "shareRoomKey", "encryptRoomEventIfReady", "encryptRoomEvent"];
     const N = 90;
     const chains = 3;
     const per = N / chains;
