@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { canSend, powerLevelsFrom, userPowerLevel } from "../../../../src/client/rooms/RoomStateView.js";
+
+describe("power levels", () => {
+  it("the spec's defaults fill in what the event leaves out; no event at all means 0 for everything", () => {
+    const pl = powerLevelsFrom({ users: { "@a:hs": 100 } });
+    assert.equal(pl.state_default, 50);
+    assert.equal(pl.events_default, 0);
+    assert.equal(pl.redact, 50);
+    assert.equal(powerLevelsFrom(null).state_default, 0);
+  });
+
+  it("userCanSend compares the user's level with the event type's, state events with state_default", () => {
+    const pl = powerLevelsFrom({ users: { "@admin:hs": 100, "@mod:hs": "50" }, users_default: 0, events: { "m.room.name": 50, "m.reaction": 10 }, events_default: 0, state_default: 50 });
+    assert.equal(userPowerLevel(pl, "@mod:hs"), 50);
+    assert.equal(canSend(pl, "@nobody:hs", "m.room.message", false), true);
+    assert.equal(canSend(pl, "@nobody:hs", "m.reaction", false), false);
+    assert.equal(canSend(pl, "@nobody:hs", "m.room.topic", true), false);
+    assert.equal(canSend(pl, "@mod:hs", "m.room.name", true), true);
+    assert.equal(canSend(pl, "@admin:hs", "m.room.power_levels", true), true);
+  });
+
+  it("hostile keys and non-integer levels are ignored", () => {
+    const pl = powerLevelsFrom(JSON.parse('{"users":{"__proto__":100,"@x:hs":1.5},"events_default":"abc"}') as Record<string, unknown>);
+    assert.equal(userPowerLevel(pl, "@x:hs"), 0);
+    assert.equal(userPowerLevel(pl, "__proto__"), 100);
+    assert.equal(pl.events_default, 0);
+    assert.equal(userPowerLevel(pl, "toString"), 0);
+  });
+});
