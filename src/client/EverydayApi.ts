@@ -134,8 +134,11 @@ export abstract class EverydayApi extends EventEmitter<MatrixClientEvents> {
   getRoomMessages(roomId: string, opts: MessagesOptions = {}): Promise<MessagesPage> {
     return this.roomOps.getMessages(roomId, opts);
   }
-  /** A state event's content from the server, or null when the room has none (see `Room.getState`). */
-  getRoomState(roomId: string, type: string, stateKey = ""): Promise<Record<string, unknown> | null> {
-    return this.roomOps.getState(roomId, type, stateKey);
+  /**
+   * A state event's content from the server (with `{ event: true }`: the whole event, with its
+   * sender), or null when the room has none (see `Room.getState`).
+   */
+  getRoomState(roomId: string, type: string, stateKey = "", opts: { event?: boolean } = {}): Promise<Record<string, unknown> | null> {
+    return this.roomOps.getState(roomId, type, stateKey, opts.event === true);
   }
 }

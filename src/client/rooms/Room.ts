@@ -65,8 +65,8 @@ export interface RoomHost {
   requestRoomVerification(roomId: string, userId: string): Promise<VerificationRequest>;
   /** One page of history from the server, decrypted where possible. */
   getRoomMessages(roomId: string, opts: MessagesOptions): Promise<MessagesPage>;
-  /** A state event's content from the server, or null. */
-  getRoomState(roomId: string, type: string, stateKey: string): Promise<Record<string, unknown> | null>;
+  /** A state event's content (with `{ event: true }`: the whole event) from the server, or null. */
+  getRoomState(roomId: string, type: string, stateKey: string, opts?: { event?: boolean }): Promise<Record<string, unknown> | null>;
   /** Redact an event; resolves with the redaction's event ID. */
   redactEvent(roomId: string, eventId: string, reason?: string): Promise<string>;
   /** Typing notification. */
@@ -100,7 +100,7 @@ export class Room {
     verifyDevices: boolean,
   ) {
     this.verifyDevices = verifyDevices;
-    this.stateView = new RoomStateView((type, stateKey) => client.getRoomState(roomId, type, stateKey));
+    this.stateView = new RoomStateView((type, stateKey, event) => client.getRoomState(roomId, type, stateKey, { event: event === true }));
   }
 
   /** Whether the room is known to be encrypted. */

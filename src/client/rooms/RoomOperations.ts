@@ -103,10 +103,10 @@ export class RoomOperations {
     return typeof res.event_id === "string" ? res.event_id : "";
   }
 
-  /** A state event's content, or null when the room has none of that type and key (404). */
-  async getState(roomId: string, type: string, stateKey: string): Promise<Record<string, unknown> | null> {
+  /** A state event's content (`event`: the whole event), or null when the room has none of that type and key (404). */
+  async getState(roomId: string, type: string, stateKey: string, event = false): Promise<Record<string, unknown> | null> {
     try {
-      return await this.deps.http.request<Json>("GET", p`/_matrix/client/v3/rooms/${roomId}/state/${type}/${stateKey}`);
+      return await this.deps.http.request<Json>("GET", p`/_matrix/client/v3/rooms/${roomId}/state/${type}/${stateKey}`, event ? { query: { format: "event" } } : {});
     } catch (err) {
       if (err instanceof MatrixHttpError && err.status === 404) return null;
       throw err;

@@ -16,6 +16,11 @@ export interface PowerLevels {
   kick: number;
   redact: number;
   invite: number;
+  /**
+   * Users above every level: the room's creators in room versions 12 and later (the sender of
+   * `m.room.create` and its `additional_creators`); empty in earlier versions.
+   */
+  creators: string[];
 }
 
 /** An integer power level, or `fallback` when `v` is not one (strings of digits are accepted, as by servers for old rooms). */
@@ -40,7 +45,7 @@ function levels(v: unknown): Record<string, number> {
  * The content of `m.room.power_levels` with the spec's defaults (`null`: the room has no such
  * event, where the spec's defaults are 0 for every state and message event).
  */
-export function powerLevelsFrom(content: Record<string, unknown> | null): PowerLevels {
+export function powerLevelsFrom(content: Record<string, unknown> | null, creators: string[] = []): PowerLevels {
   const c = content ?? {};
   const stateDefault = content === null ? 0 : 50;
   return {
@@ -53,11 +58,25 @@ export function powerLevelsFrom(content: Record<string, unknown> | null): PowerL
     kick: level(c.kick, 50),
     redact: level(c.redact, 50),
     invite: level(c.invite, 0),
+    creators,
   };
 }
 
-/** A user's power level. */
+/**
+ * The creators with unlimited power of a room, from its full `m.room.create` event: its sender
+ * and `additional_creators` in room versions 12 and later, none in earlier ones.
+ */
+export function creatorsOf(createEvent: Record<string, unknown> | null): string[] {
+  const content = isObj(createEvent?.content) ? createEvent.content : {};
+  const version = typeof content.room_version === "string" && /^\d+$/.test(content.room_version) ? Number(content.room_version) : 1;
+  if (version < 12 || typeof createEvent?.sender !== "string") return [];
+  const more = Array.isArray(content.additional_creators) ? content.additional_creators.filter((u): u is string => typeof u === "string") : [];
+  return [createEvent.sender, ...more];
+}
+
+/** A user's power level (`Infinity` for a creator in room versions 12 and later). */
 export function userPowerLevel(pl: PowerLevels, userId: string): number {
+  if (pl.creators.includes(userId)) return Number.POSITIVE_INFINITY;
   return Object.hasOwn(pl.users, userId) ? pl.users[userId]! : pl.users_default;
 }
 
@@ -70,8 +89,8 @@ export function canSend(pl: PowerLevels, userId: string, eventType: string, isSt
 /** Reads a room's state from the server. @internal */
 export class RoomStateView {
   constructor(
-    /** One state event's content, or null when the room has none of that type and key. */
-    private readonly fetchState: (type: string, stateKey: string) => Promise<Record<string, unknown> | null>,
+    /** One state event's content (with `event`: the whole event), or null when the room has none of that type and key. */
+    private readonly fetchState: (type: string, stateKey: string, event?: boolean) => Promise<Record<string, unknown> | null>,
   ) {}
 
   /** A state event's content, or null when the room has none. */
@@ -91,9 +110,10 @@ export class RoomStateView {
     return typeof c?.topic === "string" ? c.topic : null;
   }
 
-  /** The room's power levels, defaults filled in. */
+  /** The room's power levels, defaults filled in, with the creators of room versions 12 and later. */
   async getPowerLevels(): Promise<PowerLevels> {
-    return powerLevelsFrom(await this.fetchState("m.room.power_levels", ""));
+    const [content, create] = await Promise.all([this.fetchState("m.room.power_levels", ""), this.fetchState("m.room.create", "", true)]);
+    return powerLevelsFrom(content, creatorsOf(create));
   }
 
   /** Whether `userId` may send `eventType` (a state event with `{ state: true }`). */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { canSend, powerLevelsFrom, userPowerLevel } from "../../../../src/client/rooms/RoomStateView.js";
+import { canSend, creatorsOf, powerLevelsFrom, userPowerLevel } from "../../../../src/client/rooms/RoomStateView.js";
 
 describe("power levels", () => {
   it("the spec's defaults fill in what the event leaves out; no event at all means 0 for everything", () => {
@@ -27,5 +27,15 @@ describe("power levels", () => {
     assert.equal(userPowerLevel(pl, "__proto__"), 100);
     assert.equal(pl.events_default, 0);
     assert.equal(userPowerLevel(pl, "toString"), 0);
+  });
+
+  it("in room versions 12 and later the creators are above every level; before, they are not special", () => {
+    const create = (version: string) => ({ type: "m.room.create", sender: "@c:hs", content: { room_version: version, additional_creators: ["@d:hs", 5] } });
+    assert.deepEqual(creatorsOf(create("12")), ["@c:hs", "@d:hs"]);
+    assert.deepEqual(creatorsOf(create("11")), []);
+    assert.deepEqual(creatorsOf(null), []);
+    const pl = powerLevelsFrom({ users: { "@c:hs": 0 }, events: { "m.room.tombstone": 150 } }, creatorsOf(create("12")));
+    assert.equal(canSend(pl, "@c:hs", "m.room.tombstone", true), true);
+    assert.equal(canSend(pl, "@x:hs", "m.room.tombstone", true), false);
   });
 });
