@@ -8,6 +8,7 @@ export type { MatrixClientOptions, EncryptionConf, StoreConf } from "./client/op
 export type { CreateRoomOptions } from "./client/rooms/RoomOperations.js";
 export type { MessagesOptions, MessagesPage } from "./client/rooms/Room.js";
 export type { ReplyTarget } from "./client/rooms/RoomMessages.js";
+export type { AutoJoinPolicy } from "./client/rooms/AutoJoiner.js";
 export { powerLevelsFrom, userPowerLevel, canSend } from "./client/rooms/RoomStateView.js";
 export type { PowerLevels } from "./client/rooms/RoomStateView.js";
 export type { UserProfile, Presence, PresenceState } from "./client/account/AccountEndpoints.js";

@@ -35,6 +35,7 @@ import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput
 import { storeConfig, withoutPickleKey, type MatrixClientOptions } from "./options.js";
 import { DEFAULT_PICKLE_KEY } from "./paths.js";
 import type { Room, RoomEncryptionSettings, RoomHost } from "./rooms/Room.js";
+import { AutoJoiner } from "./rooms/AutoJoiner.js";
 import { RoomEncryptionTracker } from "./rooms/RoomEncryptionTracker.js";
 import { RoomOperations, type CreateRoomOptions } from "./rooms/RoomOperations.js";
 import { RoomRegistry } from "./rooms/RoomRegistry.js";
@@ -50,6 +51,7 @@ export type { MatrixClientOptions, EncryptionConf, StoreConf } from "./options.j
 export type { CreateRoomOptions } from "./rooms/RoomOperations.js";
 export type { MessagesOptions, MessagesPage } from "./rooms/Room.js";
 export type { KeyForwardListener, KeyRequestListener } from "./keys/KeySharingManager.js";
+export type { AutoJoinPolicy } from "./rooms/AutoJoiner.js";
 
 /**
  * A Matrix client with end-to-end encryption running in a worker thread.
@@ -160,6 +162,7 @@ export class MatrixClient extends EverydayApi implements RoomHost {
     this.keyFiles = new KeyExportManager(crypto, this, timeline);
     this.crossSigning = new CrossSigningManager({ http, crypto, userId, triggerOutgoing: () => this.outgoing.trigger() });
     this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId });
+    if (opts.autoJoin) new AutoJoiner({ events: this, policy: opts.autoJoin, join: (roomId) => this.roomOps.joinRoom(roomId), log });
     this.syncLoop = new SyncLoop({ http, processor: this.syncProcessor, events: this, log, options: this.opts, keyUploadsAnswered: () => sender.keyUploadsAnswered });
   }
 
