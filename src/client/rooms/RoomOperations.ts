@@ -131,7 +131,8 @@ export class RoomOperations {
 
   /** One event of a room (`/rooms/{roomId}/event/{eventId}`), decrypted where possible. */
   async getEvent(roomId: string, eventId: string): Promise<RoomEvent | UndecryptableEvent> {
-    const ev = await this.deps.http.request<Json>("GET", p`/_matrix/client/v3/rooms/${roomId}/event/${eventId}`);
+    const ev: unknown = await this.deps.http.request("GET", p`/_matrix/client/v3/rooms/${roomId}/event/${eventId}`);
+    if (!isObj(ev)) throw new MatrixHttpError(200, "M_BAD_JSON", "the event answer is not an object");
     return (await this.decrypted(roomId, [ev]))[0]!;
   }
 
