@@ -6,6 +6,13 @@
 export { MatrixClient } from "./client/MatrixClient.js";
 export type { MatrixClientOptions, EncryptionConf, StoreConf } from "./client/options.js";
 export type { CreateRoomOptions } from "./client/rooms/RoomOperations.js";
+export type { MessagesOptions, MessagesPage } from "./client/rooms/Room.js";
+export type { ReplyTarget } from "./client/rooms/RoomMessages.js";
+export type { AutoJoinPolicy } from "./client/rooms/AutoJoiner.js";
+export { powerLevelsFrom, userPowerLevel, canSend } from "./client/rooms/RoomStateView.js";
+export type { PowerLevels } from "./client/rooms/RoomStateView.js";
+export type { UserProfile, Presence, PresenceState } from "./client/account/AccountEndpoints.js";
+export { EverydayApi } from "./client/EverydayApi.js";
 export type { KeyForwardListener, KeyRequestListener } from "./client/keys/KeySharingManager.js";
 export { CrossSigningBootstrapResult } from "./client/keys/CrossSigningManager.js";
 export { Room } from "./client/rooms/Room.js";
@@ -26,7 +33,7 @@ export {
 } from "./protocol/api.js";
 export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, AccountInfo, IncomingKeyRequest, UserIdentityInfo } from "./protocol/api.js";
 export type * from "./protocol/store.js";
-export { HttpClient, makeTxnId } from "./http/HttpClient.js";
+export { HttpClient, makeTxnId, p } from "./http/HttpClient.js";
 export type { HttpClientOptions, RequestOptions } from "./http/HttpClient.js";
 export { consoleLogger, noopLogger } from "./pure/logger.js";
 export type { Logger, LogLevel } from "./pure/logger.js";

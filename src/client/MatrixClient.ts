@@ -12,7 +12,6 @@
  *   prepare + keys/claim) → `send/OutgoingRequestSender`, and `send/OutgoingRequestsLoop` for the
  *   engine's own requests (single flight with a run-again flag). DESIGN §3 has the locking rules.
  */
-import { EventEmitter } from "eventemitter3";
 import { createWriteStream } from "node:fs";
 import type { AccountInfo, DeviceInfo, RemoteCryptoWorkerApi, UserIdentityInfo } from "../protocol/api.js";
 import { ClientClosedError, EncryptionDisabledError, InvalidArgumentError, MatrixHttpError } from "../protocol/errors.js";
@@ -22,9 +21,11 @@ import type { VerificationRequest } from "./verification/VerificationRequest.js"
 import { childLogger, noopLogger, type Logger } from "../pure/logger.js";
 import { inspectCustom, redactedInspect, Secret, type InspectFn } from "../pure/secret.js";
 import type { CryptoAccess } from "./CryptoAccess.js";
+import { AccountEndpoints } from "./account/AccountEndpoints.js";
 import { CryptoWorkerHost } from "./CryptoWorkerHost.js";
 import { Device, type DeviceOwner } from "./Device.js";
-import type { ClientEventSink, MatrixClientEvents, RoomEvent, UndecryptableEvent } from "./events.js";
+import type { ClientEventSink, MatrixClientEvents } from "./events.js";
+import { EverydayApi } from "./EverydayApi.js";
 import type { Json } from "./json.js";
 import { CrossSigningManager, type CrossSigningBootstrapResult } from "./keys/CrossSigningManager.js";
 import { KeyExportManager } from "./keys/KeyExportManager.js";
@@ -34,6 +35,7 @@ import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput
 import { storeConfig, withoutPickleKey, type MatrixClientOptions } from "./options.js";
 import { DEFAULT_PICKLE_KEY } from "./paths.js";
 import type { Room, RoomEncryptionSettings, RoomHost } from "./rooms/Room.js";
+import { AutoJoiner } from "./rooms/AutoJoiner.js";
 import { RoomEncryptionTracker } from "./rooms/RoomEncryptionTracker.js";
 import { RoomOperations, type CreateRoomOptions } from "./rooms/RoomOperations.js";
 import { RoomRegistry } from "./rooms/RoomRegistry.js";
@@ -47,7 +49,9 @@ import { TimelineEmitter } from "./timeline.js";
 
 export type { MatrixClientOptions, EncryptionConf, StoreConf } from "./options.js";
 export type { CreateRoomOptions } from "./rooms/RoomOperations.js";
+export type { MessagesOptions, MessagesPage } from "./rooms/Room.js";
 export type { KeyForwardListener, KeyRequestListener } from "./keys/KeySharingManager.js";
+export type { AutoJoinPolicy } from "./rooms/AutoJoiner.js";
 
 /**
  * A Matrix client with end-to-end encryption running in a worker thread.
@@ -59,11 +63,12 @@ export type { KeyForwardListener, KeyRequestListener } from "./keys/KeySharingMa
  * client.start();
  * ```
  */
-export class MatrixClient extends EventEmitter<MatrixClientEvents> implements RoomHost {
+export class MatrixClient extends EverydayApi implements RoomHost {
   /** Homeserver base URL. */
   readonly homeserverUrl: string;
   // `http` and `host` keep these names: the benchmarks reach into them (bench/measure.ts).
-  private readonly http: HttpClient;
+  /** @internal */
+  protected readonly http: HttpClient;
   private readonly log: Logger;
   /** The options, without the pickle key. */
   private readonly opts: MatrixClientOptions;
@@ -83,7 +88,10 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
   private readonly deviceOwner: DeviceOwner;
   private readonly rooms: RoomRegistry;
   private readonly roomEncryption: RoomEncryptionTracker;
-  private readonly roomOps: RoomOperations;
+  /** @internal */
+  protected readonly roomOps: RoomOperations;
+  /** @internal */
+  protected readonly accountEndpoints: AccountEndpoints;
   private readonly outgoing: OutgoingRequestsLoop;
   private readonly sendQueue: RoomSendQueue;
   private readonly files: FileMessageSender;
@@ -147,12 +155,14 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     this.roomEncryption = new RoomEncryptionTracker(http, crypto);
     this.rooms = new RoomRegistry(this, { verifyDevices: this.verifyDevices, onlyCrossSignedDevices: opts.onlyCrossSignedDevices === true }, this.roomEncryption);
     this.roomOps = new RoomOperations({ http, crypto, rooms: this.rooms, roomEncryption: this.roomEncryption, timeline, userId });
+    this.accountEndpoints = new AccountEndpoints({ http, userId });
     this.sendQueue = new RoomSendQueue({ http, crypto, encryption, isClosed, roomEncryption: this.roomEncryption, keyClaims, sender, devices: this.deviceOwner });
     this.files = new FileMessageSender(http, encryption, this.roomEncryption);
     this.keySharing = new KeySharingManager({ crypto, events: this, keyClaims, sender, userId, getDevices: (u) => this.getDevices(u) });
     this.keyFiles = new KeyExportManager(crypto, this, timeline);
     this.crossSigning = new CrossSigningManager({ http, crypto, userId, triggerOutgoing: () => this.outgoing.trigger() });
     this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId });
+    if (opts.autoJoin) new AutoJoiner({ events: this, policy: opts.autoJoin, join: (roomId) => this.roomOps.joinRoom(roomId), log });
     this.syncLoop = new SyncLoop({ http, processor: this.syncProcessor, events: this, log, options: this.opts, keyUploadsAnswered: () => sender.keyUploadsAnswered });
   }
 
@@ -461,13 +471,6 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     await this.syncLoop.syncOnce(timeoutMs);
   }
 
-  /**
-   * Fetch the last `limit` events of a room from the server (`/messages`), oldest first, decrypted
-   * where possible. Nothing is emitted.
-   */
-  async fetchRoomHistory(roomId: string, limit = 50): Promise<(RoomEvent | UndecryptableEvent)[]> {
-    return this.roomOps.fetchHistory(roomId, limit);
-  }
 
   // ---------------------------------------------------------------------------------------------
   // rooms (rooms/RoomRegistry, rooms/RoomOperations, rooms/RoomEncryptionTracker)
@@ -492,35 +495,6 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     return this.roomOps.joinRoom(roomIdOrAlias);
   }
 
-  /** @internal */
-  async inviteToRoom(roomId: string, userId: string): Promise<void> {
-    await this.roomOps.invite(roomId, userId);
-  }
-
-  /** @internal */
-  async leaveRoom(roomId: string): Promise<void> {
-    await this.roomOps.leave(roomId);
-  }
-
-  /** Kick a user. */
-  async kick(roomId: string, userId: string, reason?: string): Promise<void> {
-    await this.roomOps.kick(roomId, userId, reason);
-  }
-
-  /** Ban a user. */
-  async ban(roomId: string, userId: string, reason?: string): Promise<void> {
-    await this.roomOps.ban(roomId, userId, reason);
-  }
-
-  /** @internal */
-  async getJoinedMembers(roomId: string): Promise<string[]> {
-    return this.roomOps.getJoinedMembers(roomId);
-  }
-
-  /** Send a state event; resolves with the event ID. */
-  async sendStateEvent(roomId: string, type: string, stateKey: string, content: Record<string, unknown>): Promise<string> {
-    return this.roomOps.sendStateEvent(roomId, type, stateKey, content);
-  }
 
   /** @internal record that a room is encrypted (main thread and worker). */
   async noteRoomEncryption(room: Room, encryption: RoomEncryptionSettings): Promise<void> {

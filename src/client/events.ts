@@ -39,6 +39,12 @@ export interface RoomEvent {
   encryption?: EventEncryptionInfo;
   /** True when the event was decrypted later than it arrived (its key came afterwards). */
   lateDecryption?: boolean;
+  /**
+   * Set when the event was redacted: the redaction event (`unsigned.redacted_because`). Its
+   * `content` is what the server kept (`{}` for messages; for an encrypted event, `type` stays
+   * `m.room.encrypted`: the ciphertext is gone, so it is not a decryption failure).
+   */
+  redactedBecause?: Record<string, unknown>;
 }
 
 /** An encrypted room event that could not be decrypted (yet). */

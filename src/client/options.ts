@@ -4,6 +4,7 @@
 import type { Dispatcher } from "undici";
 import type { StoreConfig } from "../protocol/store.js";
 import type { Logger, LogLevel } from "../pure/logger.js";
+import type { AutoJoinPolicy } from "./rooms/AutoJoiner.js";
 import { join } from "node:path";
 import { userDataDir } from "./paths.js";
 
@@ -61,6 +62,12 @@ export interface MatrixClientOptions {
   syncTimeoutMs?: number;
   /** Sync backoff bounds (ms). */
   syncBackoff?: { baseMs?: number; maxMs?: number };
+  /**
+   * Join rooms we are invited to: `true` for every invite, or an allow-list callback
+   * `(roomId, inviter) => boolean | Promise<boolean>` (e.g. only invites from your admins).
+   * Default false: invites are only emitted (`room.invite`). A failed join is an `error` event.
+   */
+  autoJoin?: AutoJoinPolicy;
 }
 
 /** The worker's store configuration for the client's encryption options. @internal */

@@ -28,6 +28,16 @@ function withClearRelation(content: Json, ev: Json): Json {
 }
 
 /**
+ * Whether a raw event was redacted (the server put the redaction in `unsigned.redacted_because`).
+ * A redacted encrypted event has lost its ciphertext: it is never given to the worker to decrypt,
+ * and comes out as a redacted {@link RoomEvent}, not as a decryption failure.
+ * @internal
+ */
+export function isRedacted(ev: Json): boolean {
+  return isObj(ev.unsigned) && isObj(ev.unsigned.redacted_because);
+}
+
+/**
  * A raw timeline event plus its decryption result → what listeners get. `encryption` is the
  * client's encryption flag: it picks the reason given for an encrypted event without a result.
  * @internal
@@ -56,7 +66,7 @@ export function toTimelineItem(roomId: string, ev: Json, r: RoomDecryptResult | 
     if (isObj(ev.unsigned)) out.unsigned = ev.unsigned;
     return out;
   }
-  if (ev.type === "m.room.encrypted") {
+  if (ev.type === "m.room.encrypted" && !isRedacted(ev)) {
     const content = isObj(ev.content) ? ev.content : {};
     const utd: UndecryptableEvent = {
       roomId,
@@ -80,7 +90,10 @@ export function toTimelineItem(roomId: string, ev: Json, r: RoomDecryptResult | 
     originServerTs: typeof ev.origin_server_ts === "number" ? ev.origin_server_ts : 0,
   };
   if (typeof ev.state_key === "string") out.stateKey = ev.state_key;
-  if (isObj(ev.unsigned)) out.unsigned = ev.unsigned;
+  if (isObj(ev.unsigned)) {
+    out.unsigned = ev.unsigned;
+    if (isObj(ev.unsigned.redacted_because)) out.redactedBecause = ev.unsigned.redacted_because;
+  }
   return out;
 }
 

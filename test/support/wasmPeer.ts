@@ -25,6 +25,8 @@ export interface PeerRoomEvent {
   type: string;
   content: Json;
   encrypted: boolean;
+  /** `m.relates_to` of the event as the server has it (for an encrypted event: its cleartext part). */
+  clearRelation: Json | undefined;
 }
 
 export class WasmPeer {
@@ -173,7 +175,7 @@ export class WasmPeer {
         return;
       }
     }
-    this.roomEvents.push({ roomId, eventId: String(ev.event_id), sender: String(ev.sender), type: String(event.type), content: (event.content ?? {}) as Json, encrypted });
+    this.roomEvents.push({ roomId, eventId: String(ev.event_id), sender: String(ev.sender), type: String(event.type), content: (event.content ?? {}) as Json, encrypted, clearRelation: ((ev.content ?? {}) as Json)["m.relates_to"] as Json | undefined });
     const content = (event.content ?? {}) as Json;
     if (String(event.type).startsWith("m.key.verification.") || (event.type === "m.room.message" && content.msgtype === "m.key.verification.request")) {
       await this.machine.receiveVerificationEvent(JSON.stringify({ ...event, room_id: roomId }), new wasm.RoomId(roomId));

@@ -9,6 +9,7 @@ import type { EncryptedEventInput, Primitive, SyncChangesInput } from "../../pro
 import { MatrixHttpError } from "../../protocol/errors.js";
 import type { Logger } from "../../pure/logger.js";
 import { isObj, type Json } from "../json.js";
+import { isRedacted } from "../timeline.js";
 
 /** `decryptSyncTimelines` input: per room, its encrypted timeline events. @internal */
 export type DecryptPayload = { roomId: string; events: EncryptedEventInput[] }[];
@@ -142,7 +143,7 @@ export function decryptPayload(timelines: { roomId: string; events: Json[] }[]):
   for (const t of timelines) {
     const events: EncryptedEventInput[] = [];
     for (const e of t.events) {
-      if (e.type !== "m.room.encrypted") continue;
+      if (e.type !== "m.room.encrypted" || isRedacted(e)) continue;
       const c = e.content;
       events.push({
         type: "m.room.encrypted",
