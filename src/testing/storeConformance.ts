@@ -567,6 +567,35 @@ export function runCryptoStoreConformanceTests(
         await s.useAccount(ALICE, "ALICEDEV");
         check(s);
       });
+
+      test("sessions not backed up in a version are listed until marked in it; a rewrite without the mark lists them again", async (h) => {
+        await createAccount(h.s);
+        const recs = [inboundRec("!b1:x", "k", "s1"), inboundRec("!b2:x", "k", "s2"), inboundRec("!b3:x", "k", "s3")];
+        await h.s.saveChanges({ inboundGroupSessions: recs });
+        assert.deepEqual(h.s.listInboundGroupSessionsToBackUp("1", 10), recs);
+        assert.deepEqual(h.s.listInboundGroupSessionsToBackUp("1", 2), recs.slice(0, 2));
+        assert.deepEqual(h.s.listInboundGroupSessionsToBackUp("1", 0), []);
+        assert.equal(h.s.countInboundGroupSessionsToBackUp("1"), 3);
+        const marked = recs.slice(0, 2).map((r) => ({ ...r, backedUpVersion: "1" }));
+        await h.s.saveChanges({ inboundGroupSessions: marked });
+        const check = (s: CryptoStore): void => {
+          assert.deepEqual(s.listInboundGroupSessionsToBackUp("1", 10), [recs[2]!]);
+          assert.equal(s.countInboundGroupSessionsToBackUp("1"), 1);
+          // Another version: none of them is in it.
+          assert.deepEqual(s.listInboundGroupSessionsToBackUp("2", 10), [...marked, recs[2]!]);
+          assert.deepEqual(s.getInboundGroupSession("!b1:x", "k", "s1"), marked[0]);
+          assert.equal("backedUpVersion" in s.getInboundGroupSession("!b3:x", "k", "s3")!, false, "an absent backedUpVersion stays absent");
+        };
+        check(h.s);
+        if (canReopen) {
+          const s = await h.reopen();
+          await s.useAccount(ALICE, "ALICEDEV");
+          check(s);
+        }
+        // A better copy written without the mark must be uploaded again.
+        await h.s.saveChanges({ inboundGroupSessions: [recs[0]!] });
+        assert.deepEqual(h.s.listInboundGroupSessionsToBackUp("1", 10), [recs[0]!, recs[2]!]);
+      });
     });
 
     describe("outbound group sessions", () => {
