@@ -26,7 +26,7 @@ import {
 } from "../identities/crossSigning.js";
 import { hasPendingSeeds, loadIdentity, loadPendingSeeds, loadPin, saveIdentity, savePendingSeeds, savePin, saveSeeds } from "../identities/CrossSigningStore.js";
 import type { Transaction } from "../Transaction.js";
-import { checkKey, decodeRecoveryKey, decryptSecret, deriveKeyFromPassphrase, encodeRecoveryKey, encryptSecret, generateRecoveryKey, makeKeyDescription, newSecretStorageKeyId, SecretStorageError } from "./secretStorage.js";
+import { decryptStoredSecret, deriveKeyFromPassphrase, encodeRecoveryKey, encryptSecret, generateRecoveryKey, makeKeyDescription, newSecretStorageKeyId, openSecretStorageKey, SecretStorageError } from "./secretStorage.js";
 
 /** The secret names of the three cross-signing private keys. */
 const SECRET_NAMES = ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"] as const;
@@ -152,21 +152,10 @@ export class CrossSigningSecrets {
   async restore(tx: Transaction, input: { keyDescription: Json; keyId: string; secrets: Record<string, unknown>; recoveryKey?: string; passphrase?: string }): Promise<{ signatureUpload: Json }> {
     const { ctx } = this;
     const me = ctx.me();
-    const d = input.keyDescription;
-    let privateKey: Uint8Array;
-    if (input.recoveryKey) privateKey = decodeRecoveryKey(input.recoveryKey);
-    else if (input.passphrase) {
-      const pp = isObj(d.passphrase) ? d.passphrase : null;
-      if (!pp || !isStr(pp.salt) || typeof pp.iterations !== "number") throw new SecretStorageError("bad_format", "this secret storage key has no passphrase");
-      privateKey = await deriveKeyFromPassphrase(input.passphrase, pp.salt, pp.iterations, typeof pp.bits === "number" ? pp.bits : 256);
-    } else throw new InvalidArgumentError("a recovery key or a passphrase is needed");
+    const privateKey = await openSecretStorageKey(input.keyDescription, input);
     try {
-      if (!checkKey(privateKey, d)) throw new SecretStorageError("bad_mac", "the recovery key or passphrase does not match the secret storage key");
       const seedOf = (name: string): Uint8Array => {
-        const s = input.secrets[name];
-        const enc = isObj(s) && isObj(s.encrypted) ? s.encrypted[input.keyId] : undefined;
-        if (!isObj(enc)) throw new SecretStorageError("bad_format", `secret ${name} is not stored under key ${input.keyId}`);
-        const b = Buffer.from(decryptSecret(enc as never, privateKey, name), "base64");
+        const b = Buffer.from(decryptStoredSecret(input.secrets[name], input.keyId, privateKey, name), "base64");
         if (b.length !== 32) throw new SecretStorageError("bad_format", `secret ${name} is not a 32-byte key`);
         return new Uint8Array(b);
       };
