@@ -1,0 +1,192 @@
+/**
+ * Server-side key backup on the main thread: finds or creates the backup version, moves its key
+ * to and from secret storage (`m.megolm_backup.v1`), runs the background upload (batches the
+ * worker builds and encrypts; single flight, retried with backoff; sessions are marked only after
+ * the server confirmed their batch) and the restore (sessions decrypted and imported in the
+ * worker, events they unlock emitted again). The engine decides trust (backup/KeyBackup).
+ * @internal
+ */
+import type { KeyBackupTrust } from "../../protocol/api.js";
+import { InvalidArgumentError, MatrixHttpError } from "../../protocol/errors.js";
+import { p, type HttpClient } from "../../http/HttpClient.js";
+import type { Logger } from "../../pure/logger.js";
+import { computeBackoff } from "../../util/backoff.js";
+import { SingleFlight } from "../../util/KeyedMutex.js";
+import type { CryptoAccess } from "../CryptoAccess.js";
+import { emitError, type ClientEventSink } from "../events.js";
+import { isObj, type Json } from "../json.js";
+import type { TimelineEmitter } from "../timeline.js";
+import type { AccountData } from "./accountData.js";
+
+/** The secret name of the backup key in secret storage. */
+const BACKUP_SECRET = "m.megolm_backup.v1";
+/** Sessions per `PUT /room_keys/keys`. */
+const BATCH_SIZE = 200;
+/** Sessions per worker call of a restore (one transaction each, so syncs interleave). */
+const IMPORT_BATCH = 500;
+
+/** The recovery key or passphrase of secret storage, or the backup key itself. */
+export type KeyBackupSecret = { recoveryKey: string } | { passphrase: string } | { backupKey: string };
+
+/** What `MatrixClient.enableKeyBackup` resolves with. */
+export interface KeyBackupInfo {
+  /** The backup version uploaded to. */
+  version: string;
+  /** A new version was created (none existed on the server). */
+  created: boolean;
+  /** Why the version is trusted. */
+  trust: KeyBackupTrust;
+}
+
+/** What the backup manager needs. @internal */
+export interface KeyBackupDeps {
+  http: HttpClient;
+  crypto: CryptoAccess;
+  accountData: AccountData;
+  events: ClientEventSink;
+  timeline: TimelineEmitter;
+  log: Logger;
+  isClosed: () => boolean;
+}
+
+/** Server-side key backup: enable, upload in the background, restore. @internal */
+export class KeyBackupManager {
+  private readonly flight = new SingleFlight(() => this.pass());
+  private retryTimer: NodeJS.Timeout | null = null;
+  private failures = 0;
+
+  constructor(private readonly deps: KeyBackupDeps) {}
+
+  /** The current version on the server, or null when there is none. */
+  async serverVersion(): Promise<Json | null> {
+    try {
+      return await this.deps.http.request<Json>("GET", "/_matrix/client/v3/room_keys/version");
+    } catch (err) {
+      if (err instanceof MatrixHttpError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  /** See `MatrixClient.enableKeyBackup`. */
+  async enable(secret: { recoveryKey?: string; passphrase?: string } = {}): Promise<KeyBackupInfo> {
+    const { crypto } = this.deps;
+    const existing = await this.serverVersion();
+    if (existing) {
+      let status = await crypto.api.keyBackupStatus(existing);
+      if (!status.trust?.matchesKey && (secret.recoveryKey || secret.passphrase)) {
+        await this.unlock(existing, secret as KeyBackupSecret);
+        status = await crypto.api.keyBackupStatus(existing);
+      }
+      const trust = (await crypto.api.activateKeyBackup(existing))!;
+      void this.trigger();
+      return { version: String(existing.version), created: false, trust };
+    }
+    const ss = secret.recoveryKey || secret.passphrase ? await this.deps.accountData.defaultSecretStorageKey() : null;
+    if ((secret.recoveryKey || secret.passphrase) && !ss) throw new InvalidArgumentError("this account has no default secret storage key to keep the backup key in");
+    const made = await crypto.api.createKeyBackup(ss ? { ...ss, ...secret } : undefined);
+    const res = await this.deps.http.request<Json>("POST", "/_matrix/client/v3/room_keys/version", { body: { algorithm: made.algorithm, auth_data: made.authData } });
+    if (typeof res.version !== "string") throw new MatrixHttpError(200, "M_BAD_JSON", "POST /room_keys/version answered without a version");
+    if (made.secret) await this.deps.accountData.set(BACKUP_SECRET, made.secret);
+    const trust = (await crypto.api.activateKeyBackup({ version: res.version, algorithm: made.algorithm, auth_data: made.authData }))!;
+    void this.trigger();
+    return { version: res.version, created: true, trust };
+  }
+
+  /** Hold the key of `info`: from secret storage (recovery key / passphrase) or given. */
+  private async unlock(info: Json, secret: KeyBackupSecret): Promise<void> {
+    if ("backupKey" in secret) return this.deps.crypto.api.unlockKeyBackup(info, { backupKey: secret.backupKey });
+    const ss = await this.deps.accountData.defaultSecretStorageKey();
+    const stored = ss ? await this.deps.accountData.get(BACKUP_SECRET) : null;
+    // No copy in secret storage: a recovery key may be the backup key itself (older backups).
+    if (!ss || !stored) {
+      if ("recoveryKey" in secret) return this.deps.crypto.api.unlockKeyBackup(info, { backupKey: secret.recoveryKey });
+      throw new InvalidArgumentError("the backup key is not in secret storage");
+    }
+    await this.deps.crypto.api.unlockKeyBackup(info, { secretStorage: { ...ss, secret: stored, ...secret } });
+  }
+
+  /** See `MatrixClient.restoreKeyBackup`. */
+  async restore(secret: KeyBackupSecret, opts: { roomId?: string; onProgress?: (done: number, total: number) => void }): Promise<{ version: string; total: number; imported: number; failed: number }> {
+    const info = await this.serverVersion();
+    if (!info || typeof info.version !== "string") throw new InvalidArgumentError("there is no key backup on the server");
+    await this.unlock(info, secret);
+    const path = opts.roomId ? p`/_matrix/client/v3/room_keys/keys/${opts.roomId}` : "/_matrix/client/v3/room_keys/keys";
+    const res = await this.deps.http.request<Json>("GET", path, { query: { version: info.version } });
+    const rooms: Record<string, Json> = opts.roomId ? { [opts.roomId]: res } : isObj(res.rooms) ? (res.rooms as Record<string, Json>) : {};
+    const all: [string, string, unknown][] = [];
+    for (const [roomId, room] of Object.entries(rooms)) for (const [sid, data] of Object.entries(isObj(room.sessions) ? room.sessions : {})) all.push([roomId, sid, data]);
+    let imported = 0;
+    let failed = 0;
+    for (let i = 0; i < all.length; i += IMPORT_BATCH) {
+      const chunk: Record<string, { sessions: Json }> = {};
+      for (const [roomId, sid, data] of all.slice(i, i + IMPORT_BATCH)) (chunk[roomId] ??= { sessions: {} }).sessions[sid] = data;
+      const r = await this.deps.crypto.api.importBackupSessions(info, JSON.stringify({ rooms: chunk }));
+      imported += r.imported;
+      failed += r.failed;
+      for (const batch of r.redecrypted) for (const ev of batch.results) if (ev.ok) this.deps.timeline.emitDecrypted(batch.roomId, { event_id: ev.eventId }, ev, true);
+      this.progress(opts.onProgress, Math.min(i + IMPORT_BATCH, all.length), all.length);
+    }
+    return { version: info.version, total: all.length, imported, failed };
+  }
+
+  private progress(onProgress: ((done: number, total: number) => void) | undefined, done: number, total: number): void {
+    try {
+      onProgress?.(done, total);
+    } catch (err) {
+      emitError(this.deps.events, err);
+    }
+  }
+
+  /** Upload what is not backed up yet (single flight; resolves when a pass that started now ended). Never rejects. */
+  trigger(): Promise<void> {
+    return this.flight.trigger();
+  }
+
+  /** Stop the retry timer (the client closes). */
+  close(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  /** Batches until none is left; a failure leaves the batch unmarked and retries later with backoff. */
+  private async pass(): Promise<void> {
+    const { crypto, http } = this.deps;
+    if (!crypto.ready) return;
+    for (;;) {
+      const batch = await crypto.api.keyBackupBatch(BATCH_SIZE);
+      if (!batch) return;
+      try {
+        await http.request("PUT", "/_matrix/client/v3/room_keys/keys", { query: { version: batch.version }, body: batch.body });
+      } catch (err) {
+        await crypto.api.keyBackupBatchDone(batch.id, false).catch(() => undefined);
+        if (this.deps.isClosed()) return;
+        if (err instanceof MatrixHttpError && (err.errcode === "M_WRONG_ROOM_KEYS_VERSION" || err.status === 404)) return this.versionGone(batch.version);
+        this.deps.log.warn(`key backup upload failed (${batch.remaining} sessions left): ${String(err)}`);
+        emitError(this.deps.events, err);
+        this.scheduleRetry();
+        return;
+      }
+      this.failures = 0;
+      await crypto.api.keyBackupBatchDone(batch.id, true);
+    }
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer) return;
+    const delay = computeBackoff(this.failures++, 2_000, 300_000);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.trigger();
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  /** Our version is no longer the server's: stop uploading and report it; a new version is never trusted silently. */
+  private async versionGone(version: string): Promise<void> {
+    const current = await this.serverVersion().catch(() => null);
+    await this.deps.crypto.api.activateKeyBackup(null);
+    const now = current && typeof current.version === "string" ? current.version : null;
+    this.deps.log.warn(`key backup version ${version} is gone from the server (now: ${now ?? "none"}); backup stopped until enableKeyBackup is called again`);
+    this.deps.events.emit("keyBackup.versionChanged", { previous: version, current: now });
+  }
+}
