@@ -72,11 +72,9 @@ export class KeyBackupManager {
     const { crypto } = this.deps;
     const existing = await this.serverVersion();
     if (existing) {
-      let status = await crypto.api.keyBackupStatus(existing);
-      if (!status.trust?.matchesKey && (secret.recoveryKey || secret.passphrase)) {
-        await this.unlock(existing, secret as KeyBackupSecret);
-        status = await crypto.api.keyBackupStatus(existing);
-      }
+      const status = await crypto.api.keyBackupStatus(existing);
+      if (!status.trust?.matchesKey && secret.recoveryKey) await this.unlock(existing, { recoveryKey: secret.recoveryKey });
+      else if (!status.trust?.matchesKey && secret.passphrase) await this.unlock(existing, { passphrase: secret.passphrase });
       const trust = (await crypto.api.activateKeyBackup(existing))!;
       void this.trigger();
       return { version: String(existing.version), created: false, trust };
@@ -148,26 +146,32 @@ export class KeyBackupManager {
     this.retryTimer = null;
   }
 
-  /** Batches until none is left; a failure leaves the batch unmarked and retries later with backoff. */
+  /**
+   * Batches until none is left. A failed upload leaves its batch unmarked; it and any other
+   * failure (the worker crashed mid-batch: the restarted engine hands the sessions out again) is
+   * an `error` event and a retry with backoff. Never rejects.
+   */
   private async pass(): Promise<void> {
     const { crypto, http } = this.deps;
-    if (!crypto.ready) return;
-    for (;;) {
-      const batch = await crypto.api.keyBackupBatch(BATCH_SIZE);
-      if (!batch) return;
-      try {
-        await http.request("PUT", "/_matrix/client/v3/room_keys/keys", { query: { version: batch.version }, body: batch.body });
-      } catch (err) {
-        await crypto.api.keyBackupBatchDone(batch.id, false).catch(() => undefined);
-        if (this.deps.isClosed()) return;
-        if (err instanceof MatrixHttpError && (err.errcode === "M_WRONG_ROOM_KEYS_VERSION" || err.status === 404)) return this.versionGone(batch.version);
-        this.deps.log.warn(`key backup upload failed (${batch.remaining} sessions left): ${String(err)}`);
-        emitError(this.deps.events, err);
-        this.scheduleRetry();
-        return;
+    try {
+      while (crypto.ready && !this.deps.isClosed()) {
+        const batch = await crypto.api.keyBackupBatch(BATCH_SIZE);
+        if (!batch) return;
+        try {
+          await http.request("PUT", "/_matrix/client/v3/room_keys/keys", { query: { version: batch.version }, body: batch.body });
+        } catch (err) {
+          await crypto.api.keyBackupBatchDone(batch.id, false).catch(() => undefined);
+          if (err instanceof MatrixHttpError && (err.errcode === "M_WRONG_ROOM_KEYS_VERSION" || err.status === 404)) return await this.versionGone(batch.version);
+          throw err;
+        }
+        this.failures = 0;
+        await crypto.api.keyBackupBatchDone(batch.id, true);
       }
-      this.failures = 0;
-      await crypto.api.keyBackupBatchDone(batch.id, true);
+    } catch (err) {
+      if (this.deps.isClosed()) return;
+      this.deps.log.warn(`key backup upload failed, retrying later: ${String(err)}`);
+      emitError(this.deps.events, err);
+      this.scheduleRetry();
     }
   }
 
