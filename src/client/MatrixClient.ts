@@ -29,6 +29,7 @@ import { CrossSigningManager, type CrossSigningBootstrapResult } from "./keys/Cr
 import { AccountData } from "./keys/accountData.js";
 import { KeyBackupManager, type KeyBackupInfo, type KeyBackupSecret } from "./keys/KeyBackupManager.js";
 import { KeyExportManager } from "./keys/KeyExportManager.js";
+import { setupRecovery, type RecoverySetupResult } from "./keys/RecoverySetup.js";
 import { KeySharingManager, type KeyForwardListener, type KeyRequestListener } from "./keys/KeySharingManager.js";
 import { FileMessageSender } from "./media/FileMessageSender.js";
 import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput } from "./media/media.js";
@@ -409,6 +410,16 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
    */
   async restoreKeyBackup(secret: KeyBackupSecret, opts: { roomId?: string; onProgress?: (done: number, total: number) => void } = {}): Promise<{ version: string; total: number; imported: number; failed: number }> {
     return this.keyBackup.restore(secret, opts);
+  }
+
+  /**
+   * One call for bots: on first run, create cross-signing (`password` completes its upload), secret
+   * storage and key backup, returning the new recovery key; on a fresh store of the same account,
+   * restore them with `recoveryKey` (e.g. from an environment variable): this device signed, room
+   * keys restored from the backup, uploads resumed. The result redacts the key when logged.
+   */
+  async setupRecovery(opts: { recoveryKey?: string; password?: string } = {}): Promise<RecoverySetupResult> {
+    return setupRecovery(this.crossSigning, this.keyBackup, this._userId!, opts);
   }
 
   /** Resolves once every room key known now is in the backup (or the upload failed: see `error`). */

@@ -128,4 +128,25 @@ describe("server-side key backup interoperates with the Rust crypto through Syna
     // Enabling again refuses the new version: it is neither ours nor signed by us.
     await assert.rejects(a1.client.enableKeyBackup(), (e: unknown) => e instanceof InvalidArgumentError && e.details.reason === "untrusted");
   });
+
+  it("setupRecovery: first run creates cross-signing, secret storage and backup; a fresh store restores them all with the recovery key", async () => {
+    const alice = (await hs.registerUser(uniqueName("bkbot"), PASSWORD)).userId;
+    const first = await startClient(hs, alice, tempDir());
+    clients.push(first.client);
+    const made = await first.client.setupRecovery({ password: PASSWORD });
+    assert.deepEqual([made.created, made.restoredKeys], [true, 0]);
+    assert.equal(JSON.stringify(made).includes(made.recoveryKey), false, "the recovery key is redacted");
+    const room = await first.client.createRoom({ encrypted: true });
+    await room.sendText("before the store was lost");
+    await first.client.flushKeyBackup();
+
+    const fresh = await startClient(hs, alice, tempDir());
+    clients.push(fresh.client);
+    await assert.rejects(fresh.client.setupRecovery(), InvalidArgumentError, "an existing account needs its recovery key");
+    const again = await fresh.client.setupRecovery({ recoveryKey: made.recoveryKey });
+    assert.deepEqual([again.created, again.restoredKeys, again.backupVersion], [false, 1, made.backupVersion]);
+    assert.equal((await fresh.client.getUserIdentity(alice)).verified, true, "the fresh device holds the cross-signing keys");
+    const msgs = decrypted(await fresh.client.fetchRoomHistory(room.roomId));
+    assert.deepEqual(msgs.map((e) => e.content.body), ["before the store was lost"]);
+  });
 });
