@@ -132,7 +132,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     const observed = {
       emit: <K extends keyof MatrixClientEvents>(name: K, ...args: Parameters<MatrixClientEvents[K]>): boolean => {
         verification.observe(name, args);
-        if (name === "room.key") void this.keyBackup.trigger();
+        this.keyBackup.observe(name, args);
         return (this.emit as (n: K, ...a: Parameters<MatrixClientEvents[K]>) => boolean)(name, ...args);
       },
     } as ClientEventSink;

@@ -149,4 +149,24 @@ describe("server-side key backup interoperates with the Rust crypto through Syna
     const msgs = decrypted(await fresh.client.fetchRoomHistory(room.roomId));
     assert.deepEqual(msgs.map((e) => e.content.body), ["before the store was lost"]);
   });
+
+  it("an event whose session is missing is decrypted from the backup (one-session download) when the backup key is held", async () => {
+    const alice = (await hs.registerUser(uniqueName("bkutd"), PASSWORD)).userId;
+    const first = await startClient(hs, alice, tempDir());
+    clients.push(first.client);
+    const { recoveryKey } = await first.client.setupRecovery({ password: PASSWORD });
+    const room = await first.client.createRoom({ encrypted: true });
+    await room.sendText("only in the backup");
+    await first.client.flushKeyBackup();
+    // A new device that holds the backup key (from secret storage) but never got the session.
+    const second = await startClient(hs, alice, tempDir(), { noStart: true });
+    clients.push(second.client);
+    const adopted = await second.client.enableKeyBackup({ recoveryKey });
+    assert.deepEqual([adopted.created, adopted.trust.matchesKey], [false, true]);
+    second.client.start();
+    await second.rec.waitFor(() => second.rec.bodies(room.roomId).includes("only in the backup"), "the event decrypted from the backup");
+    assert.deepEqual(second.rec.failures.filter((f) => f.roomId === room.roomId).map((f) => f.code), ["missing_session"]);
+    const ev = second.rec.messages(room.roomId)[0]!;
+    assert.deepEqual([ev.lateDecryption, ev.encryption?.verification], [true, "unauthenticated"]);
+  });
 });

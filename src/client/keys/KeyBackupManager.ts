@@ -6,7 +6,7 @@
  * worker, events they unlock emitted again). The engine decides trust (backup/KeyBackup).
  * @internal
  */
-import type { KeyBackupTrust } from "../../protocol/api.js";
+import type { KeyBackupTrust, RoomDecryptResult } from "../../protocol/api.js";
 import { InvalidArgumentError, MatrixHttpError } from "../../protocol/errors.js";
 import { p, type HttpClient } from "../../http/HttpClient.js";
 import type { Logger } from "../../pure/logger.js";
@@ -24,6 +24,8 @@ const BACKUP_SECRET = "m.megolm_backup.v1";
 const BATCH_SIZE = 200;
 /** Sessions per worker call of a restore (one transaction each, so syncs interleave). */
 const IMPORT_BATCH = 500;
+/** A missing session is looked up in the backup at most once in this time. */
+const DOWNLOAD_AGAIN_MS = 10 * 60_000;
 
 /** The recovery key or passphrase of secret storage, or the backup key itself. */
 export type KeyBackupSecret = { recoveryKey: string } | { passphrase: string } | { backupKey: string };
@@ -54,17 +56,59 @@ export class KeyBackupManager {
   private readonly flight = new SingleFlight(() => this.pass());
   private retryTimer: NodeJS.Timeout | null = null;
   private failures = 0;
+  /** The server's version as last fetched (undefined: not yet), for single-session downloads. */
+  private info: Json | null | undefined = undefined;
+  /** When each missing session (`room|session`) was last looked up in the backup. */
+  private readonly lookedUp = new Map<string, number>();
+  /** Single-session downloads run one at a time. */
+  private downloads: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: KeyBackupDeps) {}
 
   /** The current version on the server, or null when there is none. */
   async serverVersion(): Promise<Json | null> {
     try {
-      return await this.deps.http.request<Json>("GET", "/_matrix/client/v3/room_keys/version");
+      return (this.info = await this.deps.http.request<Json>("GET", "/_matrix/client/v3/room_keys/version"));
     } catch (err) {
-      if (err instanceof MatrixHttpError && err.status === 404) return null;
+      if (err instanceof MatrixHttpError && err.status === 404) return (this.info = null);
       throw err;
     }
+  }
+
+  /** Events the client emits: a new room key goes to the backup; a missing session is looked up in it. */
+  observe(name: string, args: unknown[]): void {
+    if (name === "room.key") void this.trigger();
+    const ev = args[0] as { code?: string; roomId?: string; sessionId?: string | null } | undefined;
+    if (name === "room.undecryptable" && ev?.code === "missing_session" && ev.roomId && ev.sessionId) this.lookUp(ev.roomId, ev.sessionId);
+  }
+
+  /**
+   * With the backup key held, download the one missing session (`GET /room_keys/keys/{room}/{session}`)
+   * and import it; the events it decrypts are emitted again. Rate-limited: one download at a time,
+   * each session at most once per {@link DOWNLOAD_AGAIN_MS}. Failures are logged, never thrown.
+   */
+  private lookUp(roomId: string, sessionId: string): void {
+    const k = `${roomId}|${sessionId}`;
+    const now = Date.now();
+    if ((this.lookedUp.get(k) ?? -Infinity) > now - DOWNLOAD_AGAIN_MS) return;
+    this.lookedUp.set(k, now);
+    if (this.lookedUp.size > 10_000) for (const [key, t] of this.lookedUp) if (t <= now - DOWNLOAD_AGAIN_MS) this.lookedUp.delete(key);
+    this.downloads = this.downloads.then(async () => {
+      try {
+        const info = this.info === undefined ? await this.serverVersion() : this.info;
+        if (!info || typeof info.version !== "string" || this.deps.isClosed()) return;
+        if (!(await this.deps.crypto.api.keyBackupStatus(info)).trust?.matchesKey) return;
+        const data = await this.deps.http.request<Json>("GET", p`/_matrix/client/v3/room_keys/keys/${roomId}/${sessionId}`, { query: { version: info.version } });
+        this.emitRedecrypted((await this.deps.crypto.api.importBackupSessions(info, JSON.stringify({ rooms: { [roomId]: { sessions: { [sessionId]: data } } } }))).redecrypted);
+      } catch (err) {
+        if (err instanceof MatrixHttpError && err.status === 404) return;
+        this.deps.log.info(`session ${sessionId} could not be fetched from the key backup: ${String(err)}`);
+      }
+    });
+  }
+
+  private emitRedecrypted(redecrypted: { roomId: string; results: RoomDecryptResult[] }[]): void {
+    for (const batch of redecrypted) for (const ev of batch.results) if (ev.ok) this.deps.timeline.emitDecrypted(batch.roomId, { event_id: ev.eventId }, ev, true);
   }
 
   /** See `MatrixClient.enableKeyBackup`. */
@@ -85,7 +129,8 @@ export class KeyBackupManager {
     const res = await this.deps.http.request<Json>("POST", "/_matrix/client/v3/room_keys/version", { body: { algorithm: made.algorithm, auth_data: made.authData } });
     if (typeof res.version !== "string") throw new MatrixHttpError(200, "M_BAD_JSON", "POST /room_keys/version answered without a version");
     if (made.secret) await this.deps.accountData.set(BACKUP_SECRET, made.secret);
-    const trust = (await crypto.api.activateKeyBackup({ version: res.version, algorithm: made.algorithm, auth_data: made.authData }))!;
+    this.info = { version: res.version, algorithm: made.algorithm, auth_data: made.authData };
+    const trust = (await crypto.api.activateKeyBackup(this.info))!;
     void this.trigger();
     return { version: res.version, created: true, trust };
   }
@@ -121,7 +166,7 @@ export class KeyBackupManager {
       const r = await this.deps.crypto.api.importBackupSessions(info, JSON.stringify({ rooms: chunk }));
       imported += r.imported;
       failed += r.failed;
-      for (const batch of r.redecrypted) for (const ev of batch.results) if (ev.ok) this.deps.timeline.emitDecrypted(batch.roomId, { event_id: ev.eventId }, ev, true);
+      this.emitRedecrypted(r.redecrypted);
       this.progress(opts.onProgress, Math.min(i + IMPORT_BATCH, all.length), all.length);
     }
     return { version: info.version, total: all.length, imported, failed };
