@@ -135,6 +135,8 @@ async function main(): Promise<void> {
     keyBackupBatch: (limit) => run(() => engine.keyBackupBatch(limit)),
     keyBackupBatchDone: (id, ok) => run(() => engine.keyBackupBatchDone(id, ok)),
     importBackupSessions: (info, keysJson) => run(() => engine.importBackupSessions(info, JSON.parse(keysJson) as Record<string, unknown>)),
+    answerSecretRequests: (requests) => run(() => engine.answerSecretRequests(requests)),
+    requestSecrets: () => run(() => engine.requestSecrets()),
     crashForTesting: (how: "throw" | "exit") =>
       run(() => {
         if (how === "exit") process.exit(3);

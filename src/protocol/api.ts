@@ -193,6 +193,10 @@ export interface SyncChangesResult {
   keyRequestCancellations: string[];
   /** Sessions received as answers to our key requests. */
   forwardedKeys: { roomId: string; sessionId: string }[];
+  /** `m.secret.request`s from our own other devices, to answer with {@link CryptoWorkerApi.answerSecretRequests} (which checks the device is verified). */
+  secretRequests: IncomingSecretRequest[];
+  /** Secrets our verified devices sent us in answer to our requests, now held (names). */
+  secretsReceived: string[];
 }
 
 /** Result of a key import. */
@@ -210,6 +214,14 @@ export interface IncomingKeyRequest {
   roomId: string;
   senderKey: string;
   sessionId: string;
+}
+
+/** An `m.secret.request` from one of our own other devices. */
+export interface IncomingSecretRequest {
+  deviceId: string;
+  requestId: string;
+  /** The secret asked for (`m.cross_signing.master`, `…self_signing`, `…user_signing`, `m.megolm_backup.v1`). */
+  name: string;
 }
 
 /** A device as the main thread sees it. */
@@ -440,6 +452,10 @@ export interface CryptoWorkerApi {
   keyBackupBatchDone(id: string, ok: boolean): { marked: number };
   /** Restore backed-up sessions (`GET /room_keys/keys` answer as JSON) of version `info`; events they decrypt are returned. */
   importBackupSessions(info: Record<string, unknown>, keysJson: string): { imported: number; failed: number; redecrypted: { roomId: string; results: RoomDecryptResult[] }[] };
+  /** Olm-encrypted `m.secret.send`s for requests from our own *verified* devices (others are refused and logged); claim sessions first with {@link CryptoWorkerApi.prepareKeyForwarding}. */
+  answerSecretRequests(requests: IncomingSecretRequest[]): OutgoingRequest[];
+  /** `m.secret.request`s to our own verified devices for the secrets this device lacks (empty when none is missing). */
+  requestSecrets(): OutgoingRequest[];
   crashForTesting(how: "throw" | "exit"): void;
 }
 

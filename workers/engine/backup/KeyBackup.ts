@@ -74,10 +74,35 @@ export class KeyBackup {
     return publicKey;
   }
 
+  /** The backup private key we hold, unpadded base64 (the `m.megolm_backup.v1` secret), or null. */
+  heldKeyBase64(tx: Transaction): string | null {
+    const held = this.heldKey(tx);
+    if (!held) return null;
+    const b64 = backupKeyToBase64(held.privateKey);
+    held.privateKey.fill(0);
+    return b64;
+  }
+
+  /** Hold the backup private key `b64` (sent by one of our verified devices); `bad_key` when malformed. */
+  holdKey(tx: Transaction, b64: string): void {
+    const privateKey = backupKeyFromBase64(b64);
+    try {
+      this.saveKey(tx, privateKey);
+    } finally {
+      privateKey.fill(0);
+    }
+  }
+
   /** The version we upload to, or null. */
   active(tx: Transaction): { version: string; publicKey: string } | null {
     const v = tx.getValue(ACTIVE);
     return v ? (JSON.parse(v) as { version: string; publicKey: string }) : null;
+  }
+
+  /** The trust of `info` (when given), the version we upload to, and how many sessions it lacks. */
+  status(tx: Transaction, info: unknown): { trust: KeyBackupTrust | null; active: string | null; remaining: number } {
+    const active = this.active(tx)?.version ?? null;
+    return { trust: info ? this.trust(tx, info) : null, active, remaining: active ? this.ctx.store.countInboundGroupSessionsToBackUp(active) : 0 };
   }
 
   /**
@@ -155,6 +180,7 @@ export class KeyBackup {
    * `bad_key`, holding nothing new, when it is not the key of `info`.
    */
   async unlock(tx: Transaction, info: unknown, source: KeyBackupKeySource): Promise<void> {
+    this.ctx.me();
     const publicKey = versionPublicKey(info);
     let privateKey: Uint8Array;
     if ("backupKey" in source) privateKey = parseBackupKey(source.backupKey);
@@ -251,6 +277,7 @@ export class KeyBackup {
    * must be the version's (`bad_key` otherwise, nothing stored).
    */
   importSessions(tx: Transaction, info: unknown, keys: unknown): { stored: { roomId: string; sessionId: string; senderKey: string }[]; failed: number } {
+    this.ctx.me();
     const publicKey = versionPublicKey(info);
     const version = isObj(info) && isStr(info.version) ? info.version : null;
     if (!version) throw new KeyBackupError("bad_format", "the backup version has no version");

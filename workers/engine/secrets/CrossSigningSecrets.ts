@@ -145,6 +145,28 @@ export class CrossSigningSecrets {
   }
 
   /**
+   * Hold `seeds` (from secret storage, or sent by one of our verified devices) as our private
+   * cross-signing keys if their master and self-signing public keys are the ones published for us
+   * (into `tx`, pinning the master key). Returns the keys, or null (nothing written) when they
+   * do not match.
+   */
+  adoptPublished(tx: Transaction, seeds: CrossSigningSeeds): CrossSigningKeySet | null {
+    const { ctx } = this;
+    const me = ctx.me();
+    const keys = crossSigningKeysFromSeeds(ctx.olm, me.userId, seeds);
+    const published = loadIdentity(tx, me.userId);
+    const pub = published ? parseCrossSigningKey(published.master, me.userId, "master") : null;
+    const pubSsk = published?.selfSigning ? parseCrossSigningKey(published.selfSigning, me.userId, "self_signing") : null;
+    if (!pub?.ok || pub.publicKey !== keys.master.publicKey || !pubSsk?.ok || pubSsk.publicKey !== keys.selfSigning.publicKey) return null;
+    saveSeeds(tx, ctx.pickleKey, seeds);
+    const pin = loadPin(tx, me.userId);
+    if (!pin || pin.pinned !== keys.master.publicKey) savePin(tx, me.userId, { pinned: keys.master.publicKey, changedTo: null });
+    this.devices.markDirty(tx, me.userId);
+    this.identities.invalidate();
+    return keys;
+  }
+
+  /**
    * Restore the cross-signing keys from secret storage: decrypt them with the recovery key or
    * passphrase, check them against the published keys, store them (into `tx`) and sign this
    * device. Throws, writing nothing, on a wrong key or mismatching secrets.
@@ -160,23 +182,13 @@ export class CrossSigningSecrets {
         return new Uint8Array(b);
       };
       const seeds = { master: seedOf("m.cross_signing.master"), selfSigning: seedOf("m.cross_signing.self_signing"), userSigning: seedOf("m.cross_signing.user_signing") };
-      const keys = crossSigningKeysFromSeeds(ctx.olm, me.userId, seeds);
-      const published = loadIdentity(tx, me.userId);
-      const pub = published ? parseCrossSigningKey(published.master, me.userId, "master") : null;
-      const pubSsk = published?.selfSigning ? parseCrossSigningKey(published.selfSigning, me.userId, "self_signing") : null;
-      if (!pub?.ok || pub.publicKey !== keys.master.publicKey || !pubSsk?.ok || pubSsk.publicKey !== keys.selfSigning.publicKey) {
-        throw new SecretStorageError("bad_format", "the stored cross-signing keys do not match the keys published for this user");
-      }
-      saveSeeds(tx, ctx.pickleKey, seeds);
-      const pin = loadPin(tx, me.userId);
-      if (!pin || pin.pinned !== keys.master.publicKey) savePin(tx, me.userId, { pinned: keys.master.publicKey, changedTo: null });
+      const keys = this.adoptPublished(tx, seeds);
+      if (!keys) throw new SecretStorageError("bad_format", "the stored cross-signing keys do not match the keys published for this user");
       const signatureUpload = mergeSignatureUploads(
         signDevice(ctx.olm, this.account.deviceKeys(), me.userId, keys.selfSigning.seed, keys.selfSigning.publicKey),
         // The device vouches for the master key too (as the creating device did).
         { [me.userId]: { [keys.master.publicKey]: { ...keys.master.object, signatures: { [me.userId]: { [`ed25519:${me.deviceId}`]: this.account.sign(canonicalJson(signablePart(keys.master.object))) } } } } },
       );
-      this.devices.markDirty(tx, me.userId);
-      this.identities.invalidate();
       return { signatureUpload: signatureUpload as Json };
     } finally {
       privateKey.fill(0);
