@@ -112,8 +112,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
     this.http = new HttpClient(this.homeserverUrl, { logger: childLogger(this.log, "[http]"), ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}) });
 
     // Components, wired through narrow arguments (see each file's first comment for its job).
-    const http = this.http;
-    const log = this.log;
+    const { http, log } = this;
     const encryption = this.encryption;
     const isClosed = (): boolean => this.closed;
     const userId = (): string => this._userId!;
@@ -128,6 +127,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> {
       log: childLogger(log, "[verification]"),
       sendRoomEvent: (roomId, type, content) => this.sendQueue.send(this.getRoom(roomId), type, content),
       newTxnId: makeTxnId,
+      onVerified: (u) => void (u === this._userId && this.keySharing.requestSecrets()),
     }));
     const observed = {
       emit: <K extends keyof MatrixClientEvents>(name: K, ...args: Parameters<MatrixClientEvents[K]>): boolean => {
