@@ -49,9 +49,10 @@ export async function setupRecovery(crossSigning: CrossSigningManager, backup: K
   if (!opts.recoveryKey) throw new InvalidArgumentError("this account already has a cross-signing identity: pass its recovery key");
   const recoveryKey = opts.recoveryKey;
   if (!identity.verified) await crossSigning.restore({ recoveryKey });
-  // A fresh store (or a first setup of this device) restores the room keys; then uploads go on.
-  const hasBackup = (await backup.serverVersion()) !== null;
-  const restored = hasBackup ? (await backup.restore({ recoveryKey }, {})).imported : 0;
+  // Uploads resume (or start: no backup yet), then the room keys are restored; restored sessions
+  // count as backed up in that version and are not uploaded again.
+  const hadBackup = (await backup.serverVersion()) !== null;
   const info = await backup.enable({ recoveryKey });
+  const restored = hadBackup ? (await backup.restore({ recoveryKey }, {})).imported : 0;
   return new RecoverySetupResult(recoveryKey, false, restored, info.version);
 }
