@@ -169,4 +169,17 @@ describe("server-side key backup interoperates with the Rust crypto through Syna
     const ev = second.rec.messages(room.roomId)[0]!;
     assert.deepEqual([ev.lateDecryption, ev.encryption?.verification], [true, "unauthenticated"]);
   });
+
+  it("a version trusted by our master key's signature is adopted with the recovery key even when its private key is not in secret storage", async () => {
+    const alice = (await hs.registerUser(uniqueName("bknokey"), PASSWORD)).userId;
+    const a1 = await startClient(hs, alice, tempDir());
+    clients.push(a1.client);
+    const { recoveryKey } = await a1.client.bootstrapCrossSigning({ password: PASSWORD });
+    const made = await a1.client.enableKeyBackup(); // no secret storage copy of the backup key
+    const a2 = await startClient(hs, alice, tempDir());
+    clients.push(a2.client);
+    await a2.client.restoreCrossSigning({ recoveryKey });
+    const adopted = await a2.client.enableKeyBackup({ recoveryKey });
+    assert.deepEqual([adopted.version, adopted.created, adopted.trust.signedByMaster, adopted.trust.matchesKey], [made.version, false, true, false]);
+  });
 });

@@ -117,8 +117,15 @@ export class KeyBackupManager {
     const existing = await this.serverVersion();
     if (existing) {
       const status = await crypto.api.keyBackupStatus(existing);
-      if (!status.trust?.matchesKey && secret.recoveryKey) await this.unlock(existing, { recoveryKey: secret.recoveryKey });
-      else if (!status.trust?.matchesKey && secret.passphrase) await this.unlock(existing, { passphrase: secret.passphrase });
+      const source: KeyBackupSecret | null = secret.recoveryKey ? { recoveryKey: secret.recoveryKey } : secret.passphrase ? { passphrase: secret.passphrase } : null;
+      if (!status.trust?.matchesKey && source) {
+        // Uploading needs only the public key: a version trusted by its signatures is adopted even
+        // when its private key cannot be taken from secret storage.
+        await this.unlock(existing, source).catch((err: unknown) => {
+          if (!status.trust?.trusted) throw err;
+          this.deps.log.warn(`the backup key of version ${String(existing.version)} could not be taken from secret storage: ${String(err)}`);
+        });
+      }
       const trust = (await crypto.api.activateKeyBackup(existing))!;
       void this.trigger();
       return { version: String(existing.version), created: false, trust };
