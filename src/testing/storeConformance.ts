@@ -224,6 +224,8 @@ function assertAbsent(s: CryptoStore, tag: string): void {
 function assertEmpty(s: CryptoStore): void {
   assert.equal(s.countInboundGroupSessions(), 0);
   assert.deepEqual(s.listInboundGroupSessions(10), []);
+  assert.equal(s.countInboundGroupSessionsToBackUp("1"), 0);
+  assert.deepEqual(s.listInboundGroupSessionsToBackUp("1", 10), []);
   assert.equal(s.countPendingEvents(), 0);
   assert.deepEqual(s.getTrackedUsers(), []);
   assert.equal(s.getSyncToken(), null);
@@ -263,8 +265,9 @@ interface Harness {
  * a batch writing records for an account that does not exist yet (no `account` in the batch) is
  * rejected; `untrackedUsers` win over `trackedUsers` and `deletedPendingEvents` over
  * `pendingEvents` in the same batch; a replay record is never overwritten (first sighting wins);
- * optional fields left out (`displayName`, `withheldCode`, `senderData`) come back absent, not
- * `undefined`; every kind of `senderData` round-trips, and an upsert without it removes it.
+ * optional fields left out (`displayName`, `withheldCode`, `senderData`, `backedUpVersion`) come
+ * back absent, not `undefined`; every kind of `senderData` round-trips, and an upsert without it
+ * removes it; a session is listed as not backed up in a version until a batch marks it in it.
  *
  * @param name - Label of the top-level `describe`.
  * @param makeStore - Called once per test: a fresh, empty, **unopened** store, plus optional
@@ -322,6 +325,8 @@ export function runCryptoStoreConformanceTests(
           ["getInboundGroupSession", () => s.getInboundGroupSession("!r:x", "k", "s")],
           ["countInboundGroupSessions", () => s.countInboundGroupSessions()],
           ["listInboundGroupSessions", () => s.listInboundGroupSessions(10)],
+          ["countInboundGroupSessionsToBackUp", () => s.countInboundGroupSessionsToBackUp("1")],
+          ["listInboundGroupSessionsToBackUp", () => s.listInboundGroupSessionsToBackUp("1", 10)],
           ["getOutboundGroupSession", () => s.getOutboundGroupSession("!r:x")],
           ["getUserDevices", () => s.getUserDevices(BOB)],
           ["getDevice", () => s.getDevice(BOB, "D")],
