@@ -20,8 +20,8 @@ import type { AccountData } from "./accountData.js";
 
 /** The secret name of the backup key in secret storage. */
 const BACKUP_SECRET = "m.megolm_backup.v1";
-/** Sessions per `PUT /room_keys/keys`. */
-const BATCH_SIZE = 200;
+/** Sessions per `PUT /room_keys/keys` (as matrix-rust-sdk): one batch keeps the worker about 30 ms (0.28 ms a session). */
+const BATCH_SIZE = 100;
 /** Sessions per worker call of a restore (one transaction each, so syncs interleave). */
 const IMPORT_BATCH = 500;
 /** A missing session is looked up in the backup at most once in this time. */
