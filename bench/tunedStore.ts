@@ -83,6 +83,12 @@ export class TunedSqliteStore implements CryptoStore {
   listInboundGroupSessions(limit: number, after?: string): InboundGroupSessionRecord[] {
     return this.inner.listInboundGroupSessions(limit, after);
   }
+  countInboundGroupSessionsToBackUp(version: string): number {
+    return this.inner.countInboundGroupSessionsToBackUp(version);
+  }
+  listInboundGroupSessionsToBackUp(version: string, limit: number): InboundGroupSessionRecord[] {
+    return this.inner.listInboundGroupSessionsToBackUp(version, limit);
+  }
   getOutboundGroupSession(roomId: string): OutboundGroupSessionRecord | null {
     return this.inner.getOutboundGroupSession(roomId);
   }

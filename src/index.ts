@@ -15,6 +15,8 @@ export type { UserProfile, Presence, PresenceState } from "./client/account/Acco
 export { EverydayApi } from "./client/EverydayApi.js";
 export type { KeyForwardListener, KeyRequestListener } from "./client/keys/KeySharingManager.js";
 export { CrossSigningBootstrapResult } from "./client/keys/CrossSigningManager.js";
+export { RecoverySetupResult } from "./client/keys/RecoverySetup.js";
+export type { KeyBackupInfo, KeyBackupSecret } from "./client/keys/KeyBackupManager.js";
 export { Room } from "./client/rooms/Room.js";
 export type { RoomEncryptionSettings } from "./client/rooms/Room.js";
 export { Device } from "./client/Device.js";
@@ -31,7 +33,7 @@ export {
   MEGOLM_ALGORITHM,
   PROTOCOL_VERSION,
 } from "./protocol/api.js";
-export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, AccountInfo, IncomingKeyRequest, UserIdentityInfo } from "./protocol/api.js";
+export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, AccountInfo, IncomingKeyRequest, UserIdentityInfo, KeyBackupTrust } from "./protocol/api.js";
 export type * from "./protocol/store.js";
 export { HttpClient, makeTxnId, p } from "./http/HttpClient.js";
 export type { HttpClientOptions, RequestOptions } from "./http/HttpClient.js";

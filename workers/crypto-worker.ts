@@ -129,6 +129,15 @@ async function main(): Promise<void> {
     receiveVerificationEvent: (sender, type, contentJson, where) => run(() => engine.receiveVerificationEvent(sender, type, contentJson, where)),
     verificationTick: () => run(() => engine.verificationTick()),
     getVerification: (flowId) => run(() => engine.getVerification(flowId)),
+    keyBackupStatus: (info) => run(() => engine.keyBackupStatus(info)),
+    createKeyBackup: (ss) => run(() => engine.createKeyBackup(ss)),
+    unlockKeyBackup: (info, source) => run(() => engine.unlockKeyBackup(info, source)),
+    activateKeyBackup: (info) => run(() => engine.activateKeyBackup(info)),
+    keyBackupBatch: (limit) => run(() => engine.keyBackupBatch(limit)),
+    keyBackupBatchDone: (id, ok) => run(() => engine.keyBackupBatchDone(id, ok)),
+    importBackupSessions: (info, keysJson) => run(() => engine.importBackupSessions(info, JSON.parse(keysJson) as Record<string, unknown>)),
+    answerSecretRequests: (requests) => run(() => engine.answerSecretRequests(requests)),
+    requestSecrets: () => run(() => engine.requestSecrets()),
     crashForTesting: (how: "throw" | "exit") =>
       run(() => {
         if (how === "exit") process.exit(3);

@@ -7,6 +7,18 @@
  */
 import type { RemoteCryptoWorkerApi } from "../protocol/api.js";
 
+/** A {@link CryptoAccess} reading `ready` and `api` at call time. @internal */
+export function cryptoAccess(ready: () => boolean, api: () => RemoteCryptoWorkerApi): CryptoAccess {
+  return {
+    get ready() {
+      return ready();
+    },
+    get api() {
+      return api();
+    },
+  };
+}
+
 /** What a component needs of the crypto worker. @internal */
 export interface CryptoAccess {
   /** Encryption is on, the worker runs and this device's account is loaded (after login). */

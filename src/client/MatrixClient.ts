@@ -14,27 +14,30 @@
  */
 import { createWriteStream } from "node:fs";
 import type { AccountInfo, DeviceInfo, RemoteCryptoWorkerApi, UserIdentityInfo } from "../protocol/api.js";
-import { ClientClosedError, EncryptionDisabledError, InvalidArgumentError, MatrixHttpError } from "../protocol/errors.js";
+import { ClientClosedError, EncryptionDisabledError, InvalidArgumentError } from "../protocol/errors.js";
 import { HttpClient, makeTxnId, p } from "../http/HttpClient.js";
 import { VerificationManager } from "./verification/VerificationManager.js";
 import type { VerificationRequest } from "./verification/VerificationRequest.js";
 import { childLogger, noopLogger, type Logger } from "../pure/logger.js";
 import { inspectCustom, redactedInspect, Secret, type InspectFn } from "../pure/secret.js";
-import type { CryptoAccess } from "./CryptoAccess.js";
+import { cryptoAccess } from "./CryptoAccess.js";
 import { AccountEndpoints } from "./account/AccountEndpoints.js";
 import { CryptoWorkerHost } from "./CryptoWorkerHost.js";
 import { Device, type DeviceOwner } from "./Device.js";
 import type { ClientEventSink, MatrixClientEvents } from "./events.js";
 import { EverydayApi } from "./EverydayApi.js";
-import type { Json } from "./json.js";
 import { CrossSigningManager, type CrossSigningBootstrapResult } from "./keys/CrossSigningManager.js";
+import { AccountData } from "./keys/accountData.js";
+import { KeyBackupManager, type KeyBackupInfo, type KeyBackupSecret } from "./keys/KeyBackupManager.js";
 import { KeyExportManager } from "./keys/KeyExportManager.js";
+import { setupRecovery, type RecoverySetupResult } from "./keys/RecoverySetup.js";
 import { KeySharingManager, type KeyForwardListener, type KeyRequestListener } from "./keys/KeySharingManager.js";
 import { FileMessageSender } from "./media/FileMessageSender.js";
-import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput, type SendFileOptions } from "./media/media.js";
-import { storeConfig, withoutPickleKey, type MatrixClientOptions } from "./options.js";
+import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput } from "./media/media.js";
+import { withoutPickleKey, workerOptions, type MatrixClientOptions } from "./options.js";
+import { passwordLogin, tokenLogin, type LoginSession } from "./login.js";
 import { DEFAULT_PICKLE_KEY } from "./paths.js";
-import type { Room, RoomEncryptionSettings, RoomHost } from "./rooms/Room.js";
+import type { Room, RoomHost } from "./rooms/Room.js";
 import { AutoJoiner } from "./rooms/AutoJoiner.js";
 import { RoomEncryptionTracker } from "./rooms/RoomEncryptionTracker.js";
 import { RoomOperations, type CreateRoomOptions } from "./rooms/RoomOperations.js";
@@ -63,7 +66,7 @@ export type { AutoJoinPolicy } from "./rooms/AutoJoiner.js";
  * client.start();
  * ```
  */
-export class MatrixClient extends EverydayApi implements RoomHost {
+export class MatrixClient extends EverydayApi {
   /** Homeserver base URL. */
   readonly homeserverUrl: string;
   // `http` and `host` keep these names: the benchmarks reach into them (bench/measure.ts).
@@ -98,6 +101,7 @@ export class MatrixClient extends EverydayApi implements RoomHost {
   private readonly keySharing: KeySharingManager;
   private readonly keyFiles: KeyExportManager;
   private readonly crossSigning: CrossSigningManager;
+  private readonly keyBackup: KeyBackupManager;
   private readonly syncProcessor: SyncProcessor;
   private readonly syncLoop: SyncLoop;
   private readonly verification: VerificationManager;
@@ -116,22 +120,12 @@ export class MatrixClient extends EverydayApi implements RoomHost {
     this.http = new HttpClient(this.homeserverUrl, { logger: childLogger(this.log, "[http]"), ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}) });
 
     // Components, wired through narrow arguments (see each file's first comment for its job).
-    const http = this.http;
-    const log = this.log;
+    const { http, log } = this;
     const encryption = this.encryption;
     const isClosed = (): boolean => this.closed;
     const userId = (): string => this._userId!;
-    const getCrypto = (): RemoteCryptoWorkerApi => this.crypto;
-    const isReady = (): boolean => this.account !== null && this.host !== null;
     // The worker as components see it: read at call time, so a restarted or replaced host is used.
-    const crypto: CryptoAccess = {
-      get ready() {
-        return isReady();
-      },
-      get api() {
-        return getCrypto();
-      },
-    };
+    const crypto = cryptoAccess(() => this.account !== null && this.host !== null, () => this.crypto);
     this.deviceOwner = { setDeviceFlags: (u, d, flags) => this.crypto.setDeviceFlags(u, d, flags) };
     // Verification events (to-device and in-room) are seen where they are emitted.
     const verification = (this.verification = new VerificationManager({
@@ -139,12 +133,14 @@ export class MatrixClient extends EverydayApi implements RoomHost {
       crypto,
       events: this,
       log: childLogger(log, "[verification]"),
-      sendRoomEvent: (roomId, type, content) => this.sendRoomEvent(this.getRoom(roomId), type, content),
+      sendRoomEvent: (roomId, type, content) => this.sendQueue.send(this.getRoom(roomId), type, content),
       newTxnId: makeTxnId,
+      onVerified: (u) => void (u === this._userId && this.keySharing.requestSecrets()),
     }));
     const observed = {
       emit: <K extends keyof MatrixClientEvents>(name: K, ...args: Parameters<MatrixClientEvents[K]>): boolean => {
         verification.observe(name, args);
+        this.keyBackup.observe(name, args);
         return (this.emit as (n: K, ...a: Parameters<MatrixClientEvents[K]>) => boolean)(name, ...args);
       },
     } as ClientEventSink;
@@ -153,7 +149,26 @@ export class MatrixClient extends EverydayApi implements RoomHost {
     const keyClaims = new KeyClaimManager(sender);
     this.outgoing = new OutgoingRequestsLoop({ crypto, sender, keyClaims, events: this, log, isClosed });
     this.roomEncryption = new RoomEncryptionTracker(http, crypto);
-    this.rooms = new RoomRegistry(this, { verifyDevices: this.verifyDevices, onlyCrossSignedDevices: opts.onlyCrossSignedDevices === true }, this.roomEncryption);
+    // What rooms ask of the client (sending under the room's FIFO lock, send/RoomSendQueue; files
+    // encrypted through a 0600 temp file in rooms that are or may be encrypted).
+    const roomHost: RoomHost = {
+      sendRoomEvent: (room, type, content) => this.sendQueue.send(room, type, content),
+      sendFileMessage: (room, msgtype, input, o) => this.files.send(room, msgtype, input, o),
+      refreshRoomEncryption: (room) => this.roomEncryption.refresh(room),
+      noteRoomEncryption: (room, enc) => this.roomEncryption.note(room, enc),
+      sendStateEvent: (roomId, type, stateKey, content) => this.roomOps.sendStateEvent(roomId, type, stateKey, content),
+      inviteToRoom: (roomId, u) => this.roomOps.invite(roomId, u),
+      leaveRoom: (roomId) => this.roomOps.leave(roomId),
+      fetchRoomHistory: (roomId, limit) => this.roomOps.fetchHistory(roomId, limit ?? 50),
+      getJoinedMembers: (roomId) => this.roomOps.getJoinedMembers(roomId),
+      requestRoomVerification: (roomId, u) => this.verification.requestInRoom(roomId, u),
+      getRoomMessages: (roomId, o) => this.getRoomMessages(roomId, o),
+      getRoomState: (roomId, type, stateKey, o) => this.getRoomState(roomId, type, stateKey, o),
+      redactEvent: (roomId, eventId, reason) => this.redactEvent(roomId, eventId, reason),
+      setTyping: (roomId, typing, timeoutMs) => this.setTyping(roomId, typing, timeoutMs),
+      sendReadReceipt: (roomId, eventId, o) => this.sendReadReceipt(roomId, eventId, o),
+    };
+    this.rooms = new RoomRegistry(roomHost, { verifyDevices: this.verifyDevices, onlyCrossSignedDevices: opts.onlyCrossSignedDevices === true }, this.roomEncryption);
     this.roomOps = new RoomOperations({ http, crypto, rooms: this.rooms, roomEncryption: this.roomEncryption, timeline, userId });
     this.accountEndpoints = new AccountEndpoints({ http, userId });
     this.sendQueue = new RoomSendQueue({ http, crypto, encryption, isClosed, roomEncryption: this.roomEncryption, keyClaims, sender, devices: this.deviceOwner });
@@ -161,6 +176,7 @@ export class MatrixClient extends EverydayApi implements RoomHost {
     this.keySharing = new KeySharingManager({ crypto, events: this, keyClaims, sender, userId, getDevices: (u) => this.getDevices(u) });
     this.keyFiles = new KeyExportManager(crypto, this, timeline);
     this.crossSigning = new CrossSigningManager({ http, crypto, userId, triggerOutgoing: () => this.outgoing.trigger() });
+    this.keyBackup = new KeyBackupManager({ http, crypto, accountData: new AccountData(http, userId), events: this, timeline, log: childLogger(log, "[backup]"), isClosed });
     this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId });
     if (opts.autoJoin) new AutoJoiner({ events: this, policy: opts.autoJoin, join: (roomId) => this.roomOps.joinRoom(roomId), log });
     this.syncLoop = new SyncLoop({ http, processor: this.syncProcessor, events: this, log, options: this.opts, keyUploadsAnswered: () => sender.keyUploadsAnswered });
@@ -200,15 +216,7 @@ export class MatrixClient extends EverydayApi implements RoomHost {
     if (!this.encryption) throw new EncryptionDisabledError();
     if (this.closed) throw new ClientClosedError();
     if (!this.host) {
-      const host = new CryptoWorkerHost(
-        {
-          store: storeConfig(this.opts.encryptionConf),
-          pickleKey: this.#pickleKey.reveal(),
-          logLevel: this.opts.workerLogLevel ?? (this.opts.logger ? "info" : "silent"),
-          ...(this.opts.encryptionConf?.sessionCacheSize ? { sessionCacheSize: this.opts.encryptionConf.sessionCacheSize } : {}),
-        },
-        childLogger(this.log, "[crypto]"),
-      );
+      const host = new CryptoWorkerHost(workerOptions(this.opts, this.#pickleKey.reveal()), childLogger(this.log, "[crypto]"));
       host.on("crashed", (err) => this.emit("crypto.workerCrashed", err));
       host.on("restarted", () => this.emit("crypto.workerRestarted"));
       host.onRestart = async () => {
@@ -244,6 +252,7 @@ export class MatrixClient extends EverydayApi implements RoomHost {
     if (this.keySharing.keyRequestsEnabled) await host.api.setKeyRequestsEnabled(true);
     this.syncProcessor.resumeFrom(await host.api.getSyncToken());
     await this.outgoing.trigger();
+    void this.keyBackup.trigger();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -263,31 +272,19 @@ export class MatrixClient extends EverydayApi implements RoomHost {
       deviceId = (await host.api.getStoredDeviceId(userId)) ?? undefined;
       if (deviceId) this.log.info(`reusing stored device ID ${deviceId}`);
     }
-    const body: Json = { type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password };
-    if (deviceId) body.device_id = deviceId;
-    if (opts.initialDeviceDisplayName) body.initial_device_display_name = opts.initialDeviceDisplayName;
-    const res = await this.http.request<Json>("POST", "/_matrix/client/v3/login", { body, auth: false });
-    if (typeof res.access_token !== "string" || typeof res.user_id !== "string" || typeof res.device_id !== "string") {
-      throw new MatrixHttpError(200, "M_BAD_JSON", "login response lacks access_token, user_id or device_id");
-    }
-    await this.setSession(res.user_id, res.device_id, res.access_token);
+    await this.setSession(await passwordLogin(this.http, userId, password, { deviceId, initialDeviceDisplayName: opts.initialDeviceDisplayName }));
   }
 
   /** Use an existing access token; the user and device are found with `/account/whoami`. */
   async loginWithToken(accessToken: string): Promise<void> {
-    this.http.setAccessToken(accessToken);
-    const who = await this.http.request<Json>("GET", "/_matrix/client/v3/account/whoami");
-    if (typeof who.user_id !== "string" || (this.encryption && typeof who.device_id !== "string")) {
-      throw new MatrixHttpError(200, "M_BAD_JSON", "whoami response lacks user_id or device_id");
-    }
-    await this.setSession(who.user_id, typeof who.device_id === "string" ? who.device_id : "", accessToken);
+    await this.setSession(await tokenLogin(this.http, accessToken, this.encryption));
   }
 
-  private async setSession(userId: string, deviceId: string, token: string): Promise<void> {
-    this.http.setAccessToken(token);
-    this._userId = userId;
-    this._deviceId = deviceId;
-    if (this.encryption) await this.initCrypto(userId, deviceId);
+  private async setSession(s: LoginSession): Promise<void> {
+    this.http.setAccessToken(s.accessToken);
+    this._userId = s.userId;
+    this._deviceId = s.deviceId;
+    if (this.encryption) await this.initCrypto(s.userId, s.deviceId);
   }
 
   /** Log out (invalidates the token), stop syncing and close. */
@@ -306,6 +303,7 @@ export class MatrixClient extends EverydayApi implements RoomHost {
     await this.stop();
     this.closed = true;
     this.verification.close();
+    this.keyBackup.close();
     await this.host?.close();
     await this.http.close();
   }
@@ -399,6 +397,49 @@ export class MatrixClient extends EverydayApi implements RoomHost {
   /** Fetch a user's devices and identity from the server again. */
   async refreshUserKeys(userId: string): Promise<void> {
     await this.crossSigning.refreshUserKeys(userId);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // server-side key backup (keys/KeyBackupManager)
+
+  /**
+   * Back up every room key to the server (`m.megolm_backup.v1.curve25519-aes-sha2`), in the
+   * background from now on: batches encrypted in the worker, retried with backoff, each session
+   * marked only after the server confirmed it. Adopts the server's version when it is trusted
+   * (its key is ours, or it is signed by our master key or one of our verified devices; with the
+   * secret storage `recoveryKey` / `passphrase`, the key is taken from secret storage); an
+   * untrusted one is refused (`InvalidArgumentError`, `details.reason` `untrusted`). With no
+   * version, creates one signed by this device (and our master key) and, given the recovery key or
+   * passphrase, stores its key in secret storage as `m.megolm_backup.v1`. A version deleted or
+   * replaced later stops the upload and emits `keyBackup.versionChanged`.
+   */
+  async enableKeyBackup(secret: { recoveryKey?: string; passphrase?: string } = {}): Promise<KeyBackupInfo> {
+    return this.keyBackup.enable(secret);
+  }
+
+  /**
+   * Restore room keys from the server's backup (all rooms, or `roomId`): the backup key comes from
+   * secret storage (recovery key or passphrase) or is given (`backupKey`). Restored sessions are
+   * labelled `unauthenticated`; events waiting for them are decrypted and emitted again. A wrong
+   * key throws `InvalidArgumentError` (`details.reason`: `bad_key`, `bad_mac`, …) and imports nothing.
+   */
+  async restoreKeyBackup(secret: KeyBackupSecret, opts: { roomId?: string; onProgress?: (done: number, total: number) => void } = {}): Promise<{ version: string; total: number; imported: number; failed: number }> {
+    return this.keyBackup.restore(secret, opts);
+  }
+
+  /**
+   * One call for bots: on first run, create cross-signing (`password` completes its upload), secret
+   * storage and key backup, returning the new recovery key; on a fresh store of the same account,
+   * restore them with `recoveryKey` (e.g. from an environment variable): this device signed, room
+   * keys restored from the backup, uploads resumed. The result redacts the key when logged.
+   */
+  async setupRecovery(opts: { recoveryKey?: string; password?: string } = {}): Promise<RecoverySetupResult> {
+    return setupRecovery(this.crossSigning, this.keyBackup, this._userId!, opts);
+  }
+
+  /** Resolves once every room key known now is in the backup (or the upload failed: see `error`). */
+  async flushKeyBackup(): Promise<void> {
+    await this.keyBackup.trigger();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -496,24 +537,6 @@ export class MatrixClient extends EverydayApi implements RoomHost {
   }
 
 
-  /** @internal record that a room is encrypted (main thread and worker). */
-  async noteRoomEncryption(room: Room, encryption: RoomEncryptionSettings): Promise<void> {
-    await this.roomEncryption.note(room, encryption);
-  }
-
-  /** @internal Make sure we know whether a room is encrypted (asks the worker, then the server). */
-  async refreshRoomEncryption(room: Room): Promise<void> {
-    await this.roomEncryption.refresh(room);
-  }
-
-  /**
-   * @internal Send an event, encrypting in encrypted rooms. Per room, claim → share → encrypt →
-   * send run under the room's FIFO lock (send/RoomSendQueue), so concurrent sends share the key
-   * once and keep their order.
-   */
-  async sendRoomEvent(room: Room, type: string, content: Record<string, unknown>): Promise<string> {
-    return this.sendQueue.send(room, type, content);
-  }
 
   // ---------------------------------------------------------------------------------------------
   // media (media/)
@@ -521,14 +544,6 @@ export class MatrixClient extends EverydayApi implements RoomHost {
   /** Upload content in the clear (e.g. an avatar); returns the `mxc://` URI. */
   async uploadContent(input: AttachmentInput, opts: { contentType?: string; filename?: string } = {}): Promise<string> {
     return (await uploadPlain(this.http, input, opts.contentType ?? "application/octet-stream", opts.filename)).mxc;
-  }
-
-  /**
-   * @internal Upload and send a file message. In an encrypted room (or one that may be) the file is
-   * encrypted (streamed through a 0600 temp file) and the event carries `file`, never `url`.
-   */
-  async sendFileMessage(room: Room, msgtype: string, input: AttachmentInput, opts: SendFileOptions): Promise<string> {
-    return this.files.send(room, msgtype, input, opts);
   }
 
   /**
@@ -569,11 +584,6 @@ export class MatrixClient extends EverydayApi implements RoomHost {
   /** The verification request of a flow this client saw (by its flow ID), if any. */
   getVerificationRequest(flowId: string): VerificationRequest | undefined {
     return this.verification.get(flowId);
-  }
-
-  /** @internal Send an in-room verification request (see `Room.requestVerification`). */
-  async requestRoomVerification(roomId: string, userId: string): Promise<VerificationRequest> {
-    return this.verification.requestInRoom(roomId, userId);
   }
 
   /** Send a to-device message in the clear (e.g. custom protocols). */

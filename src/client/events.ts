@@ -112,6 +112,12 @@ export interface MatrixClientEvents {
   "crypto.workerCrashed": (err: Error) => void;
   /** The crypto worker was restarted and reloaded its state. */
   "crypto.workerRestarted": () => void;
+  /**
+   * The key backup version we uploaded to was deleted or replaced on the server (another device
+   * reset it): uploading stopped. `current` (the server's version now, or null) is not trusted
+   * until `enableKeyBackup` is called again (and finds it trusted).
+   */
+  "keyBackup.versionChanged": (change: { previous: string; current: string | null }) => void;
   /** Another device or user asks to verify us interactively (SAS emoji/decimal): accept or cancel it. */
   "verification.request": (request: VerificationRequest) => void;
 }

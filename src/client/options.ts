@@ -3,6 +3,7 @@
  */
 import type { Dispatcher } from "undici";
 import type { StoreConfig } from "../protocol/store.js";
+import type { WorkerOptions } from "../protocol/api.js";
 import type { Logger, LogLevel } from "../pure/logger.js";
 import type { AutoJoinPolicy } from "./rooms/AutoJoiner.js";
 import { join } from "node:path";
@@ -79,6 +80,16 @@ export function storeConfig(conf: EncryptionConf = {}): StoreConfig {
 }
 
 /** `opts` without the pickle key (the client keeps that apart, out of reach of `util.inspect`). @internal */
+/** The options the crypto worker of a client with `opts` starts with. @internal */
+export function workerOptions(opts: MatrixClientOptions, pickleKey: string): WorkerOptions {
+  return {
+    store: storeConfig(opts.encryptionConf),
+    pickleKey,
+    logLevel: opts.workerLogLevel ?? (opts.logger ? "info" : "silent"),
+    ...(opts.encryptionConf?.sessionCacheSize ? { sessionCacheSize: opts.encryptionConf.sessionCacheSize } : {}),
+  };
+}
+
 export function withoutPickleKey(opts: MatrixClientOptions): MatrixClientOptions {
   const storeConf = opts.encryptionConf?.storeConf;
   if (storeConf?.pickleKey === undefined) return opts;

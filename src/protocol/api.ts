@@ -13,7 +13,7 @@ import type { StoreConfig } from "./store.js";
 import type { LogLevel } from "../pure/logger.js";
 
 /** Bumped on any incompatible change of {@link CryptoWorkerApi}. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Olm algorithm name. */
 export const OLM_ALGORITHM = "m.olm.v1.curve25519-aes-sha2";
@@ -193,6 +193,10 @@ export interface SyncChangesResult {
   keyRequestCancellations: string[];
   /** Sessions received as answers to our key requests. */
   forwardedKeys: { roomId: string; sessionId: string }[];
+  /** `m.secret.request`s from our own other devices, to answer with {@link CryptoWorkerApi.answerSecretRequests} (which checks the device is verified). */
+  secretRequests: IncomingSecretRequest[];
+  /** Secrets our verified devices sent us in answer to our requests, now held (names). */
+  secretsReceived: string[];
 }
 
 /** Result of a key import. */
@@ -210,6 +214,14 @@ export interface IncomingKeyRequest {
   roomId: string;
   senderKey: string;
   sessionId: string;
+}
+
+/** An `m.secret.request` from one of our own other devices. */
+export interface IncomingSecretRequest {
+  deviceId: string;
+  requestId: string;
+  /** The secret asked for (`m.cross_signing.master`, `…self_signing`, `…user_signing`, `m.megolm_backup.v1`). */
+  name: string;
 }
 
 /** A device as the main thread sees it. */
@@ -249,6 +261,52 @@ export interface CrossSigningBootstrap {
   signatureUpload: Record<string, unknown>;
   recoveryKey: string;
   secretStorage: { keyId: string; keyDescription: Record<string, unknown>; secrets: Record<string, Record<string, unknown>> };
+}
+
+/**
+ * How far a server-side key backup version is trusted (see `MatrixClient.enableKeyBackup`): only
+ * a version whose key is the one we hold, or signed by our trusted master key or one of our
+ * verified devices, is uploaded to.
+ */
+export interface KeyBackupTrust {
+  /** The version (null when the answer had none). */
+  version: string | null;
+  /** `auth_data.public_key`. */
+  publicKey: string;
+  /** The public key is the one of the backup private key this device holds. */
+  matchesKey: boolean;
+  /** `auth_data` carries a valid signature of our trusted master key. */
+  signedByMaster: boolean;
+  /** Our verified devices (this one included) whose valid signature `auth_data` carries. */
+  signedByDevices: string[];
+  /** Any of the three. */
+  trusted: boolean;
+}
+
+/** What the engine made for a new backup version: `POST /room_keys/version` body parts, and the key's secret-storage copy. */
+export interface KeyBackupCreation {
+  algorithm: string;
+  authData: Record<string, unknown>;
+  /** `m.megolm_backup.v1` account data content (the key encrypted for secret storage), or null without secret storage input. */
+  secret: Record<string, unknown> | null;
+}
+
+/**
+ * Where the backup private key comes from: secret storage (`m.megolm_backup.v1` account data,
+ * opened with the recovery key or passphrase of the secret storage key `keyId`), or the backup
+ * key itself (recovery-key text form or unpadded base64).
+ */
+export type KeyBackupKeySource =
+  | { secretStorage: { keyDescription: Record<string, unknown>; keyId: string; secret: unknown; recoveryKey?: string; passphrase?: string } }
+  | { backupKey: string };
+
+/** One upload batch of the key backup: `PUT /room_keys/keys?version=<version>` with `body`. */
+export interface KeyBackupBatch {
+  id: string;
+  version: string;
+  body: Record<string, unknown>;
+  /** Sessions not yet confirmed in the version, this batch included. */
+  remaining: number;
 }
 
 /** Next step of preparing a room for sending, see {@link CryptoWorkerApi.prepareRoomKeyShare}. */
@@ -386,6 +444,24 @@ export interface CryptoWorkerApi {
   /** The current view of a verification flow, or null. */
   getVerification(flowId: string): VerificationFlowView | null;
   /** Simulated fatal error (tests of the supervisor). */
+  /** Trust of a backup version (`GET /room_keys/version` answer; null: none asked), the version we upload to, and how many sessions it lacks. */
+  keyBackupStatus(info: Record<string, unknown> | null): { trust: KeyBackupTrust | null; active: string | null; remaining: number };
+  /** A new backup key (held, committed before the version is created) and the signed `auth_data`; with secret storage input, the key's `m.megolm_backup.v1` content. */
+  createKeyBackup(ss?: { keyDescription: Record<string, unknown>; keyId: string; recoveryKey?: string; passphrase?: string }): KeyBackupCreation;
+  /** Hold the private key of backup version `info`; `InvalidArgumentError` (`details.reason` `bad_key`, `bad_mac`, …) when it is not that key. */
+  unlockKeyBackup(info: Record<string, unknown>, source: KeyBackupKeySource): void;
+  /** Upload to version `info` from now on (refused with reason `untrusted` unless trusted), or stop (`null`). */
+  activateKeyBackup(info: Record<string, unknown> | null): KeyBackupTrust | null;
+  /** The next upload batch of at most `limit` sessions, or null when none is left (or backup is off). */
+  keyBackupBatch(limit: number): KeyBackupBatch | null;
+  /** The server confirmed (`ok`) or refused batch `id`. Its sessions are marked backed up only when confirmed. */
+  keyBackupBatchDone(id: string, ok: boolean): { marked: number };
+  /** Restore backed-up sessions (`GET /room_keys/keys` answer as JSON) of version `info`; events they decrypt are returned. */
+  importBackupSessions(info: Record<string, unknown>, keysJson: string): { imported: number; failed: number; redecrypted: { roomId: string; results: RoomDecryptResult[] }[] };
+  /** Olm-encrypted `m.secret.send`s for requests from our own *verified* devices (others are refused and logged); claim sessions first with {@link CryptoWorkerApi.prepareKeyForwarding}. */
+  answerSecretRequests(requests: IncomingSecretRequest[]): OutgoingRequest[];
+  /** `m.secret.request`s to our own verified devices for the secrets this device lacks (empty when none is missing). */
+  requestSecrets(): OutgoingRequest[];
   crashForTesting(how: "throw" | "exit"): void;
 }
 

@@ -89,6 +89,12 @@ export interface InboundGroupSessionRecord {
   senderData?: SenderData;
   /** Creation time, ms since the epoch. */
   createdTs: number;
+  /**
+   * The server-side key backup version this session was uploaded to, set only once the server
+   * confirmed the upload. Absent: not in any backup (every session stored before schema 5, and
+   * every session written again because a better copy arrived).
+   */
+  backedUpVersion?: string;
 }
 
 /** State of a room key delivery to one device. */
@@ -225,7 +231,7 @@ export interface StoreChanges {
  *   (`null`, `[]`, `0`, `false`).
  * - **Records are copies**: mutating a record read out, or one passed to `saveChanges` after the
  *   call, never changes what the store holds. Optional fields (`displayName`, `withheldCode`,
- *   `senderData`) left out when saved come back absent, not as `undefined`.
+ *   `senderData`, `backedUpVersion`) left out when saved come back absent, not as `undefined`.
  * - A read fails only on a store fault, with `StoreError`; "not found" is `null` or `[]`.
  */
 export interface CryptoStore {
@@ -289,6 +295,18 @@ export interface CryptoStore {
    * twice or be skipped. Throws `StoreError` for a cursor it cannot parse.
    */
   listInboundGroupSessions(limit: number, after?: string): InboundGroupSessionRecord[];
+  /**
+   * Number of inbound group sessions whose `backedUpVersion` is not `version` (absent counts as
+   * not), all rooms. Called to report how much of a backup upload is left.
+   */
+  countInboundGroupSessionsToBackUp(version: string): number;
+  /**
+   * At most `limit` inbound group sessions whose `backedUpVersion` is not `version`, in the order
+   * of {@link CryptoStore.listInboundGroupSessions}; `[]` when none is left or `limit` is not
+   * positive. Called by the key backup for each batch it uploads; a session marked in `version`
+   * (through `inboundGroupSessions`) never comes back, one written again without the mark does.
+   */
+  listInboundGroupSessionsToBackUp(version: string, limit: number): InboundGroupSessionRecord[];
   /**
    * The room's current outbound Megolm session, or null (none yet, or discarded by rotation
    * through `deletedOutboundGroupSessions`). Called before each room message is encrypted and

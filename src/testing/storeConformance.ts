@@ -224,6 +224,8 @@ function assertAbsent(s: CryptoStore, tag: string): void {
 function assertEmpty(s: CryptoStore): void {
   assert.equal(s.countInboundGroupSessions(), 0);
   assert.deepEqual(s.listInboundGroupSessions(10), []);
+  assert.equal(s.countInboundGroupSessionsToBackUp("1"), 0);
+  assert.deepEqual(s.listInboundGroupSessionsToBackUp("1", 10), []);
   assert.equal(s.countPendingEvents(), 0);
   assert.deepEqual(s.getTrackedUsers(), []);
   assert.equal(s.getSyncToken(), null);
@@ -263,8 +265,9 @@ interface Harness {
  * a batch writing records for an account that does not exist yet (no `account` in the batch) is
  * rejected; `untrackedUsers` win over `trackedUsers` and `deletedPendingEvents` over
  * `pendingEvents` in the same batch; a replay record is never overwritten (first sighting wins);
- * optional fields left out (`displayName`, `withheldCode`, `senderData`) come back absent, not
- * `undefined`; every kind of `senderData` round-trips, and an upsert without it removes it.
+ * optional fields left out (`displayName`, `withheldCode`, `senderData`, `backedUpVersion`) come
+ * back absent, not `undefined`; every kind of `senderData` round-trips, and an upsert without it
+ * removes it; a session is listed as not backed up in a version until a batch marks it in it.
  *
  * @param name - Label of the top-level `describe`.
  * @param makeStore - Called once per test: a fresh, empty, **unopened** store, plus optional
@@ -322,6 +325,8 @@ export function runCryptoStoreConformanceTests(
           ["getInboundGroupSession", () => s.getInboundGroupSession("!r:x", "k", "s")],
           ["countInboundGroupSessions", () => s.countInboundGroupSessions()],
           ["listInboundGroupSessions", () => s.listInboundGroupSessions(10)],
+          ["countInboundGroupSessionsToBackUp", () => s.countInboundGroupSessionsToBackUp("1")],
+          ["listInboundGroupSessionsToBackUp", () => s.listInboundGroupSessionsToBackUp("1", 10)],
           ["getOutboundGroupSession", () => s.getOutboundGroupSession("!r:x")],
           ["getUserDevices", () => s.getUserDevices(BOB)],
           ["getDevice", () => s.getDevice(BOB, "D")],
@@ -566,6 +571,35 @@ export function runCryptoStoreConformanceTests(
         const s = await h.reopen();
         await s.useAccount(ALICE, "ALICEDEV");
         check(s);
+      });
+
+      test("sessions not backed up in a version are listed until marked in it; a rewrite without the mark lists them again", async (h) => {
+        await createAccount(h.s);
+        const recs = [inboundRec("!b1:x", "k", "s1"), inboundRec("!b2:x", "k", "s2"), inboundRec("!b3:x", "k", "s3")];
+        await h.s.saveChanges({ inboundGroupSessions: recs });
+        assert.deepEqual(h.s.listInboundGroupSessionsToBackUp("1", 10), recs);
+        assert.deepEqual(h.s.listInboundGroupSessionsToBackUp("1", 2), recs.slice(0, 2));
+        assert.deepEqual(h.s.listInboundGroupSessionsToBackUp("1", 0), []);
+        assert.equal(h.s.countInboundGroupSessionsToBackUp("1"), 3);
+        const marked = recs.slice(0, 2).map((r) => ({ ...r, backedUpVersion: "1" }));
+        await h.s.saveChanges({ inboundGroupSessions: marked });
+        const check = (s: CryptoStore): void => {
+          assert.deepEqual(s.listInboundGroupSessionsToBackUp("1", 10), [recs[2]!]);
+          assert.equal(s.countInboundGroupSessionsToBackUp("1"), 1);
+          // Another version: none of them is in it.
+          assert.deepEqual(s.listInboundGroupSessionsToBackUp("2", 10), [...marked, recs[2]!]);
+          assert.deepEqual(s.getInboundGroupSession("!b1:x", "k", "s1"), marked[0]);
+          assert.equal("backedUpVersion" in s.getInboundGroupSession("!b3:x", "k", "s3")!, false, "an absent backedUpVersion stays absent");
+        };
+        check(h.s);
+        if (canReopen) {
+          const s = await h.reopen();
+          await s.useAccount(ALICE, "ALICEDEV");
+          check(s);
+        }
+        // A better copy written without the mark must be uploaded again.
+        await h.s.saveChanges({ inboundGroupSessions: [recs[0]!] });
+        assert.deepEqual(h.s.listInboundGroupSessionsToBackUp("1", 10), [recs[0]!, recs[2]!]);
       });
     });
 

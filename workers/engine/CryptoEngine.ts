@@ -11,17 +11,19 @@
  * runs them one at a time. Per room, the caller runs prepareRoomKeyShare → shareRoomKey →
  * encryptRoomEvent under the room's lock; keys/claim is single flight.
  *
- * Components (one job each; see the README's architecture section):
- * account/AccountKeys · identities/DeviceTracker · identities/UserIdentities · olm/OlmSessions ·
- * olm/SessionClaims · rooms/RoomState · megolm/InboundSessions · megolm/RoomDecryptor ·
- * megolm/OutboundSessions · megolm/WithheldNotices · gossiping/KeySharing · keys/RoomKeyExport ·
- * secrets/CrossSigningSecrets · sync/ToDeviceHandler; trust/senderTrust decides event labels.
+ * Components (one job each, listed in the README's architecture section) are built below in
+ * dependency order; trust/senderTrust alone decides event labels.
  */
 import type {
   AccountInfo,
   CrossSigningBootstrap,
   DeviceInfo,
   IncomingKeyRequest,
+  IncomingSecretRequest,
+  KeyBackupBatch,
+  KeyBackupCreation,
+  KeyBackupKeySource,
+  KeyBackupTrust,
   OutgoingRequest,
   PrepareShareStep,
   RoomDecryptResult,
@@ -30,12 +32,14 @@ import type {
   SyncChangesResult,
   UserIdentityInfo,
 } from "../../src/protocol/api.js";
-import { InvalidArgumentError, SyncBatchUnknownError, UnknownDeviceKeysError } from "../../src/protocol/errors.js";
-import type { CryptoStore, DeviceRecord } from "../../src/protocol/store.js";
+import { InvalidArgumentError, SyncBatchUnknownError } from "../../src/protocol/errors.js";
+import type { CryptoStore } from "../../src/protocol/store.js";
 import type { Logger } from "../../src/pure/logger.js";
 import { AccountKeys } from "./account/AccountKeys.js";
+import { KeyBackup } from "./backup/KeyBackup.js";
 import { EngineContext, isObj, isStr, type Json, type OlmModule } from "./EngineContext.js";
 import { KeySharing } from "./gossiping/KeySharing.js";
+import { SecretSharing } from "./gossiping/SecretSharing.js";
 import { DeviceTracker } from "./identities/DeviceTracker.js";
 import { UserIdentities } from "./identities/UserIdentities.js";
 import { RoomKeyExport } from "./keys/RoomKeyExport.js";
@@ -63,7 +67,7 @@ export interface EngineOptions {
 }
 
 function emptySyncResult(batchId = ""): SyncChangesResult {
-  return { batchId, toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [], keyRequests: [], keyRequestCancellations: [], forwardedKeys: [] };
+  return { batchId, toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [], keyRequests: [], keyRequestCancellations: [], forwardedKeys: [], secretRequests: [], secretsReceived: [] };
 }
 
 /** @internal */
@@ -84,6 +88,8 @@ export class CryptoEngine {
   private readonly secrets: CrossSigningSecrets;
   private readonly toDevice: ToDeviceHandler;
   private readonly verifications: Verifications;
+  private readonly backup: KeyBackup;
+  private readonly secretSharing: SecretSharing;
   /**
    * The sync in progress: its timeline side effects (replay records, events kept for their keys,
    * waiting rows decrypted), committed with its token by {@link commitSyncToken} naming `id`.
@@ -108,7 +114,9 @@ export class CryptoEngine {
     this.outbound = new OutboundSessions(ctx, this.rooms, this.devices, this.identities, this.olm, this.claims, this.inbound);
     this.keyExport = new RoomKeyExport(ctx, this.inbound);
     this.secrets = new CrossSigningSecrets(ctx, this.account, this.devices, this.identities);
-    this.toDevice = new ToDeviceHandler(ctx, this.olm, this.claims, this.devices, this.rooms, this.inbound, this.withheld, this.keySharing);
+    this.backup = new KeyBackup(ctx, this.account, this.identities, this.inbound);
+    this.secretSharing = new SecretSharing(ctx, this.olm, this.identities, this.secrets, this.backup);
+    this.toDevice = new ToDeviceHandler(ctx, this.olm, this.claims, this.devices, this.rooms, this.inbound, this.withheld, this.keySharing, this.secretSharing);
     this.verifications = new Verifications(ctx, this.devices, this.identities);
   }
 
@@ -159,6 +167,7 @@ export class CryptoEngine {
   release(): void {
     this.batch = null;
     this.inbound.release();
+    this.backup.release();
     this.identities.invalidate();
     this.claims.release();
     this.verifications.machine.close();
@@ -451,6 +460,16 @@ export class CryptoEngine {
     return this.write((tx) => this.keySharing.answer(tx, requests));
   }
 
+  /** Olm-encrypted `m.secret.send`s for requests from our own verified devices (others refused, logged). */
+  async answerSecretRequests(requests: IncomingSecretRequest[]): Promise<OutgoingRequest[]> {
+    return this.write((tx) => this.secretSharing.answer(tx, Array.isArray(requests) ? requests : []));
+  }
+
+  /** `m.secret.request`s to our own verified devices for the secrets we lack (request IDs committed first). */
+  async requestSecrets(): Promise<OutgoingRequest[]> {
+    return this.write((tx) => this.secretSharing.request(tx));
+  }
+
   // --- key export / import -----------------------------------------------------------------------
 
   /** One page of inbound sessions in the key-export format. */
@@ -468,12 +487,56 @@ export class CryptoEngine {
     this.ctx.me();
     return this.write((tx) => {
       const { stored, skipped } = this.keyExport.importBatch(tx, keys);
-      const result = emptySyncResult();
-      result.roomKeys.push(...stored);
-      // Events the sync in progress kept for these sessions are not stored yet: they count too.
-      this.decryptor.redecryptPending(tx, result, this.batch?.tx ?? null);
-      return { imported: stored.length, skipped, redecrypted: result.redecrypted };
+      return { imported: stored.length, skipped, redecrypted: this.redecryptFor(tx, stored) };
     });
+  }
+
+  // --- server-side key backup (backup/KeyBackup) ------------------------------------------------
+
+  /** How far a backup version (`GET /room_keys/version` answer) is trusted, which one we upload to, and how many sessions it lacks. */
+  keyBackupStatus(info: Json | null): { trust: KeyBackupTrust | null; active: string | null; remaining: number } {
+    return this.backup.status(this.ctx.newTx(), info);
+  }
+
+  /** A new backup key (held from now on) and the signed `auth_data` for `POST /room_keys/version`; with secret storage input, its `m.megolm_backup.v1` copy. */
+  async createKeyBackup(ss?: { keyDescription: Json; keyId: string; recoveryKey?: string; passphrase?: string }): Promise<KeyBackupCreation> {
+    return this.write((tx) => this.backup.create(tx, ss));
+  }
+
+  /** Hold the private key of backup version `info`, from secret storage or given; `bad_key` when it is another key. */
+  async unlockKeyBackup(info: Json, source: KeyBackupKeySource): Promise<void> {
+    await this.write((tx) => this.backup.unlock(tx, info, source));
+  }
+
+  /** Upload to version `info` from now on (refused, `untrusted`, unless trusted), or stop uploading (`null`). */
+  async activateKeyBackup(info: Json | null): Promise<KeyBackupTrust | null> {
+    return this.write((tx) => (info ? this.backup.activate(tx, info) : (this.backup.deactivate(tx), null)));
+  }
+
+  /** The next upload batch of at most `limit` sessions, or null (backup off, or all uploaded). */
+  keyBackupBatch(limit: number): KeyBackupBatch | null {
+    return this.backup.nextBatch(this.ctx.newTx(), limit);
+  }
+
+  /** The server confirmed (`ok`) or refused batch `id`: its sessions are marked backed up, or go out again. */
+  async keyBackupBatchDone(id: string, ok: boolean): Promise<{ marked: number }> {
+    return ok ? this.write((tx) => ({ marked: this.backup.batchSent(tx, id) })) : (this.backup.batchFailed(id), { marked: 0 });
+  }
+
+  /** Restore a batch of backed-up sessions of version `info` (provenance `backup`); events waiting for them are decrypted and returned. */
+  async importBackupSessions(info: Json, keys: Json): Promise<{ imported: number; failed: number; redecrypted: RoomResults[] }> {
+    return this.write((tx) => {
+      const { stored, failed } = this.backup.importSessions(tx, info, keys);
+      return { imported: stored.length, failed, redecrypted: this.redecryptFor(tx, stored) };
+    });
+  }
+
+  /** Decrypt the events waiting for newly stored sessions (and those the sync in progress kept). */
+  private redecryptFor(tx: Transaction, stored: { roomId: string; sessionId: string; senderKey: string }[]): RoomResults[] {
+    const result = emptySyncResult();
+    result.roomKeys.push(...stored);
+    this.decryptor.redecryptPending(tx, result, this.batch?.tx ?? null);
+    return result.redecrypted;
   }
 
   // --- devices -----------------------------------------------------------------------------------
@@ -487,13 +550,7 @@ export class CryptoEngine {
   /** Set a device's local trust flags. */
   async setDeviceFlags(userId: string, deviceId: string, flags: { verified?: boolean; blacklisted?: boolean; ignored?: boolean }): Promise<DeviceInfo> {
     const tx = this.ctx.newTx();
-    const d = tx.getDevice(userId, deviceId);
-    if (!d || !d.ed25519) throw new UnknownDeviceKeysError(userId, deviceId);
-    const upd: DeviceRecord = { ...d };
-    if (typeof flags.verified === "boolean") upd.verified = flags.verified;
-    if (typeof flags.blacklisted === "boolean") upd.blacklisted = flags.blacklisted;
-    if (typeof flags.ignored === "boolean") upd.ignored = flags.ignored;
-    tx.putDevice(upd);
+    const upd = this.devices.setFlags(tx, userId, deviceId, flags);
     await this.ctx.commit(tx);
     return this.identities.deviceInfo(tx, upd);
   }
@@ -525,22 +582,10 @@ export class CryptoEngine {
   async verificationAction(flowId: string, action: VerificationAction): Promise<VerificationActionResult> {
     this.ctx.me();
     const m = this.verifications.machine;
-    return this.write((tx) => {
-      switch (action) {
-        case "accept":
-          return this.verifications.apply(tx, m.accept(flowId));
-        case "start_sas":
-          return this.verifications.apply(tx, m.startSas(flowId));
-        case "confirm":
-          return this.verifications.apply(tx, m.confirm(flowId));
-        case "mismatch":
-          return this.verifications.apply(tx, m.mismatch(flowId));
-        case "cancel":
-          return this.verifications.apply(tx, m.cancelFlow(flowId));
-        default:
-          throw new InvalidArgumentError(`unknown verification action ${String(action)}`);
-      }
-    });
+    const steps: Record<string, (flowId: string) => unknown> = { accept: m.accept, start_sas: m.startSas, confirm: m.confirm, mismatch: m.mismatch, cancel: m.cancelFlow };
+    const step = Object.hasOwn(steps, action) ? (steps[action] as typeof m.accept) : undefined;
+    if (!step) throw new InvalidArgumentError(`unknown verification action ${String(action)}`);
+    return this.write((tx) => this.verifications.apply(tx, step.call(m, flowId)));
   }
 
   /** A verification event received to-device or in a room (content as JSON). */

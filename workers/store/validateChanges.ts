@@ -117,6 +117,7 @@ export function validateChanges(c: StoreChanges): void {
     if (typeof r.source !== "string" || !SOURCES.includes(r.source)) invalidBatch(`${p}.source`, SOURCES.join(" | "));
     if (r.senderData !== undefined) vSenderData(r.senderData, `${p}.senderData`);
     vNum(r.createdTs, `${p}.createdTs`);
+    if (r.backedUpVersion !== undefined) vStr(r.backedUpVersion, `${p}.backedUpVersion`);
   });
   vArr(c.outboundGroupSessions, "outboundGroupSessions").forEach((x, i) => {
     const p = `outboundGroupSessions[${i}]`;

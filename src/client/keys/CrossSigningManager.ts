@@ -6,7 +6,8 @@
  */
 import type { UserIdentityInfo } from "../../protocol/api.js";
 import { InvalidArgumentError, MatrixHttpError } from "../../protocol/errors.js";
-import { p, type HttpClient } from "../../http/HttpClient.js";
+import type { HttpClient } from "../../http/HttpClient.js";
+import { AccountData } from "./accountData.js";
 import type { CryptoAccess } from "../CryptoAccess.js";
 import { isObj, type Json } from "../json.js";
 import { inspectCustom, REDACTED, redactedInspect, Secret, type InspectFn } from "../../pure/secret.js";
@@ -57,19 +58,10 @@ export interface CrossSigningDeps {
 
 /** This user's cross-signing identity and other users'. @internal */
 export class CrossSigningManager {
-  constructor(private readonly deps: CrossSigningDeps) {}
+  private readonly accountData: AccountData;
 
-  private async accountData(type: string): Promise<Json | null> {
-    try {
-      return await this.deps.http.request<Json>("GET", p`/_matrix/client/v3/user/${this.deps.userId()}/account_data/${type}`);
-    } catch (err) {
-      if (err instanceof MatrixHttpError && err.status === 404) return null;
-      throw err;
-    }
-  }
-
-  private async setAccountData(type: string, content: Json): Promise<void> {
-    await this.deps.http.request("PUT", p`/_matrix/client/v3/user/${this.deps.userId()}/account_data/${type}`, { body: content });
+  constructor(private readonly deps: CrossSigningDeps) {
+    this.accountData = new AccountData(deps.http, deps.userId);
   }
 
   private async uploadSignatures(body: Json): Promise<void> {
@@ -103,9 +95,9 @@ export class CrossSigningManager {
     await crypto.api.commitCrossSigning(r.masterKey);
     await this.uploadSignatures(r.signatureUpload);
     const ss = r.secretStorage;
-    await this.setAccountData(`m.secret_storage.key.${ss.keyId}`, ss.keyDescription);
-    for (const [name, content] of Object.entries(ss.secrets)) await this.setAccountData(name, content);
-    await this.setAccountData("m.secret_storage.default_key", { key: ss.keyId });
+    await this.accountData.set(`m.secret_storage.key.${ss.keyId}`, ss.keyDescription);
+    for (const [name, content] of Object.entries(ss.secrets)) await this.accountData.set(name, content);
+    await this.accountData.set("m.secret_storage.default_key", { key: ss.keyId });
     await this.refreshUserKeys(this.deps.userId());
     return new CrossSigningBootstrapResult(r.recoveryKey);
   }
@@ -127,13 +119,11 @@ export class CrossSigningManager {
 
   /** See `MatrixClient.restoreCrossSigning`. */
   async restore(secret: { recoveryKey: string } | { passphrase: string }): Promise<void> {
-    const def = await this.accountData("m.secret_storage.default_key");
-    const keyId = def && typeof def.key === "string" ? def.key : null;
-    if (!keyId) throw new InvalidArgumentError("this account has no default secret storage key");
-    const keyDescription = await this.accountData(`m.secret_storage.key.${keyId}`);
-    if (!keyDescription) throw new InvalidArgumentError(`secret storage key ${keyId} is not described on the account`);
+    const ssKey = await this.accountData.defaultSecretStorageKey();
+    if (!ssKey) throw new InvalidArgumentError("this account has no default secret storage key (or it is not described)");
+    const { keyId, keyDescription } = ssKey;
     const secrets: Record<string, unknown> = {};
-    for (const name of ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"]) secrets[name] = await this.accountData(name);
+    for (const name of ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"]) secrets[name] = await this.accountData.get(name);
     await this.refreshUserKeys(this.deps.userId());
     const r = await this.deps.crypto.api.restoreCrossSigning({ keyDescription, keyId, secrets, ...secret });
     await this.uploadSignatures(r.signatureUpload);

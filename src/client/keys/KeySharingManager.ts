@@ -3,7 +3,7 @@
  * answered by our other devices) and the key-request listener (their requests, answered by us).
  * @internal
  */
-import type { IncomingKeyRequest, SyncChangesResult } from "../../protocol/api.js";
+import type { IncomingKeyRequest, IncomingSecretRequest, SyncChangesResult } from "../../protocol/api.js";
 import type { CryptoAccess } from "../CryptoAccess.js";
 import type { Device } from "../Device.js";
 import { emitError, type ClientEventSink } from "../events.js";
@@ -76,6 +76,29 @@ export class KeySharingManager {
     }
     if (result.keyRequests.length || result.keyRequestCancellations.length || this.pendingKeyRequests.size) {
       await this.handleKeyRequests(result).catch((err: unknown) => emitError(this.deps.events, err));
+    }
+    if (result.secretRequests.length) await this.answerSecrets(result.secretRequests).catch((err: unknown) => emitError(this.deps.events, err));
+  }
+
+  /**
+   * Answer `m.secret.request`s from our own devices: the worker shares the cross-signing and
+   * backup keys only with our verified devices (Olm-encrypted `m.secret.send`), refusing the rest.
+   */
+  private async answerSecrets(requests: IncomingSecretRequest[]): Promise<void> {
+    const { crypto, keyClaims, sender } = this.deps;
+    await keyClaims.run(
+      () => crypto.api.prepareKeyForwarding([...new Set(requests.map((r) => r.deviceId))]),
+      (claim) => claim,
+    );
+    for (const req of await crypto.api.answerSecretRequests(requests)) await sender.send(req);
+  }
+
+  /** Ask our verified devices for the secrets this device lacks (after one of them verified us). Never rejects. */
+  async requestSecrets(): Promise<void> {
+    try {
+      for (const req of await this.deps.crypto.api.requestSecrets()) await this.deps.sender.send(req);
+    } catch (err) {
+      emitError(this.deps.events, err);
     }
   }
 

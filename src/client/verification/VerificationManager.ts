@@ -23,6 +23,8 @@ export interface VerificationManagerDeps {
   /** Send an event into a room (encrypted in encrypted rooms); resolves with its event ID. */
   sendRoomEvent: (roomId: string, type: string, content: Record<string, unknown>) => Promise<string>;
   newTxnId: () => string;
+  /** A flow with `otherUserId` ended verified (ours with another of our devices: ask it for our secrets). */
+  onVerified?: (otherUserId: string) => void;
 }
 
 /** @internal */
@@ -142,7 +144,9 @@ export class VerificationManager {
       if (!v.initiatedByUs && v.phase === "requested") this.deps.events.emit("verification.request", req);
       return req;
     }
+    const wasDone = req.phase === "done";
     req.update(v);
+    if (v.phase === "done" && !wasDone) this.deps.onVerified?.(v.otherUserId);
     if (v.phase === "done" || v.phase === "cancelled") {
       const flowId = v.flowId;
       // Keep finished requests a while so late lookups still find them.

@@ -31,7 +31,7 @@ describe("key-request listener", () => {
     ksm.addKeyRequestListener((_devices, answer) => {
       answered = answer(["A2"]);
     });
-    const result: SyncChangesResult = { batchId: "b", toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [], keyRequests: [{ requestId: "q", deviceId: "A2", roomId: "!r", senderKey: "k", sessionId: "s" }], keyRequestCancellations: [], forwardedKeys: [] };
+    const result: SyncChangesResult = { batchId: "b", toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [], keyRequests: [{ requestId: "q", deviceId: "A2", roomId: "!r", senderKey: "k", sessionId: "s" }], keyRequestCancellations: [], forwardedKeys: [], secretRequests: [], secretsReceived: [] };
     await ksm.onSyncResult(result);
     assert.ok(answered, "the listener was called");
     const outcome = await (answered as Promise<void>).then(

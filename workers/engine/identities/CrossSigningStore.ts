@@ -35,16 +35,21 @@ function sealKey(pickleKey: string): Buffer {
   return createHash("sha256").update("matrix-e2ee-worker-sdk cross-signing seeds\0").update(pickleKey).digest();
 }
 
-function seal(tx: Transaction, slot: string, pickleKey: string, seeds: CrossSigningSeeds): void {
+/**
+ * Store `plain` (a JSON-serializable secret) under the setting `slot`, sealed (AES-256-GCM) with a
+ * key derived from the pickle key. Shared by every private key the engine keeps in settings.
+ */
+export function sealValue(tx: Transaction, slot: string, pickleKey: string, plain: unknown): void {
   const iv = randomBytes(12);
   const c = createCipheriv("aes-256-gcm", sealKey(pickleKey), iv);
-  const plain = Buffer.from(JSON.stringify({ m: Buffer.from(seeds.master).toString("base64"), s: Buffer.from(seeds.selfSigning).toString("base64"), u: Buffer.from(seeds.userSigning).toString("base64") }));
-  const ct = Buffer.concat([c.update(plain), c.final()]);
-  plain.fill(0);
+  const bytes = Buffer.from(JSON.stringify(plain));
+  const ct = Buffer.concat([c.update(bytes), c.final()]);
+  bytes.fill(0);
   tx.setValue(slot, JSON.stringify({ iv: iv.toString("base64"), ct: ct.toString("base64"), tag: c.getAuthTag().toString("base64") }));
 }
 
-function unseal(tx: Transaction, slot: string, pickleKey: string): CrossSigningSeeds | null {
+/** The secret {@link sealValue} stored under `slot`, or null; `StoreError` when it cannot be opened (wrong pickle key). */
+export function unsealValue(tx: Transaction, slot: string, pickleKey: string, what: string): unknown {
   const v = tx.getValue(slot);
   if (!v) return null;
   try {
@@ -52,12 +57,22 @@ function unseal(tx: Transaction, slot: string, pickleKey: string): CrossSigningS
     const d = createDecipheriv("aes-256-gcm", sealKey(pickleKey), Buffer.from(iv, "base64"));
     d.setAuthTag(Buffer.from(tag, "base64"));
     const plain = Buffer.concat([d.update(Buffer.from(ct, "base64")), d.final()]);
-    const o = JSON.parse(plain.toString("utf8")) as { m: string; s: string; u: string };
+    const o: unknown = JSON.parse(plain.toString("utf8"));
     plain.fill(0);
-    return { master: new Uint8Array(Buffer.from(o.m, "base64")), selfSigning: new Uint8Array(Buffer.from(o.s, "base64")), userSigning: new Uint8Array(Buffer.from(o.u, "base64")) };
+    return o;
   } catch {
-    throw new StoreError("the stored cross-signing keys cannot be opened (wrong pickle key?)");
+    throw new StoreError(`the stored ${what} cannot be opened (wrong pickle key?)`);
   }
+}
+
+function seal(tx: Transaction, slot: string, pickleKey: string, seeds: CrossSigningSeeds): void {
+  sealValue(tx, slot, pickleKey, { m: Buffer.from(seeds.master).toString("base64"), s: Buffer.from(seeds.selfSigning).toString("base64"), u: Buffer.from(seeds.userSigning).toString("base64") });
+}
+
+function unseal(tx: Transaction, slot: string, pickleKey: string): CrossSigningSeeds | null {
+  const o = unsealValue(tx, slot, pickleKey, "cross-signing keys") as { m: string; s: string; u: string } | null;
+  if (!o) return null;
+  return { master: new Uint8Array(Buffer.from(o.m, "base64")), selfSigning: new Uint8Array(Buffer.from(o.s, "base64")), userSigning: new Uint8Array(Buffer.from(o.u, "base64")) };
 }
 
 /** Save our three private seeds, sealed (AES-256-GCM) with a key derived from the pickle key. */

@@ -5,6 +5,7 @@
  * @internal
  */
 import type { OutgoingRequest } from "../../../src/protocol/api.js";
+import { UnknownDeviceKeysError } from "../../../src/protocol/errors.js";
 import type { DeviceRecord } from "../../../src/protocol/store.js";
 import type { AccountKeys } from "../account/AccountKeys.js";
 import { isObj, isStr, type EngineContext, type Json } from "../EngineContext.js";
@@ -190,5 +191,17 @@ export class DeviceTracker {
       this.byUserAndKey.set(key, d);
     }
     return d;
+  }
+
+  /** Set a device's local trust flags (into `tx`); {@link UnknownDeviceKeysError} for a device whose keys we do not have. */
+  setFlags(tx: Transaction, userId: string, deviceId: string, flags: { verified?: boolean; blacklisted?: boolean; ignored?: boolean }): DeviceRecord {
+    const d = tx.getDevice(userId, deviceId);
+    if (!d || !d.ed25519) throw new UnknownDeviceKeysError(userId, deviceId);
+    const upd: DeviceRecord = { ...d };
+    if (typeof flags.verified === "boolean") upd.verified = flags.verified;
+    if (typeof flags.blacklisted === "boolean") upd.blacklisted = flags.blacklisted;
+    if (typeof flags.ignored === "boolean") upd.ignored = flags.ignored;
+    tx.putDevice(upd);
+    return upd;
   }
 }

@@ -21,6 +21,8 @@ export interface NewInboundSession {
   forwardingChain: string[];
   /** How the key reached us: decides every label of events decrypted with it. */
   senderData: SenderData;
+  /** Already in this backup version (restored from it): not uploaded again. */
+  backedUpVersion?: string;
 }
 
 /** The legacy `source` column that goes with a provenance (kept for older readers of the store). */
@@ -91,6 +93,7 @@ export class InboundSessions {
         source: sourceOf(s.senderData),
         senderData: s.senderData,
         createdTs: ctx.now(),
+        ...(s.backedUpVersion !== undefined ? { backedUpVersion: s.backedUpVersion } : {}),
       };
       tx.putInbound(record);
       // A session new to the store has no replay records yet: track them all in memory.

@@ -26,7 +26,7 @@ import {
 } from "../identities/crossSigning.js";
 import { hasPendingSeeds, loadIdentity, loadPendingSeeds, loadPin, saveIdentity, savePendingSeeds, savePin, saveSeeds } from "../identities/CrossSigningStore.js";
 import type { Transaction } from "../Transaction.js";
-import { checkKey, decodeRecoveryKey, decryptSecret, deriveKeyFromPassphrase, encodeRecoveryKey, encryptSecret, generateRecoveryKey, makeKeyDescription, newSecretStorageKeyId, SecretStorageError } from "./secretStorage.js";
+import { decryptStoredSecret, deriveKeyFromPassphrase, encodeRecoveryKey, encryptSecret, generateRecoveryKey, makeKeyDescription, newSecretStorageKeyId, openSecretStorageKey, SecretStorageError } from "./secretStorage.js";
 
 /** The secret names of the three cross-signing private keys. */
 const SECRET_NAMES = ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"] as const;
@@ -145,6 +145,28 @@ export class CrossSigningSecrets {
   }
 
   /**
+   * Hold `seeds` (from secret storage, or sent by one of our verified devices) as our private
+   * cross-signing keys if their master and self-signing public keys are the ones published for us
+   * (into `tx`, pinning the master key). Returns the keys, or null (nothing written) when they
+   * do not match.
+   */
+  adoptPublished(tx: Transaction, seeds: CrossSigningSeeds): CrossSigningKeySet | null {
+    const { ctx } = this;
+    const me = ctx.me();
+    const keys = crossSigningKeysFromSeeds(ctx.olm, me.userId, seeds);
+    const published = loadIdentity(tx, me.userId);
+    const pub = published ? parseCrossSigningKey(published.master, me.userId, "master") : null;
+    const pubSsk = published?.selfSigning ? parseCrossSigningKey(published.selfSigning, me.userId, "self_signing") : null;
+    if (!pub?.ok || pub.publicKey !== keys.master.publicKey || !pubSsk?.ok || pubSsk.publicKey !== keys.selfSigning.publicKey) return null;
+    saveSeeds(tx, ctx.pickleKey, seeds);
+    const pin = loadPin(tx, me.userId);
+    if (!pin || pin.pinned !== keys.master.publicKey) savePin(tx, me.userId, { pinned: keys.master.publicKey, changedTo: null });
+    this.devices.markDirty(tx, me.userId);
+    this.identities.invalidate();
+    return keys;
+  }
+
+  /**
    * Restore the cross-signing keys from secret storage: decrypt them with the recovery key or
    * passphrase, check them against the published keys, store them (into `tx`) and sign this
    * device. Throws, writing nothing, on a wrong key or mismatching secrets.
@@ -152,42 +174,21 @@ export class CrossSigningSecrets {
   async restore(tx: Transaction, input: { keyDescription: Json; keyId: string; secrets: Record<string, unknown>; recoveryKey?: string; passphrase?: string }): Promise<{ signatureUpload: Json }> {
     const { ctx } = this;
     const me = ctx.me();
-    const d = input.keyDescription;
-    let privateKey: Uint8Array;
-    if (input.recoveryKey) privateKey = decodeRecoveryKey(input.recoveryKey);
-    else if (input.passphrase) {
-      const pp = isObj(d.passphrase) ? d.passphrase : null;
-      if (!pp || !isStr(pp.salt) || typeof pp.iterations !== "number") throw new SecretStorageError("bad_format", "this secret storage key has no passphrase");
-      privateKey = await deriveKeyFromPassphrase(input.passphrase, pp.salt, pp.iterations, typeof pp.bits === "number" ? pp.bits : 256);
-    } else throw new InvalidArgumentError("a recovery key or a passphrase is needed");
+    const privateKey = await openSecretStorageKey(input.keyDescription, input);
     try {
-      if (!checkKey(privateKey, d)) throw new SecretStorageError("bad_mac", "the recovery key or passphrase does not match the secret storage key");
       const seedOf = (name: string): Uint8Array => {
-        const s = input.secrets[name];
-        const enc = isObj(s) && isObj(s.encrypted) ? s.encrypted[input.keyId] : undefined;
-        if (!isObj(enc)) throw new SecretStorageError("bad_format", `secret ${name} is not stored under key ${input.keyId}`);
-        const b = Buffer.from(decryptSecret(enc as never, privateKey, name), "base64");
+        const b = Buffer.from(decryptStoredSecret(input.secrets[name], input.keyId, privateKey, name), "base64");
         if (b.length !== 32) throw new SecretStorageError("bad_format", `secret ${name} is not a 32-byte key`);
         return new Uint8Array(b);
       };
       const seeds = { master: seedOf("m.cross_signing.master"), selfSigning: seedOf("m.cross_signing.self_signing"), userSigning: seedOf("m.cross_signing.user_signing") };
-      const keys = crossSigningKeysFromSeeds(ctx.olm, me.userId, seeds);
-      const published = loadIdentity(tx, me.userId);
-      const pub = published ? parseCrossSigningKey(published.master, me.userId, "master") : null;
-      const pubSsk = published?.selfSigning ? parseCrossSigningKey(published.selfSigning, me.userId, "self_signing") : null;
-      if (!pub?.ok || pub.publicKey !== keys.master.publicKey || !pubSsk?.ok || pubSsk.publicKey !== keys.selfSigning.publicKey) {
-        throw new SecretStorageError("bad_format", "the stored cross-signing keys do not match the keys published for this user");
-      }
-      saveSeeds(tx, ctx.pickleKey, seeds);
-      const pin = loadPin(tx, me.userId);
-      if (!pin || pin.pinned !== keys.master.publicKey) savePin(tx, me.userId, { pinned: keys.master.publicKey, changedTo: null });
+      const keys = this.adoptPublished(tx, seeds);
+      if (!keys) throw new SecretStorageError("bad_format", "the stored cross-signing keys do not match the keys published for this user");
       const signatureUpload = mergeSignatureUploads(
         signDevice(ctx.olm, this.account.deviceKeys(), me.userId, keys.selfSigning.seed, keys.selfSigning.publicKey),
         // The device vouches for the master key too (as the creating device did).
         { [me.userId]: { [keys.master.publicKey]: { ...keys.master.object, signatures: { [me.userId]: { [`ed25519:${me.deviceId}`]: this.account.sign(canonicalJson(signablePart(keys.master.object))) } } } } },
       );
-      this.devices.markDirty(tx, me.userId);
-      this.identities.invalidate();
       return { signatureUpload: signatureUpload as Json };
     } finally {
       privateKey.fill(0);

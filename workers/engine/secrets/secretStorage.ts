@@ -347,3 +347,31 @@ export function newSecretStorageKeyId(): string {
   }
   return id;
 }
+
+/**
+ * The secret storage private key that a recovery key or passphrase opens, checked against the
+ * key description (`m.secret_storage.key.<id>` content). Throws a {@link SecretStorageError}:
+ * `bad_recovery_key_*` for a malformed recovery key, `bad_format` for a passphrase on a key
+ * without `m.pbkdf2` parameters, `bad_mac` when the key does not match the description.
+ */
+export async function openSecretStorageKey(description: Record<string, unknown>, secret: { recoveryKey?: string; passphrase?: string }): Promise<Uint8Array> {
+  let privateKey: Uint8Array;
+  if (secret.recoveryKey) privateKey = decodeRecoveryKey(secret.recoveryKey);
+  else if (secret.passphrase) {
+    const pp = typeof description.passphrase === "object" && description.passphrase !== null ? (description.passphrase as Record<string, unknown>) : null;
+    if (!pp || typeof pp.salt !== "string" || typeof pp.iterations !== "number") throw new SecretStorageError("bad_format", "this secret storage key has no passphrase");
+    privateKey = await deriveKeyFromPassphrase(secret.passphrase, pp.salt, pp.iterations, typeof pp.bits === "number" ? pp.bits : 256);
+  } else throw new InvalidArgumentError("a recovery key or a passphrase is needed");
+  if (!checkKey(privateKey, description)) {
+    privateKey.fill(0);
+    throw new SecretStorageError("bad_mac", "the recovery key or passphrase does not match the secret storage key");
+  }
+  return privateKey;
+}
+
+/** Decrypt the secret `name` (account data content `{ encrypted: { <keyId>: … } }`) stored under `keyId`; `bad_format` when not stored under that key. */
+export function decryptStoredSecret(content: unknown, keyId: string, privateKey: Uint8Array, name: string): string {
+  const enc = typeof content === "object" && content !== null ? (content as { encrypted?: Record<string, unknown> }).encrypted?.[keyId] : undefined;
+  if (typeof enc !== "object" || enc === null) throw new SecretStorageError("bad_format", `secret ${name} is not stored under key ${keyId}`, { name });
+  return decryptSecret(enc as AesHmacSha2EncryptedData, privateKey, name);
+}

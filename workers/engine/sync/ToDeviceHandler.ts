@@ -10,6 +10,7 @@ import { canonicalJson } from "../canonicalJson.js";
 import { DecryptFailure, MAX_ID_LENGTH } from "../DecryptFailure.js";
 import { isObj, isStr, type EngineContext, type Json } from "../EngineContext.js";
 import type { KeySharing } from "../gossiping/KeySharing.js";
+import type { SecretSharing } from "../gossiping/SecretSharing.js";
 import type { DeviceTracker } from "../identities/DeviceTracker.js";
 import type { InboundSessions } from "../megolm/InboundSessions.js";
 import { WITHHELD_TYPES, type WithheldNotices } from "../megolm/WithheldNotices.js";
@@ -29,6 +30,7 @@ export class ToDeviceHandler {
     private readonly inbound: InboundSessions,
     private readonly withheld: WithheldNotices,
     private readonly keySharing: KeySharing,
+    private readonly secrets: SecretSharing,
   ) {}
 
   /** Handle one to-device event of a sync; failures are logged and reported in `result`, never thrown. */
@@ -52,6 +54,7 @@ export class ToDeviceHandler {
     }
     if (WITHHELD_TYPES.has(ev.type)) this.withheld.record(tx, ev.sender, ev.content);
     if (ev.type === "m.room_key_request") this.keySharing.onIncomingRequest(ev.sender, ev.content, result);
+    if (ev.type === "m.secret.request") this.secrets.onRequest(ev.sender, ev.content, result);
     if (ev.type !== "m.room.encrypted") {
       result.toDevice.push({ type: ev.type, sender: ev.sender, contentJson: JSON.stringify(ev.content), senderCurve25519: null, encrypted: false });
       return;
@@ -65,6 +68,8 @@ export class ToDeviceHandler {
         this.onRoomKey(tx, ev.sender, decrypted, result);
       } else if (type === "m.forwarded_room_key") {
         this.keySharing.onForwardedKey(tx, ev.sender, device, senderKey, content, result);
+      } else if (type === "m.secret.send") {
+        this.secrets.onSend(tx, ev.sender, device, content, result);
       } else {
         result.toDevice.push({ type, sender: ev.sender, contentJson: JSON.stringify(content), senderCurve25519: senderKey, encrypted: true });
       }

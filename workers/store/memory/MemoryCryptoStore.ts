@@ -195,6 +195,25 @@ export class MemoryCryptoStore implements CryptoStore {
     return this.cur()?.inbound.size ?? 0;
   }
 
+  countInboundGroupSessionsToBackUp(version: string): number {
+    let n = 0;
+    for (const r of this.cur()?.inbound.values() ?? []) if (r.backedUpVersion !== version) n++;
+    return n;
+  }
+
+  /** Inbound sessions not confirmed in backup `version`, in the order of {@link listInboundGroupSessions}. */
+  listInboundGroupSessionsToBackUp(version: string, limit: number): InboundGroupSessionRecord[] {
+    const d = this.cur();
+    if (!d || !(limit > 0)) return [];
+    const sorted = (d.inboundSorted ??= [...d.inbound.values()].sort(cmpInbound));
+    const out: InboundGroupSessionRecord[] = [];
+    for (const r of sorted) {
+      if (out.length >= limit) break;
+      if (r.backedUpVersion !== version) out.push(clone(r));
+    }
+    return out;
+  }
+
   /**
    * A page of inbound group sessions ordered by (roomId, senderKey, sessionId) in code point
    * order. `after` is the cursor of the last record of the previous page,

@@ -209,6 +209,18 @@ export class SqliteCryptoStore implements CryptoStore {
     return this.s().listInboundAfter.all(a, c.roomId, c.senderKey, c.sessionId, n).map(toInbound);
   }
 
+  countInboundGroupSessionsToBackUp(version: string): number {
+    const a = this.acct();
+    return a === null ? 0 : (this.s().countInboundToBackUp.get(a, version) ?? 0);
+  }
+
+  /** Inbound sessions not confirmed in backup `version`, in the order of {@link listInboundGroupSessions}. */
+  listInboundGroupSessionsToBackUp(version: string, limit: number): InboundGroupSessionRecord[] {
+    const a = this.acct();
+    if (a === null || !(limit > 0)) return [];
+    return this.s().listInboundToBackUp.all(a, version, Math.floor(limit)).map(toInbound);
+  }
+
   getOutboundGroupSession(roomId: string): OutboundGroupSessionRecord | null {
     const a = this.acct();
     if (a === null) return null;

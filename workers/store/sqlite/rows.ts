@@ -56,6 +56,8 @@ export interface InboundRow {
   /** `JSON.stringify(senderData)`; NULL when the record has none (migration 004). */
   sender_data: string | null;
   created_ts: number;
+  /** Backup version the session was confirmed in; NULL when none (migration 005). */
+  backed_up_version: string | null;
 }
 export interface OutboundRow {
   room_id: string;
@@ -118,6 +120,7 @@ export type InboundParams = [
   source: string,
   senderData: string | null,
   createdTs: number,
+  backedUpVersion: string | null,
 ];
 export type OutboundParams = [
   accountId: number,
@@ -187,6 +190,7 @@ export const toInbound = (r: InboundRow): InboundGroupSessionRecord => ({
   source: r.source as InboundSessionSource,
   ...(r.sender_data !== null ? { senderData: JSON.parse(r.sender_data) as SenderData } : {}),
   createdTs: r.created_ts,
+  ...(r.backed_up_version !== null ? { backedUpVersion: r.backed_up_version } : {}),
 });
 export const toOutbound = (r: OutboundRow): OutboundGroupSessionRecord => ({
   roomId: r.room_id,
@@ -248,6 +252,7 @@ export const inboundParams = (a: number, r: InboundGroupSessionRecord): InboundP
   r.source,
   r.senderData === undefined ? null : JSON.stringify(r.senderData),
   r.createdTs,
+  r.backedUpVersion ?? null,
 ];
 export const outboundParams = (a: number, r: OutboundGroupSessionRecord): OutboundParams => [
   a,

@@ -47,6 +47,8 @@ export interface Statements {
   listInboundFirst: Stmt<[number, number], InboundRow>;
   listInboundAfter: Stmt<[number, string, string, string, number], InboundRow>;
   upsertInbound: Stmt<InboundParams>;
+  countInboundToBackUp: Stmt<[number, string], number>;
+  listInboundToBackUp: Stmt<[number, string, number], InboundRow>;
   getOutbound: Stmt<[number, string], OutboundRow>;
   deleteOutbound: Stmt<[number, string]>;
   upsertOutbound: Stmt<OutboundParams>;
@@ -121,11 +123,15 @@ export function prepareStatements(db: Db): Statements {
     ),
     upsertInbound: db.prepare(
       `INSERT INTO inbound_group_sessions (account_id, room_id, sender_key, session_id, pickle, claimed_ed25519,
-         forwarding_chain, first_known_index, source, sender_data, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         forwarding_chain, first_known_index, source, sender_data, created_ts, backed_up_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (account_id, room_id, sender_key, session_id) DO UPDATE SET pickle = excluded.pickle,
          claimed_ed25519 = excluded.claimed_ed25519, forwarding_chain = excluded.forwarding_chain,
          first_known_index = excluded.first_known_index, source = excluded.source, sender_data = excluded.sender_data,
-         created_ts = excluded.created_ts`,
+         created_ts = excluded.created_ts, backed_up_version = excluded.backed_up_version`,
+    ),
+    countInboundToBackUp: plucked(db, "SELECT count(*) FROM inbound_group_sessions WHERE account_id = ? AND backed_up_version IS NOT ?"),
+    listInboundToBackUp: db.prepare(
+      "SELECT * FROM inbound_group_sessions WHERE account_id = ? AND backed_up_version IS NOT ? ORDER BY room_id, sender_key, session_id LIMIT ?",
     ),
 
     getOutbound: db.prepare("SELECT * FROM outbound_group_sessions WHERE account_id = ? AND room_id = ?"),
