@@ -4,7 +4,8 @@
  * @packageDocumentation
  */
 export { MatrixClient } from "./client/MatrixClient.js";
-export type { MatrixClientOptions, EncryptionConf, StoreConf } from "./client/options.js";
+export type { MatrixClientOptions, EncryptionConf, StoreConf, StateStoreConf } from "./client/options.js";
+export type { KeyValueStore } from "./client/state/ClientStateStore.js";
 export type { CreateRoomOptions } from "./client/rooms/RoomOperations.js";
 export type { KeyForwardListener, KeyRequestListener } from "./client/keys/KeySharingManager.js";
 export { CrossSigningBootstrapResult } from "./client/keys/CrossSigningManager.js";

@@ -31,7 +31,7 @@ import { KeyExportManager } from "./keys/KeyExportManager.js";
 import { KeySharingManager, type KeyForwardListener, type KeyRequestListener } from "./keys/KeySharingManager.js";
 import { FileMessageSender } from "./media/FileMessageSender.js";
 import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput, type SendFileOptions } from "./media/media.js";
-import { storeConfig, withoutPickleKey, type MatrixClientOptions } from "./options.js";
+import { stateStorePath, storeConfig, withoutPickleKey, type MatrixClientOptions } from "./options.js";
 import { DEFAULT_PICKLE_KEY } from "./paths.js";
 import type { Room, RoomEncryptionSettings, RoomHost } from "./rooms/Room.js";
 import { RoomEncryptionTracker } from "./rooms/RoomEncryptionTracker.js";
@@ -41,11 +41,13 @@ import { KeyClaimManager } from "./send/KeyClaimManager.js";
 import { OutgoingRequestSender } from "./send/OutgoingRequestSender.js";
 import { OutgoingRequestsLoop } from "./send/OutgoingRequestsLoop.js";
 import { RoomSendQueue } from "./send/RoomSendQueue.js";
+import { ClientStateStore, type KeyValueStore } from "./state/ClientStateStore.js";
 import { SyncLoop } from "./sync/SyncLoop.js";
 import { SyncProcessor } from "./sync/SyncProcessor.js";
 import { TimelineEmitter } from "./timeline.js";
 
-export type { MatrixClientOptions, EncryptionConf, StoreConf } from "./options.js";
+export type { MatrixClientOptions, EncryptionConf, StoreConf, StateStoreConf } from "./options.js";
+export type { KeyValueStore } from "./state/ClientStateStore.js";
 export type { CreateRoomOptions } from "./rooms/RoomOperations.js";
 export type { KeyForwardListener, KeyRequestListener } from "./keys/KeySharingManager.js";
 
@@ -73,6 +75,8 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
   private account: AccountInfo | null = null;
   private _userId: string | null = null;
   private _deviceId: string | null = null;
+  /** Sync token, joined rooms, `storage` (opened at login). */
+  private state: ClientStateStore | null = null;
   private closed = false;
   /** The encryption flag (read-only after construction). */
   readonly encryption: boolean;
@@ -152,7 +156,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     this.keySharing = new KeySharingManager({ crypto, events: this, keyClaims, sender, userId, getDevices: (u) => this.getDevices(u) });
     this.keyFiles = new KeyExportManager(crypto, this, timeline);
     this.crossSigning = new CrossSigningManager({ http, crypto, userId, triggerOutgoing: () => this.outgoing.trigger() });
-    this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId });
+    this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId, state: () => this.state });
     this.syncLoop = new SyncLoop({ http, processor: this.syncProcessor, events: this, log, options: this.opts, keyUploadsAnswered: () => sender.keyUploadsAnswered });
   }
 
@@ -164,6 +168,12 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
   get deviceId(): string | null {
     return this._deviceId;
   }
+  /** The application's key-value store, kept with the client's sync state per user (option `stateStore`); after login. */
+  get storage(): KeyValueStore {
+    if (!this.state) throw new InvalidArgumentError("log in first: the storage is kept per user");
+    return this.state;
+  }
+
   /** Access token (never logged). */
   get accessToken(): string | undefined {
     return this.http.accessToken;
@@ -277,7 +287,12 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     this.http.setAccessToken(token);
     this._userId = userId;
     this._deviceId = deviceId;
+    // The last run's joined rooms, and (encryption off) its sync token; else the crypto store's is used.
+    this.state?.close();
+    this.state = ClientStateStore.open(stateStorePath(this.opts), userId);
+    this.rooms.restore(this.state.rooms());
     if (this.encryption) await this.initCrypto(userId, deviceId);
+    else this.syncProcessor.resumeFrom(this.state.syncToken());
   }
 
   /** Log out (invalidates the token), stop syncing and close. */
@@ -297,6 +312,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     this.closed = true;
     this.verification.close();
     await this.host?.close();
+    this.state?.close();
     await this.http.close();
   }
 

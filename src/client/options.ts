@@ -32,6 +32,16 @@ export interface EncryptionConf {
   sessionCacheSize?: number;
 }
 
+/** Where the client keeps its state across restarts (sync token, joined rooms, `client.storage`). */
+export interface StateStoreConf {
+  /** Folder of the SQLite file. Default: `encryptionConf.storeConf.dbPath`, else the platform's user data directory. */
+  dbPath?: string;
+  /** File name. Default `state.db`. */
+  dbName?: string;
+  /** Keep it in memory only (nothing survives a restart). Default: `encryptionConf.inMemoryStore`. */
+  inMemory?: boolean;
+}
+
 /** Options of {@link MatrixClient}. */
 export interface MatrixClientOptions {
   /** Enable end-to-end encryption (default false). */
@@ -46,6 +56,11 @@ export interface MatrixClientOptions {
    */
   onlyCrossSignedDevices?: boolean;
   encryptionConf?: EncryptionConf;
+  /**
+   * The client state store: sync token, joined rooms and their state, and the application's
+   * key-value store (`client.storage`), for every client, encrypted or not. One row set per user.
+   */
+  stateStore?: StateStoreConf;
   /** Logger (no-op by default). Secrets are never logged. */
   logger?: Logger;
   /**
@@ -69,6 +84,13 @@ export function storeConfig(conf: EncryptionConf = {}): StoreConfig {
   if (conf.inMemoryStore) return { kind: "memory" };
   const dir = conf.storeConf?.dbPath ?? userDataDir();
   return { kind: "sqlite", path: join(dir, conf.storeConf?.dbName ?? "crypto.db") };
+}
+
+/** The state store's file (or `":memory:"`) for the client's options. @internal */
+export function stateStorePath(opts: MatrixClientOptions): string {
+  const conf = opts.stateStore ?? {};
+  if (conf.inMemory ?? opts.encryptionConf?.inMemoryStore === true) return ":memory:";
+  return join(conf.dbPath ?? opts.encryptionConf?.storeConf?.dbPath ?? userDataDir(), conf.dbName ?? "state.db");
 }
 
 /** `opts` without the pickle key (the client keeps that apart, out of reach of `util.inspect`). @internal */
