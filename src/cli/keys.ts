@@ -11,14 +11,18 @@
  * MATRIX_PICKLE_KEY if the store was created with a custom pickle key. The store must not be in
  * use by a running client (it is locked: one process per database).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { CryptoWorkerHost } from "../client/CryptoWorkerHost.js";
 import { MatrixSdkError } from "../protocol/errors.js";
 import { noopLogger } from "../pure/logger.js";
 import { DEFAULT_PICKLE_KEY } from "../client/paths.js";
 
+/** The usage line printed by `--help` (and on bad arguments). */
+export const USAGE =
+  "usage: matrix-e2ee-keys <accounts|export|import|delete-device> --db <file> [--out|--in <file>] [--user @u:hs] [--device ID] [--rounds N] [--passphrase-file F] [--force]";
 
 function bar(label: string): (done: number, total: number) => void {
   return (done, total) => {
@@ -47,7 +51,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   const cmd = positionals[0];
   if (values.help || !cmd || !values.db) {
-    process.stderr.write("usage: matrix-e2ee-keys <accounts|export|import|delete-device> --db <file> [--out|--in <file>] [--user @u:hs] [--device ID] [--rounds N] [--passphrase-file F]\n");
+    process.stderr.write(`${USAGE}\n`);
     return values.help ? 0 : 2;
   }
   if (!existsSync(resolve(values.db))) {
@@ -98,6 +102,18 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (process.argv[1] && import.meta.url === new URL(`file://${resolve(process.argv[1])}`).href) {
-  void main(process.argv.slice(2)).then((code) => process.exit(code));
+/**
+ * Whether this module is the program node was started with. Both sides are resolved to real paths,
+ * so it holds when started through npm's `.bin` symlink (`npx matrix-e2ee-keys`) too.
+ */
+function isMainModule(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
 }
+
+if (isMainModule()) void main(process.argv.slice(2)).then((code) => process.exit(code));
