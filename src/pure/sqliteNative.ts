@@ -29,3 +29,8 @@ export function sqliteOpenFailure(what: string, e: unknown): string {
     `with @electron/rebuild). Underlying error: ${msg.split("\n")[0]}`
   );
 }
+
+/** Details for the store error: `nativeModuleMissing: true` when {@link isSqliteNativeModuleError}. */
+export function sqliteOpenDetails(e: unknown): { nativeModuleMissing?: true } {
+  return isSqliteNativeModuleError(e) ? { nativeModuleMissing: true } : {};
+}

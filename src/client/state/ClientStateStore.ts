@@ -17,7 +17,7 @@ import Database from "better-sqlite3";
 import { chmodSync, closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { InvalidArgumentError, StoreError } from "../../protocol/errors.js";
-import { sqliteOpenFailure } from "../../pure/sqliteNative.js";
+import { sqliteOpenDetails, sqliteOpenFailure } from "../../pure/sqliteNative.js";
 
 /** A joined room as persisted: our membership, the members seen and the encryption settings. @internal */
 export interface PersistedRoom {
@@ -82,7 +82,7 @@ export class ClientStateStore implements KeyValueStore {
       return new ClientStateStore(db, userId);
     } catch (e) {
       db?.close();
-      throw new StoreError(sqliteOpenFailure(`Cannot open the client state store ${path}`, e), { path });
+      throw new StoreError(sqliteOpenFailure(`Cannot open the client state store ${path}`, e), { path, ...sqliteOpenDetails(e) });
     }
   }
 

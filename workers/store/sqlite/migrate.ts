@@ -23,7 +23,7 @@ import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { StoreError, StoreLockedError } from "../../../src/protocol/errors.js";
 import type { Logger } from "../../../src/pure/logger.js";
-import { isSqliteNativeModuleError, sqliteOpenFailure } from "../../../src/pure/sqliteNative.js";
+import { sqliteOpenDetails, sqliteOpenFailure } from "../../../src/pure/sqliteNative.js";
 import type { Db } from "./statements.js";
 
 /**
@@ -173,7 +173,7 @@ function isLockError(e: unknown): boolean {
 /** `StoreError` for a SQLite failure: `what: <message>`, with the SQLite code when there is one. */
 export function sqliteStoreError(what: string, path: string, e: unknown): StoreError {
   const code = (e as { code?: unknown } | null)?.code;
-  return new StoreError(sqliteOpenFailure(what, e), { path, ...(typeof code === "string" ? { sqliteCode: code } : {}), ...(isSqliteNativeModuleError(e) ? { nativeModuleMissing: true } : {}) });
+  return new StoreError(sqliteOpenFailure(what, e), { path, ...(typeof code === "string" ? { sqliteCode: code } : {}), ...sqliteOpenDetails(e) });
 }
 
 function errMessage(e: unknown): string {
