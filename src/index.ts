@@ -25,7 +25,7 @@ export {
   MEGOLM_ALGORITHM,
   PROTOCOL_VERSION,
 } from "./protocol/api.js";
-export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, AccountInfo, IncomingKeyRequest, UserIdentityInfo } from "./protocol/api.js";
+export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, TrustableDevice, AccountInfo, IncomingKeyRequest, UserIdentityInfo } from "./protocol/api.js";
 export type * from "./protocol/store.js";
 export { HttpClient, makeTxnId } from "./http/HttpClient.js";
 export type { HttpClientOptions, RequestOptions } from "./http/HttpClient.js";

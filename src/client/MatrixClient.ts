@@ -374,7 +374,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
    * refused) the call throws and the identity, its pinned master key and trust are exactly as
    * before. Run it again to retry; that also repairs a crash in the middle of a bootstrap.
    */
-  async bootstrapCrossSigning(opts: { password?: string; passphrase?: string } = {}): Promise<CrossSigningBootstrapResult> {
+  async bootstrapCrossSigning(opts: { password?: string | undefined; passphrase?: string | undefined } = {}): Promise<CrossSigningBootstrapResult> {
     return this.crossSigning.bootstrap(opts);
   }
 
