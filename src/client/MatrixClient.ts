@@ -31,7 +31,7 @@ import { KeyExportManager } from "./keys/KeyExportManager.js";
 import { KeySharingManager, type KeyForwardListener, type KeyRequestListener } from "./keys/KeySharingManager.js";
 import { FileMessageSender } from "./media/FileMessageSender.js";
 import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput, type SendFileOptions } from "./media/media.js";
-import { stateStorePath, storeConfig, withoutPickleKey, type MatrixClientOptions } from "./options.js";
+import { nativeBindingOption, stateStorePath, storeConfig, withoutPickleKey, type MatrixClientOptions } from "./options.js";
 import { DEFAULT_PICKLE_KEY } from "./paths.js";
 import type { Room, RoomEncryptionSettings, RoomHost } from "./rooms/Room.js";
 import { RoomEncryptionTracker } from "./rooms/RoomEncryptionTracker.js";
@@ -202,12 +202,13 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     if (!this.host) {
       const host = new CryptoWorkerHost(
         {
-          store: storeConfig(this.opts.encryptionConf),
+          store: storeConfig(this.opts),
           pickleKey: this.#pickleKey.reveal(),
           logLevel: this.opts.workerLogLevel ?? (this.opts.logger ? "info" : "silent"),
           ...(this.opts.encryptionConf?.sessionCacheSize ? { sessionCacheSize: this.opts.encryptionConf.sessionCacheSize } : {}),
         },
         childLogger(this.log, "[crypto]"),
+        this.opts.encryptionConf?.workerPath,
       );
       host.on("crashed", (err) => this.emit("crypto.workerCrashed", err));
       host.on("restarted", () => this.emit("crypto.workerRestarted"));
@@ -289,7 +290,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     this._deviceId = deviceId;
     // The last run's joined rooms, and (encryption off) its sync token; else the crypto store's is used.
     this.state?.close();
-    this.state = ClientStateStore.open(stateStorePath(this.opts), userId);
+    this.state = ClientStateStore.open(stateStorePath(this.opts), userId, nativeBindingOption(this.opts));
     this.rooms.restore(this.state.rooms());
     if (this.encryption) await this.initCrypto(userId, deviceId);
     else this.syncProcessor.resumeFrom(this.state.syncToken());

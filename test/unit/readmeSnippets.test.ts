@@ -32,6 +32,8 @@ const AMBIENT: [string, string][] = [
   ["trusted", "declare function trusted(userId: string, device: Device): boolean;"],
   ["operatorSaysTheyMatch", "declare function operatorSaysTheyMatch(): Promise<boolean>;"],
   ["CryptoStore", `import type { CryptoStore } from ${SDK};`],
+  // Electron's `app` (the Electron snippet; Electron is not installed here).
+  ["app", 'declare const app: { whenReady(): Promise<void>; isPackaged: boolean; getAppPath(): string; getPath(name: "userData"): string; on(event: "before-quit", listener: () => void): void };'],
   ["MyStore", "declare const MyStore: new (options: unknown) => CryptoStore;"],
 ];
 

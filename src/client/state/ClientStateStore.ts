@@ -60,9 +60,10 @@ export class ClientStateStore implements KeyValueStore {
   /**
    * Open (creating with mode 0600) the state file at `path`, or `":memory:"`, for `userId`.
    * Several processes may share the file (one row set per user); a missing better-sqlite3 native
-   * module or an unreadable file gives `StoreError`.
+   * module or an unreadable file gives `StoreError`. `options.nativeBinding`: better-sqlite3's
+   * compiled module, when it is not where better-sqlite3 looks.
    */
-  static open(path: string, userId: string): ClientStateStore {
+  static open(path: string, userId: string, options: { nativeBinding?: string } = {}): ClientStateStore {
     if (path !== ":memory:") {
       try {
         const dir = dirname(path);
@@ -74,7 +75,7 @@ export class ClientStateStore implements KeyValueStore {
     }
     let db: Database.Database | undefined;
     try {
-      db = new Database(path);
+      db = new Database(path, options);
       db.pragma("busy_timeout = 5000");
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = FULL");

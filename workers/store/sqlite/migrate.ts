@@ -84,12 +84,12 @@ export function loadMigrations(dir: URL = MIGRATIONS_DIR): string[] {
  * other failure (including a schema newer than this code, or missing migration files); the
  * connection is closed again on failure.
  */
-export function openDatabase(path: string, logger: Logger): Db {
+export function openDatabase(path: string, logger: Logger, options: { nativeBinding?: string } = {}): Db {
   const inMemory = path === ":memory:";
   if (!inMemory) createPrivateFile(path);
   let db: Db;
   try {
-    db = new Database(path, inMemory ? {} : { fileMustExist: true });
+    db = new Database(path, { ...(inMemory ? {} : { fileMustExist: true }), ...options });
   } catch (e) {
     throw openError(path, logger, e);
   }
