@@ -3,7 +3,8 @@
  * repository's, which `npm ci` filled), so that a test can `npm install` the packed SDK tarball
  * into a fresh app with real npm (resolution, `.bin` links) and no network. Each package is served
  * in the version found there; its tarball is the installed folder as it is (native builds
- * included, so `--ignore-scripts` installs need no compiler). Packages not found answer 404.
+ * included, so `--ignore-scripts` installs need no compiler; hard links are stored as files, since
+ * npm skips link entries). Packages not found answer 404.
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -36,7 +37,7 @@ export async function startLocalRegistry(nodeModules: string): Promise<LocalRegi
     const pkg = JSON.parse(readFileSync(pkgFile, "utf8")) as Record<string, unknown> & { version: string };
     if (tgz) {
       res.writeHead(200, { "content-type": "application/octet-stream" });
-      const tar = spawn("tar", ["-czf", "-", "--exclude=./node_modules", "-C", dir, "--transform", "s,^\\.,package,", "."], { stdio: ["ignore", "pipe", "inherit"] });
+      const tar = spawn("tar", ["-czf", "-", "--hard-dereference", "--exclude=./node_modules", "-C", dir, "--transform", "s,^\\.,package,", "."], { stdio: ["ignore", "pipe", "inherit"] });
       tar.stdout.pipe(res);
       return;
     }
