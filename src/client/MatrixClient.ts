@@ -494,7 +494,7 @@ export class MatrixClient extends EventEmitter<MatrixClientEvents> implements Ro
     return this.rooms.get(roomId);
   }
 
-  /** Rooms seen so far. */
+  /** Rooms seen so far, from login on including the joined rooms an earlier run saved (`stateStore`). */
   getRooms(): Room[] {
     return this.rooms.all();
   }
