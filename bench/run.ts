@@ -8,7 +8,8 @@
  * Generates the workloads with real libolm sessions (workload.ts, coldStore.ts), then runs every
  * measurement `--runs` times, each in a fresh process (measure.ts), modes interleaved so drift on
  * a noisy machine hits them alike, and reports medians, min and max: a table on stdout,
- * bench/results/latest.json and bench/results/latest.svg. Targets are printed PASS/FAIL; the exit
+ * bench/results/latest.json and bench/results/latest.svg (a --quick run: bench/results/quick/,
+ * git-ignored, so the committed full-run results stay as they are; --out DIR elsewhere). Targets are printed PASS/FAIL; the exit
  * code never depends on them.
  */
 import { execFile } from "node:child_process";
@@ -16,62 +17,11 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { cpus, freemem, loadavg, platform, release, arch, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { generateColdStore, type ColdStoreInfo } from "./coldStore.js";
-import { DIST_BENCH, REPO_ROOT, libolmVersion, sdkVersion, type Manifest } from "./common.js";
+import { DIST_BENCH, libolmVersion, sdkVersion, type Manifest } from "./common.js";
 import type { ClientResult, ColdResult, IdleResult, MeasureConfig, RawResult, TunedFlags } from "./measure.js";
 import { buildReport, renderSvg, renderTable, type BenchResults } from "./report.js";
 import { generateWorkload } from "./workload.js";
-
-interface Options {
-  quick: boolean;
-  runs: number;
-  rooms: number;
-  senders: number;
-  messages: number;
-  batch: number;
-  payloads: number[];
-  coldSizes: number[];
-  memory: { rooms: number; senders: number; messages: number } | null;
-  experiments: boolean;
-  /** sdk at other sync sizes, and with big rooms. */
-  sweep: { batches: number[]; extraMembers: number } | null;
-  profile: boolean;
-  keepTemp: boolean;
-  idleSeconds: number;
-  /** Where latest.json and latest.svg go (default bench/results). */
-  outDir: string | null;
-}
-
-function parseArgs(argv: string[]): Options {
-  const has = (f: string): boolean => argv.includes(f);
-  const num = (f: string, d: number): number => {
-    const i = argv.indexOf(f);
-    if (i < 0) return d;
-    const v = Number(argv[i + 1]);
-    if (!Number.isFinite(v) || v <= 0) throw new Error(`${f} needs a positive number`);
-    return Math.floor(v);
-  };
-  const quick = has("--quick");
-  return {
-    quick,
-    runs: num("--runs", 3),
-    rooms: num("--rooms", quick ? 5 : 10),
-    senders: num("--senders", 5),
-    messages: num("--messages", quick ? 120 : 200),
-    batch: num("--batch", 250),
-    payloads: [200, 2048],
-    coldSizes: has("--no-cold") ? [] : quick ? [1_000, 10_000] : [10_000, 100_000],
-    memory: has("--no-memory") ? null : quick ? { rooms: 20, senders: 5, messages: 100 } : { rooms: 100, senders: 10, messages: 100 },
-    experiments: !has("--no-experiments"),
-    sweep: has("--no-sweep") ? null : quick ? { batches: [], extraMembers: 200 } : { batches: [50, 100, 500, 1000], extraMembers: 500 },
-    profile: !has("--no-profile"),
-    keepTemp: has("--keep-temp"),
-    idleSeconds: quick ? 1 : 2,
-    outDir: (() => {
-      const i = argv.indexOf("--out");
-      return i >= 0 && argv[i + 1] ? argv[i + 1]! : null;
-    })(),
-  };
-}
+import { parseArgs, resultsDir } from "./options.js";
 
 const log = (msg: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -272,7 +222,7 @@ async function main(): Promise<void> {
     sweep,
   };
   const report = buildReport(results);
-  const outDir = opts.outDir ?? join(REPO_ROOT, "bench", "results");
+  const outDir = resultsDir(opts);
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, "latest.json"), JSON.stringify(report, null, 1) + "\n");
   writeFileSync(join(outDir, "latest.svg"), renderSvg(report));

@@ -4,7 +4,8 @@
  * @packageDocumentation
  */
 export { MatrixClient } from "./client/MatrixClient.js";
-export type { MatrixClientOptions, EncryptionConf, StoreConf } from "./client/options.js";
+export type { MatrixClientOptions, EncryptionConf, StoreConf, StateStoreConf } from "./client/options.js";
+export type { KeyValueStore } from "./client/state/ClientStateStore.js";
 export type { CreateRoomOptions } from "./client/rooms/RoomOperations.js";
 export type { MessagesOptions, MessagesPage } from "./client/rooms/Room.js";
 export type { ReplyTarget } from "./client/rooms/RoomMessages.js";
@@ -33,7 +34,7 @@ export {
   MEGOLM_ALGORITHM,
   PROTOCOL_VERSION,
 } from "./protocol/api.js";
-export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, AccountInfo, IncomingKeyRequest, UserIdentityInfo, KeyBackupTrust } from "./protocol/api.js";
+export type { DecryptionFailureCodeValue, VerificationStatusValue, DeviceInfo, TrustableDevice, AccountInfo, IncomingKeyRequest, UserIdentityInfo, KeyBackupTrust } from "./protocol/api.js";
 export type * from "./protocol/store.js";
 export { HttpClient, makeTxnId, p } from "./http/HttpClient.js";
 export type { HttpClientOptions, RequestOptions } from "./http/HttpClient.js";

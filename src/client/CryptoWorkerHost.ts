@@ -9,6 +9,8 @@
  * The worker prints nothing: its log records (at or above `WorkerOptions.logLevel`, filtered in
  * the worker before they are posted) are replayed here on the host's logger, prefixed `[worker]`.
  */
+import { existsSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { EventEmitter } from "eventemitter3";
 import * as Comlink from "comlink/dist/esm/comlink.mjs";
@@ -17,6 +19,7 @@ import { PROTOCOL_VERSION, type RemoteCryptoWorkerApi, type WorkerOptions } from
 import {
   ClientClosedError,
   CryptoWorkerCrashedError,
+  InvalidArgumentError,
   WorkerProtocolError,
   deserializeError,
   type SerializedError,
@@ -26,8 +29,27 @@ import { inspectCustom, redactedInspect, type InspectFn } from "../pure/secret.j
 import { sleep } from "../util/backoff.js";
 import type { WorkerFacade } from "../../workers/crypto-worker.js";
 
-/** Where the compiled worker entry lives, relative to this file (dist/src/client → dist/workers). */
-const WORKER_URL = new URL("../../workers/crypto-worker.js", import.meta.url);
+/**
+ * Where the compiled worker entry lives, relative to this file (dist/src/client → dist/workers);
+ * the package exports it as `matrix-e2ee-worker-sdk/worker`. A bundled application names it
+ * itself (`encryptionConf.workerPath`), since the bundle is not next to it.
+ */
+export const DEFAULT_WORKER_URL = new URL("../../workers/crypto-worker.js", import.meta.url);
+
+/** The worker entry for a `workerPath` option (a path or `file:` URL), checked to exist. @internal */
+export function workerUrl(workerPath?: string | URL): URL {
+  const url = workerPath === undefined ? DEFAULT_WORKER_URL : workerPath instanceof URL ? workerPath : workerPath.startsWith("file:") ? new URL(workerPath) : pathToFileURL(workerPath);
+  if (!existsSync(fileURLToPath(url))) {
+    throw new InvalidArgumentError(
+      `The crypto worker file ${fileURLToPath(url)} does not exist. ` +
+        (workerPath === undefined
+          ? "If the application is bundled, set encryptionConf.workerPath to the package's dist/workers/crypto-worker.js (import.meta.resolve(\"matrix-e2ee-worker-sdk/worker\"))."
+          : "Check encryptionConf.workerPath."),
+      { workerPath: fileURLToPath(url) },
+    );
+  }
+  return url;
+}
 
 /** Events of {@link CryptoWorkerHost}. */
 export interface CryptoWorkerHostEvents {
@@ -55,12 +77,18 @@ export class CryptoWorkerHost extends EventEmitter<CryptoWorkerHostEvents> {
   /** The worker's options: they hold the pickle key, so they are out of reach of `util.inspect`. */
   readonly #options: WorkerOptions;
 
+  /** The worker entry this host starts (checked to exist when the host is built). */
+  readonly workerUrl: URL;
+
+  /** `workerPath`: the worker entry file, default {@link DEFAULT_WORKER_URL}; throws `InvalidArgumentError` when missing. */
   constructor(
     options: WorkerOptions,
     private readonly logger: Logger,
+    workerPath?: string | URL,
   ) {
     super();
     this.#options = options;
+    this.workerUrl = workerUrl(workerPath);
     this.api = new Proxy({} as RemoteCryptoWorkerApi, {
       get: (_t, name: string) => (...args: unknown[]) => this.call(name, args),
     });
@@ -76,7 +104,7 @@ export class CryptoWorkerHost extends EventEmitter<CryptoWorkerHostEvents> {
   }
 
   private async spawn(): Promise<void> {
-    const worker = new Worker(WORKER_URL, { workerData: this.#options });
+    const worker = new Worker(this.workerUrl, { workerData: this.#options });
     // The worker's log lines (already filtered at `options.logLevel`), on the application's logger.
     const workerLog = childLogger(this.logger, "[worker]");
     worker.on("message", (m: unknown) => {

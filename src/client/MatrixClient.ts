@@ -34,7 +34,7 @@ import { setupRecovery, type RecoverySetupResult } from "./keys/RecoverySetup.js
 import { KeySharingManager, type KeyForwardListener, type KeyRequestListener } from "./keys/KeySharingManager.js";
 import { FileMessageSender } from "./media/FileMessageSender.js";
 import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput } from "./media/media.js";
-import { withoutPickleKey, workerOptions, type MatrixClientOptions } from "./options.js";
+import { nativeBindingOption, stateStorePath, withoutPickleKey, workerOptions, type MatrixClientOptions } from "./options.js";
 import { passwordLogin, tokenLogin, type LoginSession } from "./login.js";
 import { DEFAULT_PICKLE_KEY } from "./paths.js";
 import type { Room, RoomHost } from "./rooms/Room.js";
@@ -46,11 +46,13 @@ import { KeyClaimManager } from "./send/KeyClaimManager.js";
 import { OutgoingRequestSender } from "./send/OutgoingRequestSender.js";
 import { OutgoingRequestsLoop } from "./send/OutgoingRequestsLoop.js";
 import { RoomSendQueue } from "./send/RoomSendQueue.js";
+import { ClientStateStore, type KeyValueStore } from "./state/ClientStateStore.js";
 import { SyncLoop } from "./sync/SyncLoop.js";
 import { SyncProcessor } from "./sync/SyncProcessor.js";
 import { TimelineEmitter } from "./timeline.js";
 
-export type { MatrixClientOptions, EncryptionConf, StoreConf } from "./options.js";
+export type { MatrixClientOptions, EncryptionConf, StoreConf, StateStoreConf } from "./options.js";
+export type { KeyValueStore } from "./state/ClientStateStore.js";
 export type { CreateRoomOptions } from "./rooms/RoomOperations.js";
 export type { MessagesOptions, MessagesPage } from "./rooms/Room.js";
 export type { KeyForwardListener, KeyRequestListener } from "./keys/KeySharingManager.js";
@@ -81,6 +83,8 @@ export class MatrixClient extends EverydayApi {
   private account: AccountInfo | null = null;
   private _userId: string | null = null;
   private _deviceId: string | null = null;
+  /** Sync token, joined rooms, `storage` (opened at login). */
+  private state: ClientStateStore | null = null;
   private closed = false;
   /** The encryption flag (read-only after construction). */
   readonly encryption: boolean;
@@ -177,7 +181,7 @@ export class MatrixClient extends EverydayApi {
     this.keyFiles = new KeyExportManager(crypto, this, timeline);
     this.crossSigning = new CrossSigningManager({ http, crypto, userId, triggerOutgoing: () => this.outgoing.trigger() });
     this.keyBackup = new KeyBackupManager({ http, crypto, accountData: new AccountData(http, userId), events: this, timeline, log: childLogger(log, "[backup]"), isClosed });
-    this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId });
+    this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId, state: () => this.state });
     if (opts.autoJoin) new AutoJoiner({ events: this, policy: opts.autoJoin, join: (roomId) => this.roomOps.joinRoom(roomId), log });
     this.syncLoop = new SyncLoop({ http, processor: this.syncProcessor, events: this, log, options: this.opts, keyUploadsAnswered: () => sender.keyUploadsAnswered });
   }
@@ -190,6 +194,12 @@ export class MatrixClient extends EverydayApi {
   get deviceId(): string | null {
     return this._deviceId;
   }
+  /** The application's key-value store, kept with the client's sync state per user (option `stateStore`); after login. */
+  get storage(): KeyValueStore {
+    if (!this.state) throw new InvalidArgumentError("log in first: the storage is kept per user");
+    return this.state;
+  }
+
   /** Access token (never logged). */
   get accessToken(): string | undefined {
     return this.http.accessToken;
@@ -216,7 +226,7 @@ export class MatrixClient extends EverydayApi {
     if (!this.encryption) throw new EncryptionDisabledError();
     if (this.closed) throw new ClientClosedError();
     if (!this.host) {
-      const host = new CryptoWorkerHost(workerOptions(this.opts, this.#pickleKey.reveal()), childLogger(this.log, "[crypto]"));
+      const host = new CryptoWorkerHost(workerOptions(this.opts, this.#pickleKey.reveal()), childLogger(this.log, "[crypto]"), this.opts.encryptionConf?.workerPath);
       host.on("crashed", (err) => this.emit("crypto.workerCrashed", err));
       host.on("restarted", () => this.emit("crypto.workerRestarted"));
       host.onRestart = async () => {
@@ -284,7 +294,12 @@ export class MatrixClient extends EverydayApi {
     this.http.setAccessToken(s.accessToken);
     this._userId = s.userId;
     this._deviceId = s.deviceId;
+    // The last run's joined rooms, and (encryption off) its sync token; else the crypto store's is used.
+    this.state?.close();
+    this.state = ClientStateStore.open(stateStorePath(this.opts), s.userId, nativeBindingOption(this.opts));
+    this.rooms.restore(this.state.rooms());
     if (this.encryption) await this.initCrypto(s.userId, s.deviceId);
+    else this.syncProcessor.resumeFrom(this.state.syncToken());
   }
 
   /** Log out (invalidates the token), stop syncing and close. */
@@ -305,6 +320,7 @@ export class MatrixClient extends EverydayApi {
     this.verification.close();
     this.keyBackup.close();
     await this.host?.close();
+    this.state?.close();
     await this.http.close();
   }
 
@@ -366,7 +382,7 @@ export class MatrixClient extends EverydayApi {
    * refused) the call throws and the identity, its pinned master key and trust are exactly as
    * before. Run it again to retry; that also repairs a crash in the middle of a bootstrap.
    */
-  async bootstrapCrossSigning(opts: { password?: string; passphrase?: string } = {}): Promise<CrossSigningBootstrapResult> {
+  async bootstrapCrossSigning(opts: { password?: string | undefined; passphrase?: string | undefined } = {}): Promise<CrossSigningBootstrapResult> {
     return this.crossSigning.bootstrap(opts);
   }
 
@@ -521,7 +537,7 @@ export class MatrixClient extends EverydayApi {
     return this.rooms.get(roomId);
   }
 
-  /** Rooms seen so far. */
+  /** Rooms seen so far, from login on including the joined rooms an earlier run saved (`stateStore`). */
   getRooms(): Room[] {
     return this.rooms.all();
   }

@@ -11,7 +11,7 @@ import { userDataDir } from "./paths.js";
 
 /** Where and how the crypto store is kept. */
 export interface StoreConf {
-  /** Folder of the SQLite file (created if missing). Default: the platform's user data directory. */
+  /** Folder of the SQLite file (created if missing). Default: the platform's user data directory (see `appName`). */
   dbPath?: string;
   /** File name. Default `crypto.db`. */
   dbName?: string;
@@ -32,12 +32,42 @@ export interface EncryptionConf {
   inMemoryStore?: boolean;
   /** Live inbound Megolm sessions kept unpickled in the worker (default 2000). */
   sessionCacheSize?: number;
+  /**
+   * The crypto worker's entry file (a path or `file:` URL). Default: the package's
+   * `dist/workers/crypto-worker.js`, found relative to the client module; a bundled application
+   * (esbuild, webpack, electron-vite) is not next to it, so it names the file:
+   * `workerPath: fileURLToPath(import.meta.resolve("matrix-e2ee-worker-sdk/worker"))`, or the
+   * path where it ships the package's `dist/` tree.
+   */
+  workerPath?: string | URL;
+}
+
+/** Where the client keeps its state across restarts (sync token, joined rooms, `client.storage`). */
+export interface StateStoreConf {
+  /** Folder of the SQLite file. Default: `encryptionConf.storeConf.dbPath`, else the platform's user data directory (`appName`). */
+  dbPath?: string;
+  /** File name. Default `state.db`. */
+  dbName?: string;
+  /** Keep it in memory only (nothing survives a restart). Default: `encryptionConf.inMemoryStore`. */
+  inMemory?: boolean;
 }
 
 /** Options of {@link MatrixClient}. */
 export interface MatrixClientOptions {
   /** Enable end-to-end encryption (default false). */
   encryption?: boolean;
+  /**
+   * Name of this application's folder in the platform's user data directory, where the crypto
+   * store and the state store go unless `dbPath` says otherwise (default `matrix-e2ee-worker-sdk`,
+   * shared by every app that keeps the default: give yours its own).
+   */
+  appName?: string;
+  /**
+   * Path of better-sqlite3's compiled module (`better_sqlite3.node`), when it is not where
+   * better-sqlite3 looks (an Electron app that unpacks it from the asar archive). Used by the
+   * SQLite crypto store and the state store.
+   */
+  nativeBinding?: string;
   /** Reuse the device ID stored for the user at login (needs `encryption` and a full user ID). */
   restoreDeviceId?: boolean;
   /** Refuse to send to encrypted rooms with devices that are neither verified, ignored nor blacklisted. */
@@ -48,6 +78,11 @@ export interface MatrixClientOptions {
    */
   onlyCrossSignedDevices?: boolean;
   encryptionConf?: EncryptionConf;
+  /**
+   * The client state store: sync token, joined rooms and their state, and the application's
+   * key-value store (`client.storage`), for every client, encrypted or not. One row set per user.
+   */
+  stateStore?: StateStoreConf;
   /** Logger (no-op by default). Secrets are never logged. */
   logger?: Logger;
   /**
@@ -71,19 +106,32 @@ export interface MatrixClientOptions {
   autoJoin?: AutoJoinPolicy;
 }
 
-/** The worker's store configuration for the client's encryption options. @internal */
-export function storeConfig(conf: EncryptionConf = {}): StoreConfig {
+/** The worker's store configuration for the client's options. @internal */
+export function storeConfig(opts: MatrixClientOptions): StoreConfig {
+  const conf = opts.encryptionConf ?? {};
   if (conf.store) return { kind: "module", module: conf.store.module, export: conf.store.export, options: conf.store.options };
   if (conf.inMemoryStore) return { kind: "memory" };
-  const dir = conf.storeConf?.dbPath ?? userDataDir();
-  return { kind: "sqlite", path: join(dir, conf.storeConf?.dbName ?? "crypto.db") };
+  const dir = conf.storeConf?.dbPath ?? userDataDir(opts.appName);
+  return { kind: "sqlite", path: join(dir, conf.storeConf?.dbName ?? "crypto.db"), ...nativeBindingOption(opts) };
+}
+
+/** `{ nativeBinding }` when the option is set. @internal */
+export function nativeBindingOption(opts: MatrixClientOptions): { nativeBinding?: string } {
+  return opts.nativeBinding === undefined ? {} : { nativeBinding: opts.nativeBinding };
+}
+
+/** The state store's file (or `":memory:"`) for the client's options. @internal */
+export function stateStorePath(opts: MatrixClientOptions): string {
+  const conf = opts.stateStore ?? {};
+  if (conf.inMemory ?? opts.encryptionConf?.inMemoryStore === true) return ":memory:";
+  return join(conf.dbPath ?? opts.encryptionConf?.storeConf?.dbPath ?? userDataDir(opts.appName), conf.dbName ?? "state.db");
 }
 
 /** `opts` without the pickle key (the client keeps that apart, out of reach of `util.inspect`). @internal */
 /** The options the crypto worker of a client with `opts` starts with. @internal */
 export function workerOptions(opts: MatrixClientOptions, pickleKey: string): WorkerOptions {
   return {
-    store: storeConfig(opts.encryptionConf),
+    store: storeConfig(opts),
     pickleKey,
     logLevel: opts.workerLogLevel ?? (opts.logger ? "info" : "silent"),
     ...(opts.encryptionConf?.sessionCacheSize ? { sessionCacheSize: opts.encryptionConf.sessionCacheSize } : {}),

@@ -241,6 +241,21 @@ export interface DeviceInfo {
   crossSigningVerified: boolean;
 }
 
+/**
+ * A device as the client hands it out (the `Device` class): its keys and trust flags, and the
+ * setters that persist the flags in the worker. What {@link UnknownDevicesError.userDevices} lists.
+ */
+export interface TrustableDevice extends Readonly<DeviceInfo> {
+  /** Mark verified or not; resolves once persisted. */
+  setVerified(value: boolean): Promise<void>;
+  /** Blacklist or not; resolves once persisted. */
+  setBlacklisted(value: boolean): Promise<void>;
+  /** Ignore or not; resolves once persisted. */
+  setIgnored(value: boolean): Promise<void>;
+  /** Plain data. */
+  toJSON(): DeviceInfo;
+}
+
 /** A user's cross-signing identity as this device knows it. */
 export interface UserIdentityInfo {
   userId: string;

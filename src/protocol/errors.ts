@@ -8,6 +8,8 @@
  * @packageDocumentation
  */
 
+import type { DeviceInfo, TrustableDevice } from "./api.js";
+
 const BRAND = Symbol.for("matrix-e2ee-worker-sdk.error");
 
 /** Stable error codes. Programs should switch on these, not on messages. */
@@ -173,15 +175,19 @@ export interface UnknownDeviceInfo {
  * devices are neither verified, ignored nor blacklisted. Nothing was sent or shared.
  */
 export class UnknownDevicesError extends MatrixSdkError {
-  /** user ID → the offending devices. The client replaces these with full Device objects. */
-  userDevices: Record<string, unknown[]>;
-  constructor(userDevices: Record<string, unknown[]>, message?: string) {
+  /** user ID → the offending devices, as `Device` objects: mark each verified, ignored or blacklisted. */
+  userDevices: Record<string, TrustableDevice[]>;
+  /**
+   * @param userDevices - user ID → devices. The worker passes plain {@link DeviceInfo}s; the client
+   *   replaces them with `Device` objects before the error reaches the application.
+   */
+  constructor(userDevices: Record<string, TrustableDevice[]> | Record<string, DeviceInfo[]>, message?: string) {
     super(
       ErrorCode.UnknownDevices,
       message ?? "The room contains devices that are neither verified, ignored nor blacklisted; inspect error.userDevices and mark them.",
       {},
     );
-    this.userDevices = userDevices;
+    this.userDevices = userDevices as Record<string, TrustableDevice[]>;
   }
 }
 
@@ -259,7 +265,7 @@ export function deserializeError(s: SerializedError): MatrixSdkError {
       err = new StoreError(s.message, d);
       break;
     case ErrorCode.UnknownDevices:
-      err = new UnknownDevicesError((d.userDevices as Record<string, unknown[]>) ?? {}, s.message);
+      err = new UnknownDevicesError((d.userDevices as Record<string, DeviceInfo[]> | undefined) ?? {}, s.message);
       break;
     case ErrorCode.UnknownDeviceKeys:
       err = new UnknownDeviceKeysError(String(d.userId ?? ""), String(d.deviceId ?? ""));

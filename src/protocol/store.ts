@@ -379,6 +379,6 @@ export interface CryptoStore {
 
 /** How the worker builds the store, chosen on the main thread (must be structured-cloneable). */
 export type StoreConfig =
-  | { kind: "sqlite"; path: string }
+  | { kind: "sqlite"; path: string; nativeBinding?: string }
   | { kind: "memory" }
   | { kind: "module"; module: string; export: string; options?: unknown };

@@ -27,7 +27,7 @@ describe("plaintext sends check the room's encryption with the server once per s
 
   before(async () => {
     fake = new FakeHomeserver(ME);
-    client = new MatrixClient(FAKE_ORIGIN, { dispatcher: fake.agent });
+    client = new MatrixClient(FAKE_ORIGIN, { dispatcher: fake.agent, stateStore: { inMemory: true } });
     await client.login(ME, "pw");
     // Initial (full-state) sync: both rooms joined, neither encrypted.
     fake.queueSync({ rooms: { join: { [PLAIN]: joinedRoom([memberEvent(ME, "join", "$m1"), memberEvent(PEER, "join", "$m2")]), [OTHER]: joinedRoom([memberEvent(ME, "join", "$m3")]) } } });

@@ -60,7 +60,8 @@ describe("crypto store with real clients", { timeout: 180_000 }, () => {
     const alice = (await hs.registerUser(uniqueName("jalice"), PASSWORD)).userId;
     const bob = (await hs.registerUser(uniqueName("jbob"), PASSWORD)).userId;
     const journal = join(tempDir(), "alice.jsonl");
-    const custom = { restoreDeviceId: true, encryptionConf: { store: { module: journalModule, export: "JournalCryptoStore", options: { path: journal } } } };
+    // A custom crypto store names no folder: the client's state store goes to a temp one, not the user data directory.
+    const custom = { restoreDeviceId: true, encryptionConf: { store: { module: journalModule, export: "JournalCryptoStore", options: { path: journal } } }, stateStore: { dbPath: tempDir() } };
     const a = await startClient(hs, alice, "", custom);
     const b = await startClient(hs, bob, tempDir());
     clients.push(b.client);

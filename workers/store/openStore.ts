@@ -21,7 +21,7 @@ export async function openStore(config: StoreConfig, logger: Logger): Promise<Cr
   let store: CryptoStore;
   switch (config.kind) {
     case "sqlite":
-      store = new SqliteCryptoStore(config.path, logger);
+      store = new SqliteCryptoStore(config.path, logger, config.nativeBinding === undefined ? {} : { nativeBinding: config.nativeBinding });
       break;
     case "memory":
       store = new MemoryCryptoStore();

@@ -79,7 +79,7 @@ export class CrossSigningManager {
    * is repaired by the next `/keys/query` (the worker adopts pending keys the server publishes)
    * or by bootstrapping again.
    */
-  async bootstrap(opts: { password?: string; passphrase?: string }): Promise<CrossSigningBootstrapResult> {
+  async bootstrap(opts: { password?: string | undefined; passphrase?: string | undefined }): Promise<CrossSigningBootstrapResult> {
     const { crypto } = this.deps;
     const r = await crypto.api.prepareCrossSigning(opts.passphrase ? { passphrase: opts.passphrase } : {});
     try {

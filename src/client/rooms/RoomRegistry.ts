@@ -5,6 +5,7 @@
  */
 import type { SyncChangesInput } from "../../protocol/api.js";
 import { isObj } from "../json.js";
+import type { PersistedRoom } from "../state/ClientStateStore.js";
 import { Room, type RoomEncryptionSettings, type RoomHost } from "./Room.js";
 import type { RoomEncryptionTracker } from "./RoomEncryptionTracker.js";
 
@@ -63,5 +64,27 @@ export class RoomRegistry {
       if (cr.membership === "join") carried.push(room);
     }
     this.encryption.onSyncApplied(carried);
+  }
+
+  /** Rooms saved by an earlier run (joined rooms and their state), so `getRooms()` has them before the first sync. */
+  restore(saved: PersistedRoom[]): void {
+    for (const r of saved) {
+      const room = this.get(r.roomId);
+      for (const [userId, membership] of Object.entries(r.members)) if (!room.members.has(userId)) room.members.set(userId, membership);
+      if (r.encryption !== undefined && room.encryption === undefined) room.encryption = r.encryption as RoomEncryptionSettings | null;
+    }
+  }
+
+  /** What to persist after a sync: the joined rooms it carried (their state now), and the rooms it left. */
+  persisted(rooms: SyncChangesInput["rooms"]): { joined: PersistedRoom[]; left: string[] } {
+    const joined: PersistedRoom[] = [];
+    const left: string[] = [];
+    for (const cr of rooms) {
+      if (cr.membership === "leave") left.push(cr.roomId);
+      if (cr.membership !== "join") continue;
+      const room = this.get(cr.roomId);
+      joined.push({ roomId: room.roomId, members: Object.fromEntries(room.members), ...(room.encryption !== undefined ? { encryption: room.encryption } : {}) });
+    }
+    return { joined, left };
   }
 }

@@ -20,6 +20,7 @@ import { isObj, type Json } from "../json.js";
 import type { KeySharingManager } from "../keys/KeySharingManager.js";
 import type { RoomRegistry } from "../rooms/RoomRegistry.js";
 import type { OutgoingRequestsLoop } from "../send/OutgoingRequestsLoop.js";
+import type { ClientStateStore } from "../state/ClientStateStore.js";
 import type { TimelineEmitter } from "../timeline.js";
 import { cryptoInputJson, decryptPayload, prepareSync, syncEvents, type SyncWork } from "./syncResponse.js";
 
@@ -59,6 +60,8 @@ export interface SyncProcessorDeps {
   keyUploadsAnswered: () => number;
   /** The logged-in user's ID (syncing runs after login only). */
   userId: () => string | null;
+  /** The client's state store (sync token, joined rooms), once logged in. */
+  state: () => ClientStateStore | null;
 }
 
 /** One sync at a time, in order. @internal */
@@ -204,6 +207,13 @@ export class SyncProcessor {
       done.keySharingDone = true;
     }
 
+    // Room state and token first (one transaction), then the crypto store's token: this store is
+    // never behind the token the client resumes from.
+    const state = this.deps.state();
+    if (state) {
+      const { joined, left } = rooms.persisted(work.cryptoRooms);
+      state.saveSync(nextBatch, joined, left);
+    }
     if (cryptoResult) await crypto.api.commitSyncToken(nextBatch, cryptoResult.batchId);
     this.token = nextBatch;
     events.emit("sync", { nextBatch, events: emitted });

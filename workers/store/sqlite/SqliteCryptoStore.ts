@@ -97,7 +97,8 @@ export class SqliteCryptoStore implements CryptoStore {
    * @param path - Database file; its folder is created (mode 0700) when missing.
    * @param logger - Receives open/migration/lock diagnostics (never record contents).
    */
-  constructor(path: string, logger: Logger = noopLogger) {
+  /** `options.nativeBinding`: path of better-sqlite3's compiled module (e.g. unpacked from an Electron asar). */
+  constructor(path: string, logger: Logger = noopLogger, private readonly options: { nativeBinding?: string } = {}) {
     this.path = path;
     this.location = path;
     this.logger = logger;
@@ -110,7 +111,7 @@ export class SqliteCryptoStore implements CryptoStore {
    */
   async open(): Promise<void> {
     if (this.db) return;
-    const db = openDatabase(this.path, this.logger);
+    const db = openDatabase(this.path, this.logger, this.options);
     try {
       this.st = prepareStatements(db);
     } catch (e) {

@@ -23,6 +23,7 @@ import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { StoreError, StoreLockedError } from "../../../src/protocol/errors.js";
 import type { Logger } from "../../../src/pure/logger.js";
+import { sqliteOpenDetails, sqliteOpenFailure } from "../../../src/pure/sqliteNative.js";
 import type { Db } from "./statements.js";
 
 /**
@@ -83,12 +84,12 @@ export function loadMigrations(dir: URL = MIGRATIONS_DIR): string[] {
  * other failure (including a schema newer than this code, or missing migration files); the
  * connection is closed again on failure.
  */
-export function openDatabase(path: string, logger: Logger): Db {
+export function openDatabase(path: string, logger: Logger, options: { nativeBinding?: string } = {}): Db {
   const inMemory = path === ":memory:";
   if (!inMemory) createPrivateFile(path);
   let db: Db;
   try {
-    db = new Database(path, inMemory ? {} : { fileMustExist: true });
+    db = new Database(path, { ...(inMemory ? {} : { fileMustExist: true }), ...options });
   } catch (e) {
     throw openError(path, logger, e);
   }
@@ -172,7 +173,7 @@ function isLockError(e: unknown): boolean {
 /** `StoreError` for a SQLite failure: `what: <message>`, with the SQLite code when there is one. */
 export function sqliteStoreError(what: string, path: string, e: unknown): StoreError {
   const code = (e as { code?: unknown } | null)?.code;
-  return new StoreError(`${what}: ${errMessage(e)}`, { path, ...(typeof code === "string" ? { sqliteCode: code } : {}) });
+  return new StoreError(sqliteOpenFailure(what, e), { path, ...(typeof code === "string" ? { sqliteCode: code } : {}), ...sqliteOpenDetails(e) });
 }
 
 function errMessage(e: unknown): string {

@@ -1,0 +1,44 @@
+/**
+ * The client state store (issue 16 item 5): a sync's rooms and token in one transaction, rooms
+ * left removed, one row set per user, the application's key-value store, all back after reopening.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ClientStateStore } from "../../../src/client/state/ClientStateStore.js";
+import { InvalidArgumentError } from "../../../src/protocol/errors.js";
+
+describe("ClientStateStore", () => {
+  it("keeps the sync token, joined rooms and storage per user across reopening; a left room is removed", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sdk-state-"));
+    const path = join(dir, "state.db");
+    try {
+      const a = ClientStateStore.open(path, "@a:x");
+      const b = ClientStateStore.open(path, "@b:x");
+      a.saveSync("t1", [{ roomId: "!r1:x", members: { "@a:x": "join" }, encryption: null }, { roomId: "!r2:x", members: {}, encryption: { algorithm: "m.megolm.v1.aes-sha2" } }], []);
+      a.saveSync("t2", [], ["!r1:x"]);
+      a.set("k", "v");
+      b.set("k", "other");
+      a.close();
+      b.close();
+      assert.equal(statSync(path).mode & 0o777, 0o600);
+      const again = ClientStateStore.open(path, "@a:x");
+      assert.equal(again.syncToken(), "t2");
+      assert.deepEqual(again.rooms(), [{ roomId: "!r2:x", members: {}, encryption: { algorithm: "m.megolm.v1.aes-sha2" } }]);
+      assert.equal(again.get("k"), "v");
+      assert.deepEqual(again.keys(), ["k"]);
+      assert.equal(again.delete("k"), true);
+      assert.equal(again.get("k"), undefined);
+      assert.throws(() => again.set("", "v"), InvalidArgumentError);
+      again.close();
+      const other = ClientStateStore.open(path, "@c:x");
+      assert.equal(other.syncToken(), null);
+      assert.deepEqual(other.rooms(), []);
+      other.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
