@@ -34,7 +34,7 @@ import { setupRecovery, type RecoverySetupResult } from "./keys/RecoverySetup.js
 import { KeySharingManager, type KeyForwardListener, type KeyRequestListener } from "./keys/KeySharingManager.js";
 import { FileMessageSender } from "./media/FileMessageSender.js";
 import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput } from "./media/media.js";
-import { nativeBindingOption, stateStorePath, withoutPickleKey, workerOptions, type MatrixClientOptions } from "./options.js";
+import { definedOnly, nativeBindingOption, stateStorePath, withoutPickleKey, workerOptions, type MatrixClientOptions } from "./options.js";
 import { passwordLogin, tokenLogin, type LoginSession } from "./login.js";
 import { DEFAULT_PICKLE_KEY } from "./paths.js";
 import type { Room, RoomHost } from "./rooms/Room.js";
@@ -429,8 +429,8 @@ export class MatrixClient extends EverydayApi {
    * passphrase, stores its key in secret storage as `m.megolm_backup.v1`. A version deleted or
    * replaced later stops the upload and emits `keyBackup.versionChanged`.
    */
-  async enableKeyBackup(secret: { recoveryKey?: string; passphrase?: string } = {}): Promise<KeyBackupInfo> {
-    return this.keyBackup.enable(secret);
+  async enableKeyBackup(secret: { recoveryKey?: string | undefined; passphrase?: string | undefined } = {}): Promise<KeyBackupInfo> {
+    return this.keyBackup.enable(definedOnly(secret));
   }
 
   /**
@@ -449,8 +449,8 @@ export class MatrixClient extends EverydayApi {
    * restore them with `recoveryKey` (e.g. from an environment variable): this device signed, room
    * keys restored from the backup, uploads resumed. The result redacts the key when logged.
    */
-  async setupRecovery(opts: { recoveryKey?: string; password?: string } = {}): Promise<RecoverySetupResult> {
-    return setupRecovery(this.crossSigning, this.keyBackup, this._userId!, opts);
+  async setupRecovery(opts: { recoveryKey?: string | undefined; password?: string | undefined } = {}): Promise<RecoverySetupResult> {
+    return setupRecovery(this.crossSigning, this.keyBackup, this._userId!, definedOnly(opts));
   }
 
   /** Resolves once every room key known now is in the backup (or the upload failed: see `error`). */

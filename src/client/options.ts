@@ -144,3 +144,8 @@ export function withoutPickleKey(opts: MatrixClientOptions): MatrixClientOptions
   const { pickleKey: _secret, ...rest } = storeConf;
   return { ...opts, encryptionConf: { ...opts.encryptionConf, storeConf: rest } };
 }
+
+/** `o` without its `undefined` properties (options often come from `process.env`). @internal */
+export function definedOnly<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+}
