@@ -19,7 +19,10 @@ import type { SynapseHandle } from "../harness/synapse.js";
 import { installPackedSdk, REPO_ROOT, run, type InstalledSdk } from "../support/installedPackage.js";
 import { PASSWORD, Recorder, startClient, synapse, tempDir, uniqueName } from "./helpers.js";
 
-/** An encrypted bot written against the installed package: answers `!ping …` with `pong …`; prints JSON lines. */
+/**
+ * An encrypted bot written against the installed package: answers `!ping …` with a rich reply
+ * `pong …` (a relation to the command); on `!redact`, sends a message and redacts it; prints JSON lines.
+ */
 const BOT = `import { MatrixClient } from "matrix-e2ee-worker-sdk";
 const [hs, user, password, dir] = process.argv.slice(2);
 const client = new MatrixClient(hs, { encryption: true, restoreDeviceId: true, encryptionConf: { storeConf: { dbPath: dir } }, syncTimeoutMs: 1000 });
@@ -28,9 +31,15 @@ await client.login(user, password);
 out({ k: "ready", rooms: client.getRooms().map((r) => r.roomId) });
 client.on("room.invite", (roomId) => void client.joinRoom(roomId).then(() => out({ k: "joined", roomId })));
 client.on("room.event", (ev) => {
-  if (ev.type !== "m.room.message" || ev.sender === client.userId || !String(ev.content.body).startsWith("!ping")) return;
-  out({ k: "command", body: ev.content.body });
-  void client.getRoom(ev.roomId).sendText("pong " + ev.content.body);
+  if (ev.type !== "m.room.message" || ev.sender === client.userId) return;
+  const body = String(ev.content.body);
+  if (body.startsWith("!redact")) {
+    const room = client.getRoom(ev.roomId);
+    return void room.sendText("soon gone").then((own) => room.redact(own, "asked to").then((id) => out({ k: "redacted", eventId: own, id }))).catch((e) => out({ k: "error", message: String(e) }));
+  }
+  if (!body.startsWith("!ping")) return;
+  out({ k: "command", body });
+  void client.getRoom(ev.roomId).replyText(ev, "pong " + body);
 });
 client.start();
 process.on("SIGTERM", () => void client.close().then(() => process.exit(0)));
@@ -165,18 +174,31 @@ describe("a bot run from the installed package, against a real Synapse", { timeo
     const room = await alice.client.createRoom({ encrypted: true, invite: [botUser] });
     await until(() => first.of("joined").length === 1, "the bot joining");
     await until(() => room.members.get(botUser) === "join", "Alice seeing the bot join");
-    await room.sendText("!ping 1");
-    await until(() => alice.rec.bodies(room.roomId).includes("pong !ping 1"), "the bot's answer");
+    const ping1 = await room.sendText("!ping 1");
+    // A rich reply: its body may start with the quoted fallback of the command.
+    const isAnswer = (m: { content: Record<string, unknown> }, text: string): boolean => String(m.content.body).endsWith(text);
+    await until(() => alice.rec.messages(room.roomId).some((m) => isAnswer(m, "pong !ping 1")), "the bot's answer");
+    const answer = alice.rec.messages(room.roomId).find((m) => isAnswer(m, "pong !ping 1"))!;
+    const rel = answer.content["m.relates_to"] as Record<string, Record<string, unknown>> | undefined;
+    assert.equal(rel?.["m.in_reply_to"]?.event_id, ping1, "the answer is a reply to the command (relation in the clear)");
+    assert.equal(answer.encryption !== undefined, true);
+    await room.sendText("!redact");
+    await until(() => first.of("redacted").length === 1, "the bot redacting its message");
+    const doomed = first.of("redacted")[0]!.eventId as string;
+    await until(() => alice.rec.events.some((e) => e.roomId === room.roomId && e.type === "m.room.redaction" && (e.content.redacts === doomed || (e as unknown as { redacts?: string }).redacts === doomed)), "Alice seeing the redaction");
+    const gone = await alice.client.getEvent(room.roomId, doomed);
+    assert.ok(gone && "redactedBecause" in gone && gone.redactedBecause, "the redacted (encrypted) message comes back as a redacted event, not a decryption failure");
     assert.equal(await first.stop(), 0);
 
     const second = start();
     await until(() => second.of("ready").length === 1, "the restarted bot");
     assert.deepEqual(second.of("ready")[0]!.rooms, [room.roomId]);
     await room.sendText("!ping 2");
-    await until(() => alice.rec.bodies(room.roomId).includes("pong !ping 2"), "the answer after the restart");
+    await until(() => alice.rec.messages(room.roomId).some((m) => isAnswer(m, "pong !ping 2")), "the answer after the restart");
     assert.equal(await second.stop(), 0);
     assert.deepEqual(second.of("command").map((c) => c.body), ["!ping 2"]);
     assert.deepEqual(alice.rec.failures, []);
+    assert.deepEqual(first.of("error"), []);
     assert.equal(alice.rec.messages(room.roomId).every((m) => m.encryption !== undefined), true, "every message was encrypted");
   });
 });
