@@ -4,8 +4,10 @@
  * routed to `account/AccountEndpoints` and `rooms/RoomOperations`. `MatrixClient` extends it, so
  * these methods are the client's; kept apart so the facade stays one screenful per concern.
  */
+import { createWriteStream } from "node:fs";
 import { EventEmitter } from "eventemitter3";
-import type { HttpClient, RequestOptions } from "../http/HttpClient.js";
+import { makeTxnId, p, type HttpClient, type RequestOptions } from "../http/HttpClient.js";
+import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput } from "./media/media.js";
 import type { AccountEndpoints, Presence, PresenceState, UserProfile } from "./account/AccountEndpoints.js";
 import type { MatrixClientEvents, RoomEvent, UndecryptableEvent } from "./events.js";
 import type { MessagesOptions, MessagesPage } from "./rooms/Room.js";
@@ -140,5 +142,31 @@ export abstract class EverydayApi extends EventEmitter<MatrixClientEvents> {
    */
   getRoomState(roomId: string, type: string, stateKey = "", opts: { event?: boolean } = {}): Promise<Record<string, unknown> | null> {
     return this.roomOps.getState(roomId, type, stateKey, opts.event === true);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // media (media/)
+
+  /** Upload content in the clear (e.g. an avatar); returns the `mxc://` URI. */
+  async uploadContent(input: AttachmentInput, opts: { contentType?: string; filename?: string } = {}): Promise<string> {
+    return (await uploadPlain(this.http, input, opts.contentType ?? "application/octet-stream", opts.filename)).mxc;
+  }
+
+  /**
+   * Download the attachment of a message content (`content.file` → decrypted after its SHA-256 is
+   * checked; `content.url` → as is). Authenticated media first, legacy endpoints as a fallback.
+   */
+  downloadAttachment(content: Record<string, unknown>): Promise<Uint8Array> {
+    return downloadToBuffer(this.http, content);
+  }
+
+  /** Like {@link EverydayApi.downloadAttachment}, streaming into a file (constant memory). */
+  async downloadAttachmentToFile(content: Record<string, unknown>, path: string): Promise<void> {
+    await downloadAttachment(this.http, content, createWriteStream(path, { mode: 0o600 }));
+  }
+
+  /** Send a to-device message in the clear (e.g. custom protocols). */
+  async sendToDevice(eventType: string, messages: Record<string, Record<string, Record<string, unknown>>>): Promise<void> {
+    await this.http.request("PUT", p`/_matrix/client/v3/sendToDevice/${eventType}/${makeTxnId()}`, { body: { messages } });
   }
 }

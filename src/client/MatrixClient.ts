@@ -12,10 +12,9 @@
  *   prepare + keys/claim) → `send/OutgoingRequestSender`, and `send/OutgoingRequestsLoop` for the
  *   engine's own requests (single flight with a run-again flag). DESIGN §3 has the locking rules.
  */
-import { createWriteStream } from "node:fs";
 import type { AccountInfo, DeviceInfo, RemoteCryptoWorkerApi, UserIdentityInfo } from "../protocol/api.js";
 import { ClientClosedError, EncryptionDisabledError, InvalidArgumentError } from "../protocol/errors.js";
-import { HttpClient, makeTxnId, p } from "../http/HttpClient.js";
+import { HttpClient, makeTxnId } from "../http/HttpClient.js";
 import { VerificationManager } from "./verification/VerificationManager.js";
 import type { VerificationRequest } from "./verification/VerificationRequest.js";
 import { childLogger, noopLogger, type Logger } from "../pure/logger.js";
@@ -33,7 +32,6 @@ import { KeyExportManager } from "./keys/KeyExportManager.js";
 import { setupRecovery, type RecoverySetupResult } from "./keys/RecoverySetup.js";
 import { KeySharingManager, type KeyForwardListener, type KeyRequestListener } from "./keys/KeySharingManager.js";
 import { FileMessageSender } from "./media/FileMessageSender.js";
-import { downloadAttachment, downloadToBuffer, uploadPlain, type AttachmentInput } from "./media/media.js";
 import { definedOnly, nativeBindingOption, stateStorePath, withoutPickleKey, workerOptions, type MatrixClientOptions } from "./options.js";
 import { passwordLogin, tokenLogin, type LoginSession } from "./login.js";
 import { DEFAULT_PICKLE_KEY } from "./paths.js";
@@ -555,27 +553,6 @@ export class MatrixClient extends EverydayApi {
 
 
   // ---------------------------------------------------------------------------------------------
-  // media (media/)
-
-  /** Upload content in the clear (e.g. an avatar); returns the `mxc://` URI. */
-  async uploadContent(input: AttachmentInput, opts: { contentType?: string; filename?: string } = {}): Promise<string> {
-    return (await uploadPlain(this.http, input, opts.contentType ?? "application/octet-stream", opts.filename)).mxc;
-  }
-
-  /**
-   * Download the attachment of a message content (`content.file` → decrypted after its SHA-256 is
-   * checked; `content.url` → as is). Authenticated media first, legacy endpoints as a fallback.
-   */
-  downloadAttachment(content: Record<string, unknown>): Promise<Uint8Array> {
-    return downloadToBuffer(this.http, content);
-  }
-
-  /** Like {@link MatrixClient.downloadAttachment}, streaming into a file (constant memory). */
-  async downloadAttachmentToFile(content: Record<string, unknown>, path: string): Promise<void> {
-    await downloadAttachment(this.http, content, createWriteStream(path, { mode: 0o600 }));
-  }
-
-  // ---------------------------------------------------------------------------------------------
   // interactive verification (verification/)
 
   /**
@@ -602,8 +579,4 @@ export class MatrixClient extends EverydayApi {
     return this.verification.get(flowId);
   }
 
-  /** Send a to-device message in the clear (e.g. custom protocols). */
-  async sendToDevice(eventType: string, messages: Record<string, Record<string, Record<string, unknown>>>): Promise<void> {
-    await this.http.request("PUT", p`/_matrix/client/v3/sendToDevice/${eventType}/${makeTxnId()}`, { body: { messages } });
-  }
 }
