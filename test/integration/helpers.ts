@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MatrixClient, type MatrixClientOptions } from "../../src/index.js";
+import assert from "node:assert/strict";
+import { MatrixClient, type MatrixClientOptions, type VerificationRequest } from "../../src/index.js";
 import type { RoomEvent, UndecryptableEvent } from "../../src/client/events.js";
 import { consoleLogger } from "../../src/pure/logger.js";
 import { sharedSynapse, type SynapseHandle } from "../harness/synapse.js";
@@ -103,4 +104,19 @@ export async function waitUntil(pred: () => Promise<boolean>, what: string, time
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/**
+ * Run an emoji verification between two SDK clients to the end: `req` is ours, `theirs` resolves
+ * with the request the other side receives; they accept, we start, both compare and confirm.
+ */
+export async function runSas(req: VerificationRequest, theirs: Promise<VerificationRequest>): Promise<void> {
+  const other = await theirs;
+  await other.accept();
+  await req.waitFor((r) => r.phase === "ready");
+  await req.startSas();
+  const [a, b] = await Promise.all([req.waitForSas(), other.waitForSas()]);
+  assert.deepEqual(a.emoji, b.emoji);
+  await Promise.all([a.confirm(), b.confirm()]);
+  await Promise.all([req.done, other.done]);
 }

@@ -7,18 +7,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { MatrixClient, VerificationRequest } from "../../src/index.js";
 import type { SynapseHandle } from "../harness/synapse.js";
-import { PASSWORD, startClient, synapse, tempDir, uniqueName, waitUntil } from "./helpers.js";
-
-async function runSas(req: VerificationRequest, theirs: Promise<VerificationRequest>): Promise<void> {
-  const other = await theirs;
-  await other.accept();
-  await req.waitFor((r) => r.phase === "ready");
-  await req.startSas();
-  const [a, b] = await Promise.all([req.waitForSas(), other.waitForSas()]);
-  assert.deepEqual(a.emoji, b.emoji);
-  await Promise.all([a.confirm(), b.confirm()]);
-  await Promise.all([req.done, other.done]);
-}
+import { PASSWORD, runSas, startClient, synapse, tempDir, uniqueName, waitUntil } from "./helpers.js";
 
 describe("secret sharing between our own devices (real Synapse)", { timeout: 240_000 }, () => {
   let hs: SynapseHandle;

@@ -8,19 +8,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { VerifiedUserChangedIdentityError, type MatrixClient, type VerificationRequest } from "../../src/index.js";
 import type { SynapseHandle } from "../harness/synapse.js";
-import { PASSWORD, Recorder, startClient, synapse, tempDir, uniqueName, waitUntil } from "./helpers.js";
-
-/** Run a SAS between two SDK clients: `req` (ours) and the request the other side receives. */
-async function runSas(req: VerificationRequest, theirs: Promise<VerificationRequest>): Promise<void> {
-  const other = await theirs;
-  await other.accept();
-  await req.waitFor((r) => r.phase === "ready");
-  await req.startSas();
-  const [a, b] = await Promise.all([req.waitForSas(), other.waitForSas()]);
-  assert.deepEqual(a.emoji, b.emoji);
-  await Promise.all([a.confirm(), b.confirm()]);
-  await Promise.all([req.done, other.done]);
-}
+import { PASSWORD, Recorder, runSas, startClient, synapse, tempDir, uniqueName, waitUntil } from "./helpers.js";
 
 describe("trust after interactive verification (real Synapse)", { timeout: 300_000 }, () => {
   let hs: SynapseHandle;
