@@ -13,7 +13,7 @@ import type Olm from "@matrix-org/olm";
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError } from "../../../src/protocol/errors.js";
 import type { Logger } from "../../../src/pure/logger.js";
-import type { VerificationFlowView, VerificationMessage, VerificationPhase, VerificationTransport, VerifiedKeys } from "../../../src/protocol/verification.js";
+import type { VerificationFlowView, VerificationPhase, VerificationTransport, VerifiedKeys } from "../../../src/protocol/verification.js";
 import { isObj, isStr, type Json } from "../EngineContext.js";
 import {
   HASHES,
@@ -30,36 +30,21 @@ import {
   type MacMethod,
   type SasMethod,
 } from "./sas.js";
+import {
+  FLOW_TIMEOUT_MS,
+  REQUEST_MAX_AGE_MS,
+  REQUEST_MAX_FUTURE_MS,
+  SAS_V1,
+  TYPES,
+  VERIFICATION_EVENT_TYPES,
+  type IncomingVerificationContext,
+  type VerificationIdentity,
+  type VerificationKeySource,
+  type VerificationOutput,
+} from "./protocolTypes.js";
 
-/** The verification method we implement. */
-export const SAS_V1 = "m.sas.v1";
-/** A flow that is not done within this time is cancelled (`m.timeout`). */
-export const FLOW_TIMEOUT_MS = 10 * 60_000;
-/** Requests older than this (by their timestamp) are ignored. */
-export const REQUEST_MAX_AGE_MS = 10 * 60_000;
-/** Requests more than this far in the future are ignored. */
-export const REQUEST_MAX_FUTURE_MS = 5 * 60_000;
-
-/** The result of every entry point. */
-export interface VerificationOutput {
-  messages: VerificationMessage[];
-  updates: VerificationFlowView[];
-}
-
-/** What the machine needs to know about keys (from the device store and cross-signing). */
-export interface VerificationKeySource {
-  /** The ed25519 key of a device we hold signed device keys for, or null. */
-  deviceEd25519(userId: string, deviceId: string): string | null;
-  /** The user's master cross-signing key (public) as we know it, or null. */
-  masterKey(userId: string): string | null;
-}
-
-/** Who we are. */
-export interface VerificationIdentity {
-  userId: string;
-  deviceId: string;
-  ed25519: string;
-}
+export { SAS_V1, FLOW_TIMEOUT_MS, REQUEST_MAX_AGE_MS, REQUEST_MAX_FUTURE_MS, VERIFICATION_EVENT_TYPES } from "./protocolTypes.js";
+export type { VerificationOutput, VerificationKeySource, VerificationIdentity, IncomingVerificationContext } from "./protocolTypes.js";
 
 interface Flow {
   id: string;
@@ -85,32 +70,8 @@ interface Flow {
   theirMac: Json | null;
   weConfirmed: boolean;
   theyDone: boolean;
-  weDone: boolean;
   verified: VerifiedKeys | null;
   cancel: VerificationFlowView["cancel"];
-}
-
-const TYPES = {
-  request: "m.key.verification.request",
-  ready: "m.key.verification.ready",
-  start: "m.key.verification.start",
-  accept: "m.key.verification.accept",
-  key: "m.key.verification.key",
-  mac: "m.key.verification.mac",
-  cancel: "m.key.verification.cancel",
-  done: "m.key.verification.done",
-} as const;
-
-/** Event types the machine handles (to-device types; in room, the request is an `m.room.message`). */
-export const VERIFICATION_EVENT_TYPES: readonly string[] = Object.values(TYPES);
-
-/** Where an incoming verification event came from. */
-export interface IncomingVerificationContext {
-  transport: VerificationTransport;
-  /** In-room: the room and the event's ID and timestamp. */
-  roomId?: string;
-  eventId?: string;
-  originServerTs?: number;
 }
 
 class Cancel extends Error {
@@ -477,7 +438,6 @@ export class VerificationMachine {
     if (!verified.deviceId && !verified.masterKey) throw new Cancel("m.key_mismatch", "None of the keys the other device sent is known to us");
     f.verified = verified;
     f.phase = "mac_verified";
-    f.weDone = true;
     this.send(f, out, TYPES.done, {});
     if (f.theyDone) this.finish(f, out);
     else out.updates.push(view(f));
@@ -557,7 +517,6 @@ export class VerificationMachine {
       theirMac: null,
       weConfirmed: false,
       theyDone: false,
-      weDone: false,
       verified: null,
       cancel: null,
     };
