@@ -226,3 +226,20 @@ export function roomState(roomId: string, members: Record<string, string>, encry
   for (const [u, m] of Object.entries(members)) stateEvents.push({ type: "m.room.member", state_key: u, content: { membership: m } });
   return { roomId, membership: "join", stateEvents };
 }
+
+/** Alice and Bob (new engines on one KeyServer) joined in the encrypted room `roomId`, device lists fetched. */
+export async function pairInRoom(roomId: string, opts: { alice?: PeerOptions; encryption?: Json } = {}): Promise<{ server: KeyServer; alice: Peer; bob: Peer }> {
+  const server = new KeyServer();
+  const alice = await Peer.create(server, "@alice:example.org", "A", undefined, opts.alice ?? {});
+  const bob = await Peer.create(server, "@bob:example.org", "B");
+  for (const p of [alice, bob]) {
+    await p.sync({ rooms: [roomState(roomId, { [alice.userId]: "join", [bob.userId]: "join" }, opts.encryption)] });
+    await p.flush();
+  }
+  return { server, alice, bob };
+}
+
+/** An Olm to-device event from `from` to `to` that no session can decrypt (a wedged channel). */
+export function wedgedOlmEvent(from: Peer, to: Peer): Json {
+  return { type: "m.room.encrypted", sender: from.userId, content: { algorithm: "m.olm.v1.curve25519-aes-sha2", sender_key: from.curve25519, ciphertext: { [to.curve25519]: { type: 1, body: "AwogAAAA" } } } };
+}

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { KeyServer, Peer, ownDevicesWithHistory, roomState } from "./helpers.js";
+import { Peer, ownDevicesWithHistory, pairInRoom, wedgedOlmEvent } from "./helpers.js";
 import type { RoomDecryptResult } from "../../src/protocol/api.js";
 
 const ROOM = "!room:example.org";
@@ -88,17 +88,10 @@ describe("engine: key requests and forwarding among own devices", () => {
 
 describe("engine: unwedging", () => {
   it("creates a new Olm session and sends m.dummy when an Olm message cannot be decrypted, at most once per hour", async () => {
-    const server = new KeyServer();
-    const alice = await Peer.create(server, "@alice:example.org", "A");
-    const bob = await Peer.create(server, "@bob:example.org", "B");
-    const members = { [alice.userId]: "join", [bob.userId]: "join" };
-    for (const p of [alice, bob]) {
-      await p.sync({ rooms: [roomState(ROOM, members)] });
-      await p.flush();
-    }
+    const { alice, bob } = await pairInRoom(ROOM);
     await alice.encrypt(ROOM, "hi", "$1");
     await bob.sync();
-    const garbage = { type: "m.room.encrypted", sender: alice.userId, content: { algorithm: "m.olm.v1.curve25519-aes-sha2", sender_key: alice.curve25519, ciphertext: { [bob.curve25519]: { type: 1, body: "AwogAAAA" } } } };
+    const garbage = wedgedOlmEvent(alice, bob);
     const r = await bob.sync({ toDevice: [garbage] });
     assert.equal(r.toDeviceFailures[0]!.code, "olm_no_session");
     const claim = (await bob.engine.outgoingRequests()).filter((x) => x.kind === "keys_claim");
@@ -110,7 +103,7 @@ describe("engine: unwedging", () => {
     const got = await alice.sync();
     assert.deepEqual(got.toDevice.map((t) => t.type), ["m.dummy"]);
     // A second failure within the hour does not unwedge again.
-    await bob.sync({ toDevice: [{ ...garbage, content: { ...garbage.content, ciphertext: { [bob.curve25519]: { type: 1, body: "AwogAAAB" } } } }] });
+    await bob.sync({ toDevice: [{ ...garbage, content: { ...(garbage.content as Record<string, unknown>), ciphertext: { [bob.curve25519]: { type: 1, body: "AwogAAAB" } } } }] });
     assert.equal((await bob.engine.outgoingRequests()).length, 0);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { KeyServer, Peer, roomState } from "./helpers.js";
+import { pairInRoom, type Peer } from "./helpers.js";
 import { InternalError } from "../../src/protocol/errors.js";
 import type { RoomDecryptResult } from "../../src/protocol/api.js";
 
@@ -16,14 +16,8 @@ type Json = Record<string, unknown>;
 
 /** Alice (on a clock the test moves) and Bob in an encrypted room with `encryption`. */
 async function pair(encryption: Json): Promise<{ alice: Peer; bob: Peer; clock: { t: number } }> {
-  const server = new KeyServer();
   const clock = { t: Date.UTC(2026, 0, 1) };
-  const alice = await Peer.create(server, "@alice:example.org", "A", undefined, { now: () => clock.t });
-  const bob = await Peer.create(server, "@bob:example.org", "B");
-  for (const p of [alice, bob]) {
-    await p.sync({ rooms: [roomState(ROOM, { [alice.userId]: "join", [bob.userId]: "join" }, encryption)] });
-    await p.flush();
-  }
+  const { alice, bob } = await pairInRoom(ROOM, { alice: { now: () => clock.t }, encryption });
   return { alice, bob, clock };
 }
 

@@ -4,24 +4,17 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { KeyServer, Peer, roomState } from "./helpers.js";
+import { Peer, pairInRoom, wedgedOlmEvent } from "./helpers.js";
 
 const ROOM = "!restart:example.org";
 
 describe("engine: restart with requests in flight", () => {
   it("a channel repair (unwedging claim) handed out before a restart is done by the new engine: the peer gets the m.dummy", async () => {
-    const server = new KeyServer();
-    const alice = await Peer.create(server, "@alice:example.org", "A");
-    const bob = await Peer.create(server, "@bob:example.org", "B");
-    const members = { [alice.userId]: "join", [bob.userId]: "join" };
-    for (const p of [alice, bob]) {
-      await p.sync({ rooms: [roomState(ROOM, members)] });
-      await p.flush();
-    }
+    const { server, alice, bob } = await pairInRoom(ROOM);
     await alice.encrypt(ROOM, "hi", "$1");
     await bob.sync();
     await alice.sync();
-    const garbage = { type: "m.room.encrypted", sender: alice.userId, content: { algorithm: "m.olm.v1.curve25519-aes-sha2", sender_key: alice.curve25519, ciphertext: { [bob.curve25519]: { type: 1, body: "AwogAAAA" } } } };
+    const garbage = wedgedOlmEvent(alice, bob);
     const r = await bob.sync({ toDevice: [garbage] });
     assert.equal(r.toDeviceFailures[0]!.code, "olm_no_session");
     // The repair's claim is handed out; the engine dies before its answer comes back.
