@@ -46,6 +46,7 @@ import { OutgoingRequestsLoop } from "./send/OutgoingRequestsLoop.js";
 import { RoomSendQueue } from "./send/RoomSendQueue.js";
 import { ClientStateStore, type KeyValueStore } from "./state/ClientStateStore.js";
 import { SyncLoop } from "./sync/SyncLoop.js";
+import { QuietTime } from "../util/QuietTime.js";
 import { SyncProcessor } from "./sync/SyncProcessor.js";
 import { TimelineEmitter } from "./timeline.js";
 
@@ -125,6 +126,7 @@ export class MatrixClient extends EverydayApi {
     const { http, log } = this;
     const encryption = this.encryption;
     const isClosed = (): boolean => this.closed;
+    const syncActivity = new QuietTime();
     const userId = (): string => this._userId!;
     // The worker as components see it: read at call time, so a restarted or replaced host is used.
     const crypto = cryptoAccess(() => this.account !== null && this.host !== null, () => this.crypto);
@@ -178,8 +180,8 @@ export class MatrixClient extends EverydayApi {
     this.keySharing = new KeySharingManager({ crypto, events: this, keyClaims, sender, userId, getDevices: (u) => this.getDevices(u) });
     this.keyFiles = new KeyExportManager(crypto, this, timeline);
     this.crossSigning = new CrossSigningManager({ http, crypto, userId, triggerOutgoing: () => this.outgoing.trigger() });
-    this.keyBackup = new KeyBackupManager({ http, crypto, accountData: new AccountData(http, userId), events: this, timeline, log: childLogger(log, "[backup]"), isClosed });
-    this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId, state: () => this.state });
+    this.keyBackup = new KeyBackupManager({ http, crypto, accountData: new AccountData(http, userId), events: this, timeline, log: childLogger(log, "[backup]"), isClosed, quiet: syncActivity });
+    this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId, state: () => this.state, activity: syncActivity });
     if (opts.autoJoin) new AutoJoiner({ events: this, policy: opts.autoJoin, join: (roomId) => this.roomOps.joinRoom(roomId), log });
     this.syncLoop = new SyncLoop({ http, processor: this.syncProcessor, events: this, log, options: this.opts, keyUploadsAnswered: () => sender.keyUploadsAnswered });
   }
@@ -451,9 +453,9 @@ export class MatrixClient extends EverydayApi {
     return setupRecovery(this.crossSigning, this.keyBackup, this._userId!, definedOnly(opts));
   }
 
-  /** Resolves once every room key known now is in the backup (or the upload failed: see `error`). */
+  /** Upload every room key known now at once (without waiting for a quiet moment between syncs); resolves once they are in the backup (or the upload failed: see `error`). */
   async flushKeyBackup(): Promise<void> {
-    await this.keyBackup.trigger();
+    await this.keyBackup.trigger(true);
   }
 
   // ---------------------------------------------------------------------------------------------

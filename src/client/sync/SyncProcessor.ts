@@ -22,6 +22,7 @@ import type { RoomRegistry } from "../rooms/RoomRegistry.js";
 import type { OutgoingRequestsLoop } from "../send/OutgoingRequestsLoop.js";
 import type { ClientStateStore } from "../state/ClientStateStore.js";
 import type { TimelineEmitter } from "../timeline.js";
+import type { QuietTime } from "../../util/QuietTime.js";
 import { cryptoInputJson, decryptPayload, prepareSync, syncEvents, type SyncWork } from "./syncResponse.js";
 
 /** Most events fetched to fill one room's timeline gap; beyond, `room.timelineGap` is emitted. */
@@ -62,6 +63,8 @@ export interface SyncProcessorDeps {
   userId: () => string | null;
   /** The client's state store (sync token, joined rooms), once logged in. */
   state: () => ClientStateStore | null;
+  /** Marked busy while a sync is processed (background work waits for quiet moments). */
+  activity?: QuietTime;
 }
 
 /** One sync at a time, in order. @internal */
@@ -105,16 +108,21 @@ export class SyncProcessor {
   async process(res: unknown, onIngested?: (nextBatch: string) => void, prepared?: SyncWork, uploadsBefore?: number): Promise<void> {
     const work = prepared !== undefined && prepared.res === res ? prepared : this.prepare(res);
     const done: Attempts = { emitted: new Set(), crypto: null, keySharingDone: false, ingested: false, timelines: null };
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.processOnce(work, done, onIngested, uploadsBefore);
-        return;
-      } catch (err) {
-        // The worker restarted after this sync's crypto state was staged: nothing of the sync was
-        // committed with its token, so the same response is processed again.
-        if (!(err instanceof SyncBatchUnknownError) || attempt >= MAX_SYNC_ATTEMPTS) throw err;
-        this.deps.log.warn(`the crypto worker lost the state of sync ${work.nextBatch} (it restarted); processing the sync again`);
+    this.deps.activity?.begin();
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.processOnce(work, done, onIngested, uploadsBefore);
+          return;
+        } catch (err) {
+          // The worker restarted after this sync's crypto state was staged: nothing of the sync was
+          // committed with its token, so the same response is processed again.
+          if (!(err instanceof SyncBatchUnknownError) || attempt >= MAX_SYNC_ATTEMPTS) throw err;
+          this.deps.log.warn(`the crypto worker lost the state of sync ${work.nextBatch} (it restarted); processing the sync again`);
+        }
       }
+    } finally {
+      this.deps.activity?.end();
     }
   }
 
