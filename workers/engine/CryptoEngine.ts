@@ -34,6 +34,7 @@ import type {
 } from "../../src/protocol/api.js";
 import { InvalidArgumentError, SyncBatchUnknownError } from "../../src/protocol/errors.js";
 import type { CryptoStore } from "../../src/protocol/store.js";
+import type { PoolSession } from "../../src/protocol/pool.js";
 import type { Logger } from "../../src/pure/logger.js";
 import { AccountKeys } from "./account/AccountKeys.js";
 import { KeyBackup } from "./backup/KeyBackup.js";
@@ -308,6 +309,20 @@ export class CryptoEngine {
       out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true, budget) });
     }
     return out;
+  }
+
+  /** See `CryptoWorkerApi.decryptSyncTimelinesPooled`. */
+  decryptSyncTimelinesPooled(rooms: { roomId: string; events: unknown[] }[]): { rooms: RoomResults[]; sessions: PoolSession[] } {
+    this.ctx.me();
+    const tx = this.syncBatch().tx;
+    const out: RoomResults[] = [];
+    const budget = { left: null };
+    const exported = new Map<string, PoolSession>();
+    for (const r of Array.isArray(rooms) ? rooms : []) {
+      if (!isObj(r) || !isStr(r.roomId) || !Array.isArray(r.events)) continue;
+      out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true, budget, exported) });
+    }
+    return { rooms: out, sessions: [...exported.values()] };
   }
 
   /**

@@ -23,7 +23,8 @@ import type { OutgoingRequestsLoop } from "../send/OutgoingRequestsLoop.js";
 import type { ClientStateStore } from "../state/ClientStateStore.js";
 import type { TimelineEmitter } from "../timeline.js";
 import type { QuietTime } from "../../util/QuietTime.js";
-import { cryptoInputJson, decryptPayload, prepareSync, syncEvents, type SyncWork } from "./syncResponse.js";
+import type { DecryptPool } from "./DecryptPool.js";
+import { cryptoInputJson, decryptPayload, prepareSync, syncEvents, type DecryptPayload, type SyncWork } from "./syncResponse.js";
 
 /** Most events fetched to fill one room's timeline gap; beyond, `room.timelineGap` is emitted. */
 const MAX_GAP_EVENTS = 1000;
@@ -65,6 +66,8 @@ export interface SyncProcessorDeps {
   state: () => ClientStateStore | null;
   /** Marked busy while a sync is processed (background work waits for quiet moments). */
   activity?: QuietTime;
+  /** The decrypt pool, when there is one (`decryptWorkers` ≥ 2). */
+  pool?: () => DecryptPool | null;
 }
 
 /** One sync at a time, in order. @internal */
@@ -143,7 +146,7 @@ export class SyncProcessor {
       const keyCountsStale = uploadsBefore !== undefined && this.deps.keyUploadsAnswered() !== uploadsBefore;
       const changes = crypto.api.receiveSyncChanges(work.cryptoInputJson ?? cryptoInputJson(work, this.deps.log), keyCountsStale ? { keyCountsStale } : undefined);
       if (work.decrypt !== null) {
-        early = crypto.api.decryptSyncTimelines(work.decrypt);
+        early = this.decryptTimelines(work.decrypt);
         early.catch(() => undefined); // awaited below; if the crypto changes fail, nobody does
       }
       cryptoResult = await changes;
@@ -189,7 +192,7 @@ export class SyncProcessor {
     const decrypted = new Map<string, RoomDecryptResult>();
     if (crypto.ready) {
       const payload = early ? null : decryptPayload(timelines);
-      const out = early ?? (payload !== null ? crypto.api.decryptSyncTimelines(payload) : null);
+      const out = early ?? (payload !== null ? this.decryptTimelines(payload) : null);
       if (out) for (const o of await out) for (const r of o.results) decrypted.set(`${o.roomId}\u0000${r.eventId}`, r);
     }
     // Emitted once per response, unless an earlier attempt could not decrypt what this one did.
@@ -226,6 +229,13 @@ export class SyncProcessor {
     this.token = nextBatch;
     events.emit("sync", { nextBatch, events: emitted });
     void this.deps.outgoing.trigger();
+  }
+
+  /** One sync's encrypted timeline events through the crypto worker, with the decrypt pool's help when there is one. */
+  private decryptTimelines(payload: DecryptPayload): Promise<{ roomId: string; results: RoomDecryptResult[] }[]> {
+    const { crypto } = this.deps;
+    const pool = this.deps.pool?.();
+    return pool ? pool.decryptSync(payload, (rooms) => crypto.api.decryptSyncTimelinesPooled(rooms)) : crypto.api.decryptSyncTimelines(payload);
   }
 
   /** Events between `from` (a limited timeline's prev_batch) and our last sync token, oldest first. */
