@@ -122,6 +122,15 @@ export interface OutboundGroupSessionRecord {
   rotationPeriodMs: number;
   rotationPeriodMsgs: number;
   sharedWith: SharedWithEntry[];
+  /**
+   * Set while an engine holds the session's ratchet in memory ahead of `pickle` (an opaque mark
+   * of that engine's lifetime, written before its first encryption with the session); absent once
+   * that engine closed cleanly and wrote the current `pickle`. An engine that reads a record marked
+   * by another lifetime (one that crashed) discards the session instead of reusing message
+   * indices. A store must keep it like any other field (absent when left out); an engine whose
+   * store drops it writes the ratchet at every encryption instead.
+   */
+  inUseBy?: string;
 }
 
 /** A device of some user, as learnt from `/keys/query`, with the local trust flags. */

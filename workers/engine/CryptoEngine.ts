@@ -140,7 +140,9 @@ export class CryptoEngine {
     if (!isStr(userId) || !userId.startsWith("@") || !isStr(deviceId) || deviceId === "") {
       throw new InvalidArgumentError("loadAccount needs a full user ID and a device ID");
     }
+    await this.flushRatchets();
     this.release();
+    this.outbound.reset();
     const rec = await this.ctx.store.useAccount(userId, deviceId);
     this.devices.load(rec !== null);
     this.rooms.reset();
@@ -163,9 +165,35 @@ export class CryptoEngine {
     await this.ctx.store.deleteAccount(userId, deviceId);
   }
 
-  /** Free libolm objects and forget in-memory state. */
+  /**
+   * Close cleanly: write the outbound sessions' ratchets (advanced in memory since their in-use
+   * mark) with their marks cleared, so the next engine keeps using them, then {@link release}.
+   * An engine that never gets here (crash, kill) leaves the marks: the next one discards those
+   * sessions and shares new ones, never reusing a message index.
+   */
+  async close(): Promise<void> {
+    await this.flushRatchets();
+    this.release();
+  }
+
+  /** One transaction with the current ratchet of every outbound session in use (none: no write). */
+  private async flushRatchets(): Promise<void> {
+    if (!this.ctx.hasAccount) return;
+    const tx = this.ctx.newTx();
+    const n = this.outbound.flush(tx);
+    try {
+      await this.ctx.commit(tx);
+      if (n) this.ctx.log.debug(`outbound ratchets of ${n} room(s) written at close`);
+    } catch (e) {
+      // Their marks stay: the next engine discards those sessions (a new share, never a reused index).
+      this.ctx.log.warn(`could not write the outbound ratchets at close: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  /** Free libolm objects and forget in-memory state (outbound ratchets are not written: see {@link close}). */
   release(): void {
     this.batch = null;
+    this.outbound.release();
     this.inbound.release();
     this.backup.release();
     this.identities.invalidate();
