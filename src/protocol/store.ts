@@ -233,7 +233,9 @@ export interface StoreChanges {
  * - **Reads see every batch `saveChanges` applied**, from the moment it returned (or resolved),
  *   also after close and reopen for a persistent store. The engine keeps no copy of store state
  *   across calls beyond what these docs name, so a stale read is a wrong decision (a replayed
- *   message accepted, a session forgotten). A batch that failed is invisible to every read.
+ *   message accepted, a session forgotten). A batch that failed is invisible to every read. (One
+ *   such copy: the ratchet of an outbound session marked with
+ *   {@link OutboundGroupSessionRecord.inUseBy} is ahead of its stored `pickle` until a clean close.)
  * - **Account-scoped reads** (every read below {@link CryptoStore.deleteAccount}) apply to the
  *   account selected by the last {@link CryptoStore.useAccount}; before any `useAccount` they
  *   throw `StoreError`; while the selected account does not exist yet they return empty results
