@@ -11,6 +11,12 @@
  * runs them one at a time. Per room, the caller runs prepareRoomKeyShare → shareRoomKey →
  * encryptRoomEvent under the room's lock; keys/claim is single flight.
  *
+ * Sends and I/O: an encryption with a session already marked in use commits nothing (its ratchet
+ * moves in memory, megolm/OutboundRatchets), so it holds no other room behind an fsync. Calls
+ * still run one at a time: the built-in stores commit synchronously on this thread, and a no-write
+ * encryption overtaking a pending asynchronous commit (a custom store) would read a store the
+ * contract leaves undefined until `saveChanges` resolves.
+ *
  * Components (one job each, listed in the README's architecture section) are built below in
  * dependency order; trust/senderTrust alone decides event labels.
  */
@@ -140,7 +146,7 @@ export class CryptoEngine {
     if (!isStr(userId) || !userId.startsWith("@") || !isStr(deviceId) || deviceId === "") {
       throw new InvalidArgumentError("loadAccount needs a full user ID and a device ID");
     }
-    await this.flushRatchets();
+    await this.outbound.writeRatchets();
     this.release();
     this.outbound.reset();
     const rec = await this.ctx.store.useAccount(userId, deviceId);
@@ -172,22 +178,8 @@ export class CryptoEngine {
    * sessions and shares new ones, never reusing a message index.
    */
   async close(): Promise<void> {
-    await this.flushRatchets();
+    await this.outbound.writeRatchets();
     this.release();
-  }
-
-  /** One transaction with the current ratchet of every outbound session in use (none: no write). */
-  private async flushRatchets(): Promise<void> {
-    if (!this.ctx.hasAccount) return;
-    const tx = this.ctx.newTx();
-    const n = this.outbound.flush(tx);
-    try {
-      await this.ctx.commit(tx);
-      if (n) this.ctx.log.debug(`outbound ratchets of ${n} room(s) written at close`);
-    } catch (e) {
-      // Their marks stay: the next engine discards those sessions (a new share, never a reused index).
-      this.ctx.log.warn(`could not write the outbound ratchets at close: ${e instanceof Error ? e.message : String(e)}`);
-    }
   }
 
   /** Free libolm objects and forget in-memory state (outbound ratchets are not written: see {@link close}). */

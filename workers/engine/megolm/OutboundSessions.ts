@@ -60,9 +60,21 @@ export class OutboundSessions {
     this.ratchets.release();
   }
 
-  /** Clean close: stage the current ratchet of every session in use, unmarked, in `tx`. */
-  flush(tx: Transaction): number {
-    return this.ratchets.flush(tx);
+  /**
+   * Clean close (or account switch): commit the current ratchet of every session in use, unmarked,
+   * in one transaction (none in use: no write). On failure the marks stay, and the next engine
+   * discards those sessions: a new share, never a reused index.
+   */
+  async writeRatchets(): Promise<void> {
+    if (!this.ctx.hasAccount) return;
+    const tx = this.ctx.newTx();
+    const n = this.ratchets.flush(tx);
+    try {
+      await this.ctx.commit(tx);
+      if (n) this.ctx.log.debug(`outbound ratchets of ${n} room(s) written`);
+    } catch (e) {
+      this.ctx.log.warn(`could not write the outbound ratchets: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   /**
