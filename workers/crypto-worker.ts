@@ -150,7 +150,7 @@ async function main(): Promise<void> {
       run(async () => {
         if (closed) return;
         closed = true;
-        engine.release();
+        await engine.close();
         await store.close();
       }),
   } satisfies WorkerFacade);

@@ -11,6 +11,12 @@
  * runs them one at a time. Per room, the caller runs prepareRoomKeyShare → shareRoomKey →
  * encryptRoomEvent under the room's lock; keys/claim is single flight.
  *
+ * Sends and I/O: an encryption with a session already marked in use commits nothing (its ratchet
+ * moves in memory, megolm/OutboundRatchets), so it holds no other room behind an fsync. Calls
+ * still run one at a time: the built-in stores commit synchronously on this thread, and a no-write
+ * encryption overtaking a pending asynchronous commit (a custom store) would read a store the
+ * contract leaves undefined until `saveChanges` resolves.
+ *
  * Components (one job each, listed in the README's architecture section) are built below in
  * dependency order; trust/senderTrust alone decides event labels.
  */
@@ -141,7 +147,9 @@ export class CryptoEngine {
     if (!isStr(userId) || !userId.startsWith("@") || !isStr(deviceId) || deviceId === "") {
       throw new InvalidArgumentError("loadAccount needs a full user ID and a device ID");
     }
+    await this.outbound.writeRatchets();
     this.release();
+    this.outbound.reset();
     const rec = await this.ctx.store.useAccount(userId, deviceId);
     this.devices.load(rec !== null);
     this.rooms.reset();
@@ -164,9 +172,21 @@ export class CryptoEngine {
     await this.ctx.store.deleteAccount(userId, deviceId);
   }
 
-  /** Free libolm objects and forget in-memory state. */
+  /**
+   * Close cleanly: write the outbound sessions' ratchets (advanced in memory since their in-use
+   * mark) with their marks cleared, so the next engine keeps using them, then {@link release}.
+   * An engine that never gets here (crash, kill) leaves the marks: the next one discards those
+   * sessions and shares new ones, never reusing a message index.
+   */
+  async close(): Promise<void> {
+    await this.outbound.writeRatchets();
+    this.release();
+  }
+
+  /** Free libolm objects and forget in-memory state (outbound ratchets are not written: see {@link close}). */
   release(): void {
     this.batch = null;
+    this.outbound.release();
     this.inbound.release();
     this.backup.release();
     this.identities.invalidate();
