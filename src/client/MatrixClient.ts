@@ -259,6 +259,11 @@ export class MatrixClient extends EverydayApi {
     return this.host;
   }
 
+  /** @internal the decrypt pool, if any (tests, bench). */
+  get decryptPoolForTesting(): DecryptPool | null {
+    return this.pool;
+  }
+
   private async initCrypto(userId: string, deviceId: string): Promise<void> {
     const host = await this.ensureWorker();
     this.account = await host.api.loadAccount(userId, deviceId);

@@ -62,6 +62,8 @@ export function shardOf(roomId: string, size: number): number {
 export class DecryptPool {
   private readonly slots: Slot[];
   private closed = false;
+  /** Events deciphered by the pool, and those left to the crypto worker, since the start. */
+  readonly stats = { deciphered: 0, toCryptoWorker: 0 };
   /** Holds the pickle key: out of reach of `util.inspect` and `JSON.stringify`. */
   readonly #options: DecryptWorkerOptions;
 
@@ -104,8 +106,23 @@ export class DecryptPool {
     );
     const withPre: DecryptPayload = payload.map((r, i) => {
       const d = deciphered[i];
-      if (!d) return r;
-      return { roomId: r.roomId, events: r.events.map((ev, k): EncryptedEventInput => (d[k] ? { ...ev, pre: { messageIndex: d[k]!.messageIndex, type: d[k]!.type } } : ev)) };
+      if (!d) {
+        this.stats.toCryptoWorker += r.events.length;
+        return r;
+      }
+      return {
+        roomId: r.roomId,
+        events: r.events.map((ev, k): EncryptedEventInput => {
+          const got = d[k];
+          if (!got) {
+            this.stats.toCryptoWorker++;
+            return ev;
+          }
+          this.stats.deciphered++;
+          // The crypto worker needs no ciphertext for it: the clone stays small.
+          return { ...ev, content: ev.content && { ...ev.content, ciphertext: "" }, pre: { messageIndex: got.messageIndex, type: got.type } };
+        }),
+      };
     });
     const { rooms, sessions } = await crypto(withPre);
     this.handOut(sessions);
@@ -220,6 +237,11 @@ export class DecryptPool {
         },
       );
     });
+  }
+
+  /** Each worker's event-loop utilisation since it started (null: not running). */
+  utilisation(): (number | null)[] {
+    return this.slots.map((s) => (s.running ? s.running.worker.performance.eventLoopUtilization().utilization : null));
   }
 
   /** Kill one worker abruptly (tests of crash handling). */
