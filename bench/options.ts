@@ -68,7 +68,7 @@ export function parseArgs(argv: string[]): Options {
   return {
     quick,
     runs,
-    secondaryRuns: Math.min(runs, num("--secondary-runs", quick ? 1 : 2)),
+    secondaryRuns: Math.min(runs, num("--secondary-runs", 1)),
     rooms: num("--rooms", quick ? 5 : 10),
     senders: num("--senders", 5),
     messages: num("--messages", quick ? 120 : 200),

@@ -256,7 +256,7 @@ export function buildReport(r: BenchResults): Report {
   }
 
   const breakdown: Record<string, Json> = {};
-  for (const p of payloads) {
+  for (const p of [...payloads, ...Object.keys(r.scaleManifests ?? {})]) {
     const b = breakdownFor(r.profiles, p);
     if (b) breakdown[p] = b;
   }

@@ -3,6 +3,7 @@ import type { Json, Summary } from "./common.js";
 import { cell, fmt, label, table } from "./format.js";
 import type { LoopSummary, Report } from "./report.js";
 import { renderSend } from "./sendReport.js";
+import { workloadLabel } from "./headline.js";
 
 /** The headline: paired ratios per workload and mode. */
 function renderPaired(rep: Report): string[] {
@@ -147,7 +148,8 @@ export function renderTable(rep: Report): string {
       const per = b.perEventUs as Record<string, number>;
       const brow = Object.entries(per).map(([k, v]) => [k, fmt(v, 1)]);
       brow.push(["total (main-thread engine run)", fmt(Number(b.totalUs), 1)]);
-      out.push(`  ${label(p)}:`);
+      const scale = rep.workloads.scale[p];
+      out.push(`  ${scale ? workloadLabel(scale) : label(p)}:`);
       out.push(
         table(["component", "µs/ev"], brow)
           .split("\n")

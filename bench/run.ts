@@ -252,6 +252,13 @@ async function main(): Promise<void> {
         if (r) profiles[`${mode}:${p}`] = { eps: r.eps, workerElu: r.workerElu, decrypted: r.decrypted, ...(r.profile ?? {}), fixture: r.fixture };
       }
     }
+    // Where 1,000 rooms spend it (full run: the first many-room workload, both modes).
+    for (const [key, m] of opts.quick ? [] : Object.entries(scaleManifests).slice(0, 1)) {
+      for (const mode of ["sdk", "main"] as const) {
+        const r = await measure<ClientResult>(work, { mode, manifestDir: m.dir, profile: true });
+        if (r) profiles[`${mode}:${key}`] = { eps: r.eps, workerElu: r.workerElu, decrypted: r.decrypted, ...(r.profile ?? {}), fixture: r.fixture };
+      }
+    }
     if (opts.sweep && !opts.quick) {
       // Where big rooms spend it: the same engine, instrumented, with the big-rooms state.
       const r = await measure<ClientResult>(work, { mode: "main", manifestDir: manifests["200"]!.dir, profile: true, extraMembersPerRoom: opts.sweep.extraMembers });
