@@ -228,7 +228,7 @@ interface Profile {
   /** Per sync: span of the decryptSyncTimelines call (dispatch → answer). */
   decryptSpanMs: number[];
   /** Main mode: execution time of each engine call, and of the JSON.parse of its arguments. */
-  exec?: Record<string, { n: number; ms: number }>;
+  exec?: Record<string, { n: number; ms: number; firstMs?: number }>;
   parse?: Record<string, { n: number; ms: number }>;
   /** Main mode: libolm and store time, keyed "<engine call>:<what>". */
   engine?: Record<string, { n: number; ms: number }>;
@@ -467,9 +467,9 @@ async function waitForBackup(client: MatrixClient, call: (cmd: string, want: Fix
 
 function profileSummary(prof: Profile, decrypted: number, windowMs: number, manifestDir: string): Json {
   const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0);
-  const table = (t: Record<string, { n: number; ms: number }>): Json => {
+  const table = (t: Record<string, { n: number; ms: number; firstMs?: number }>): Json => {
     const o: Json = {};
-    for (const [k, v] of Object.entries(t)) o[k] = { n: v.n, totalMs: v.ms, usPerDecryptedEvent: (v.ms * 1000) / decrypted };
+    for (const [k, v] of Object.entries(t)) o[k] = { n: v.n, totalMs: v.ms, usPerDecryptedEvent: (v.ms * 1000) / decrypted, ...(v.firstMs !== undefined ? { firstMs: v.firstMs } : {}) };
     return o;
   };
   // Offline: what JSON.parse of the sync bodies costs the main thread (the HTTP layer does it).
