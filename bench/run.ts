@@ -180,7 +180,9 @@ async function main(): Promise<void> {
     for (const p of opts.payloads) {
       const key = String(p);
       const dir = manifests[key]!.dir;
-      const modes = ["raw", "sdk", "main"];
+      // The raw mode in its own process is secondary now (the headline pairs raw in-process);
+      // --quick runs it with the other secondary experiments only.
+      const modes = opts.quick && !secondary ? ["sdk", "main"] : ["raw", "sdk", "main"];
       const order = modes.map((_, k) => modes[(k + run - 1) % modes.length]!);
       for (const mode of order) {
         if (mode === "raw") {
