@@ -131,7 +131,7 @@ export function headline(r: HeadlineInput): { rows: PairedRow[]; backup: BackupS
 
 /**
  * Issue 17's targets (paired ratios, event-loop p99 of the 10-room sdk runs, sends) and the
- * backup check, from the headline. `loopRows` are the sdk rows whose p99 is held to 5 ms.
+ * backup check, from the headline; the event-loop p99 is held to 5 ms for the 10-room sdk rows.
  */
 export function headlineTargets(rows: PairedRow[], backup: BackupSummary | null, send: SendReport | null): Target[] {
   const out: Target[] = [];

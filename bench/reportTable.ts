@@ -21,11 +21,12 @@ function renderPaired(rep: Report): string[] {
     cell(x.paired.raw),
     cell(x.paired.rawDrift, 2),
     cell(x.paired.ratio, 2),
+    x.paired.ratio.runs.map((v) => fmt(v, 2)).join(" "),
     x.target === null ? "" : `≥ ${x.target.toFixed(2)} ${x.paired.ratio.median >= x.target ? "PASS" : "FAIL"}`,
     cell(x.loopP99, 2),
     Number.isFinite(x.workerBusy.median) ? fmt(x.workerBusy.median * 100, 0) + " %" : "—",
   ]);
-  out.push(table(["workload", "mode", "events", "sessions", "client ev/s", "raw ev/s (same process)", "raw after/before", "paired ratio", "target", "loop p99 ms", "worker busy"], rows));
+  out.push(table(["workload", "mode", "events", "sessions", "client ev/s", "raw ev/s (same process)", "raw after/before", "paired ratio", "each run", "target", "loop p99 ms", "worker busy"], rows));
   out.push("");
   return out;
 }
