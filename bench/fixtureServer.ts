@@ -4,8 +4,9 @@
  * pre-serialised sync responses do not count in its memory).
  *
  * Serves /login, /account/whoami, /keys/upload (records the receiver's keys), /keys/query (the
- * senders' signed device keys), /keys/claim, /sendToDevice, and /sync: the workload's batches in
- * order, the first one carrying the room state and the Olm-encrypted room keys (built on the
+ * senders' signed device keys), /keys/claim, /sendToDevice, server-side key backup
+ * (/room_keys/version: 404 until a version is created, then version "1" with its count and etag;
+ * PUT /room_keys/keys counts the sessions received), and /sync: the workload's batches in order, the first one carrying the room state and the Olm-encrypted room keys (built on the
  * parent's "prepare" message, once the receiver has uploaded its one-time keys). Past the last
  * batch, /sync long-polls like a real server.
  *
@@ -33,8 +34,18 @@ export interface FixtureConfig {
 export type FixtureMessage =
   | { type: "ready"; port: number }
   | { type: "prepared"; toDevice: number; usedOneTimeKeys: number; ms: number }
-  | { type: "stats"; requests: Record<string, number>; syncBytes: number; syncServed: number }
+  | { type: "stats"; requests: Record<string, number>; syncBytes: number; syncServed: number; backup: BackupStats }
   | { type: "error"; message: string };
+
+/** What the fixture's key backup received. */
+export interface BackupStats {
+  /** The version created (`POST /room_keys/version`), null before. */
+  version: string | null;
+  /** Distinct (room, session) pairs uploaded to it. */
+  sessions: number;
+  /** `PUT /room_keys/keys` requests answered. */
+  puts: number;
+}
 
 const cfg = JSON.parse(process.argv[2] ?? "{}") as FixtureConfig;
 const manifest = JSON.parse(readFileSync(join(cfg.manifestDir, "manifest.json"), "utf8")) as Manifest;
@@ -53,6 +64,11 @@ let toDeviceEvents: Json[] = [];
 const requests: Record<string, number> = {};
 let syncBytes = 0;
 let syncServed = 0;
+/** Key backup: the version's POST body, and the sessions uploaded to it. */
+let backupVersion: Json | null = null;
+const backedUp = new Set<string>();
+let backupPuts = 0;
+const backupStats = (): BackupStats => ({ version: backupVersion ? "1" : null, sessions: backedUp.size, puts: backupPuts });
 
 function syncBody(k: number): string {
   const batch = batches[k]!;
@@ -120,7 +136,7 @@ const server = createServer((req, res) => {
 async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? "/", "http://127.0.0.1");
   const path = url.pathname.replace(/^\/_matrix\/client\/(v3|r0)/, "");
-  const route = path.startsWith("/sendToDevice/") ? "/sendToDevice" : path;
+  const route = path.startsWith("/sendToDevice/") ? "/sendToDevice" : path.startsWith("/room_keys/keys") ? "/room_keys/keys" : path;
   requests[route] = (requests[route] ?? 0) + 1;
   const body = req.method === "GET" ? {} : await readBody(req);
   switch (route) {
@@ -155,6 +171,23 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
       return json(res, 200, { one_time_keys: {}, failures: {} });
     case "/sendToDevice":
       return json(res, 200, {});
+    case "/room_keys/version": {
+      if (req.method === "POST") {
+        backupVersion = body;
+        return json(res, 200, { version: "1" });
+      }
+      if (!backupVersion) return json(res, 404, { errcode: "M_NOT_FOUND", error: "No current backup version" });
+      return json(res, 200, { ...backupVersion, version: "1", count: backedUp.size, etag: String(backedUp.size) });
+    }
+    case "/room_keys/keys": {
+      if (req.method !== "PUT") return json(res, 404, { errcode: "M_UNRECOGNIZED", error: `bench fixture does not serve ${req.method} ${path}` });
+      if (!backupVersion || url.searchParams.get("version") !== "1") return json(res, 403, { errcode: "M_WRONG_ROOM_KEYS_VERSION", error: "Wrong backup version.", current_version: backupVersion ? "1" : null });
+      for (const [roomId, room] of Object.entries((body.rooms as Record<string, Json> | undefined) ?? {})) {
+        for (const sessionId of Object.keys((room.sessions as Json | undefined) ?? {})) backedUp.add(`${roomId}|${sessionId}`);
+      }
+      backupPuts++;
+      return json(res, 200, { count: backedUp.size, etag: String(backedUp.size) });
+    }
     case "/sync": {
       const since = url.searchParams.get("since");
       const k = indexForSince(since);
@@ -206,7 +239,7 @@ process.on("message", (m: { cmd: string }) => {
       send({ type: "prepared", toDevice: built.events.length, usedOneTimeKeys: built.usedOneTimeKeys, ms: performance.now() - t0 });
     })().catch((err: unknown) => send({ type: "error", message: String(err) }));
   } else if (m.cmd === "stats") {
-    send({ type: "stats", requests, syncBytes, syncServed });
+    send({ type: "stats", requests, syncBytes, syncServed, backup: backupStats() });
   } else if (m.cmd === "exit") {
     for (const r of held) r.destroy();
     server.close();

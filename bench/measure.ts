@@ -23,11 +23,12 @@ import Olm from "@matrix-org/olm";
 import { MatrixClient } from "../src/client/MatrixClient.js";
 import type { RoomEvent, UndecryptableEvent } from "../src/client/events.js";
 import type { CryptoStore } from "../src/protocol/store.js";
-import { BENCH_PICKLE_KEY, DIST_BENCH, RECEIVER_DEVICE, RECEIVER_PASSWORD, RECEIVER_USER, initOlm, sleep, type Batch, type Json, type Manifest } from "./common.js";
+import { BENCH_PICKLE_KEY, DIST_BENCH, RECEIVER_DEVICE, RECEIVER_PASSWORD, RECEIVER_USER, sleep, type Json, type Manifest } from "./common.js";
 import type { FixtureConfig, FixtureMessage } from "./fixtureServer.js";
 import { InProcessHost } from "./inProcessHost.js";
 import { LoopMonitor, type LoopStats } from "./loopMonitor.js";
 import type { TunedStoreOptions } from "./tunedStore.js";
+import { loadRawWork, rawPass, type RawWork } from "./rawLoop.js";
 
 /** What-if store flags (bench/tunedStore.ts). */
 export type TunedFlags = Omit<TunedStoreOptions, "path">;
@@ -35,7 +36,19 @@ export type TunedFlags = Omit<TunedStoreOptions, "path">;
 export type MeasureConfig =
   | { mode: "raw"; manifestDir: string; out: string }
   | { mode: "idle"; seconds: number; out: string }
-  | { mode: "sdk" | "main"; manifestDir: string; out: string; profile?: boolean; memory?: boolean; tuned?: TunedFlags; extraMembersPerRoom?: number }
+  | {
+      mode: "sdk" | "main";
+      manifestDir: string;
+      out: string;
+      profile?: boolean;
+      memory?: boolean;
+      tuned?: TunedFlags;
+      extraMembersPerRoom?: number;
+      /** Time raw libolm over the same events in this process right before and right after the client run. */
+      pairedRaw?: boolean;
+      /** `enableKeyBackup()` after login, before the first sync; after the last event, wait for the upload to finish. */
+      backup?: boolean;
+    }
   | { mode: "cold-sdk" | "cold-main"; coldDir: string; out: string };
 
 export interface RawResult {
@@ -81,6 +94,22 @@ export interface ClientResult {
   memory?: MemoryFigures;
   profile?: Json;
   fixture?: Json;
+  /** Raw libolm decrypts/s over the same events in this process, right before and right after the client run (`pairedRaw`). */
+  pairedRaw?: { before: number; after: number };
+  /** Key backup mode: when the upload was done, and what the fixture received. */
+  backup?: BackupFigures;
+}
+
+/** The key backup mode's figures. */
+export interface BackupFigures {
+  /** ms `enableKeyBackup()` took (version created on the fixture). */
+  enableMs: number;
+  /** ms from the last event to `flushKeyBackup()` resolving with every session uploaded (NaN: never). */
+  doneAfterLastEventMs: number;
+  /** Distinct sessions the fixture received, and how many the workload shares. */
+  uploadedSessions: number;
+  expectedSessions: number;
+  puts: number;
 }
 
 export interface IdleResult {
@@ -138,76 +167,17 @@ function readManifest(dir: string): Manifest {
   return JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")) as Manifest;
 }
 
-function readBatches(dir: string): Batch[] {
-  return readFileSync(join(dir, "batches.jsonl"), "utf8")
-    .split("\n")
-    .filter((l) => l.length)
-    .map((l) => JSON.parse(l) as Batch);
-}
-
 // -------------------------------------------------------------------------------------------------
 // raw
 
 async function runRaw(cfg: Extract<MeasureConfig, { mode: "raw" }>): Promise<RawResult> {
-  await initOlm();
-  const manifest = readManifest(cfg.manifestDir);
-  // Same order the client decrypts in: batch by batch, room by room.
-  const work: [string, string][] = [];
-  for (const b of readBatches(cfg.manifestDir)) {
-    for (const events of Object.values(b)) {
-      for (const ev of events) {
-        const c = ev.content as Json;
-        work.push([c.session_id as string, c.ciphertext as string]);
-      }
-    }
-  }
-  const makeSessions = (): Map<string, Olm.InboundGroupSession> => {
-    const m = new Map<string, Olm.InboundGroupSession>();
-    for (const s of manifest.sessions) {
-      if (s.lost) continue;
-      const ig = new Olm.InboundGroupSession();
-      ig.create(s.sessionKey);
-      m.set(s.sessionId, ig);
-    }
-    return m;
-  };
-  const free = (m: Map<string, Olm.InboundGroupSession>): void => {
-    for (const s of m.values()) s.free();
-  };
-  // Warm-up (untimed): let V8 tier the libolm wasm up, as the sdk's first sync does for the worker.
-  let sessions = makeSessions();
-  for (const [sid, ct] of work.slice(0, 1000)) sessions.get(sid)?.decrypt(ct);
-  free(sessions);
+  const work = loadRawWork(cfg.manifestDir);
   const mon = new LoopMonitor();
   mon.start();
-  // decrypt only
-  sessions = makeSessions();
-  let n = 0;
-  let t0 = performance.now();
-  for (const [sid, ct] of work) {
-    const s = sessions.get(sid);
-    if (!s) continue;
-    s.decrypt(ct);
-    n++;
-  }
-  const decryptSeconds = (performance.now() - t0) / 1000;
-  free(sessions);
-  // decrypt + JSON.parse of the plaintext, fresh sessions (a decrypted session's ratchet has moved on)
-  sessions = makeSessions();
-  let sink = 0;
-  t0 = performance.now();
-  for (const [sid, ct] of work) {
-    const s = sessions.get(sid);
-    if (!s) continue;
-    const r = s.decrypt(ct);
-    const p = JSON.parse(r.plaintext) as { type: string };
-    sink += p.type.length;
-  }
-  const decryptParseSeconds = (performance.now() - t0) / 1000;
-  free(sessions);
+  const plain = await rawPass(work);
+  const parsed = await rawPass(work, { parse: true, warmup: 0 });
   const loop = mon.stop();
-  if (sink < 0) console.log(sink);
-  return { mode: "raw", events: n, decryptSeconds, decryptEps: n / decryptSeconds, decryptParseSeconds, decryptParseEps: n / decryptParseSeconds, loop };
+  return { mode: "raw", events: plain.events, decryptSeconds: plain.seconds, decryptEps: plain.eps, decryptParseSeconds: parsed.seconds, decryptParseEps: parsed.eps, loop };
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -258,7 +228,7 @@ interface Profile {
   /** Per sync: span of the decryptSyncTimelines call (dispatch → answer). */
   decryptSpanMs: number[];
   /** Main mode: execution time of each engine call, and of the JSON.parse of its arguments. */
-  exec?: Record<string, { n: number; ms: number }>;
+  exec?: Record<string, { n: number; ms: number; firstMs?: number }>;
   parse?: Record<string, { n: number; ms: number }>;
   /** Main mode: libolm and store time, keyed "<engine call>:<what>". */
   engine?: Record<string, { n: number; ms: number }>;
@@ -361,15 +331,29 @@ function installEngineProfile(prof: Profile, host: InProcessHost): void {
 
 async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>): Promise<ClientResult> {
   const manifest = readManifest(cfg.manifestDir);
+  const rawWork: RawWork | null = cfg.pairedRaw ? loadRawWork(cfg.manifestDir) : null;
   const dbDir = mkdtempSync(join(tmpdir(), "mxbench-store-"));
   const fx = await startFixture({ manifestDir: cfg.manifestDir, initialSince: null, includeState: true, userId: RECEIVER_USER, ...(cfg.extraMembersPerRoom ? { extraMembersPerRoom: cfg.extraMembersPerRoom } : {}) });
   const rssBefore = process.memoryUsage().rss;
   const client = newClient(fx.port, dbDir, cfg.mode, { tuned: cfg.tuned });
   let prof: Profile | null = null;
+  let result: ClientResult;
   try {
     await client.login(RECEIVER_USER, RECEIVER_PASSWORD, { deviceId: RECEIVER_DEVICE });
     if (cfg.profile) prof = installClientProfile(client, cfg.mode);
+    let enableMs = NaN;
+    if (cfg.backup) {
+      const tb = performance.now();
+      await client.enableKeyBackup();
+      enableMs = performance.now() - tb;
+    }
     const prepared = (await fx.call("prepare", "prepared")) as Extract<FixtureMessage, { type: "prepared" }>;
+    // Raw libolm right before the client run, in this process (the client is logged in and idle).
+    let rawBefore = NaN;
+    if (rawWork) {
+      rawBefore = (await rawPass(rawWork)).eps;
+      (globalThis as unknown as { gc?: () => void }).gc?.();
+    }
 
     let decrypted = 0;
     let undecryptable = 0;
@@ -415,7 +399,7 @@ async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>):
     const workerElu = worker && wElu0 ? worker.performance.eventLoopUtilization(wElu0).utilization : null;
     if (!Number.isFinite(t1)) throw new Error(`timed out: ${decrypted} decrypted + ${undecryptable} undecryptable of ${total}`);
 
-    const result: ClientResult = {
+    result = {
       mode: cfg.mode,
       decrypted,
       undecryptable,
@@ -430,6 +414,8 @@ async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>):
       workerElu,
       prepareToDeviceMs: prepared.ms,
     };
+    if (cfg.backup) result.backup = await waitForBackup(client, fx.call, manifest, t1, enableMs);
+    if (rawWork) result.pairedRaw = { before: rawBefore, after: NaN };
     if (cfg.memory) {
       await sleep(300);
       const m = process.memoryUsage();
@@ -451,19 +437,39 @@ async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>):
       result.fixture = { requests: stats.requests, syncBytes: stats.syncBytes, syncServed: stats.syncServed };
       result.profile = profileSummary(prof, decrypted, result.fullSeconds * 1000, cfg.manifestDir);
     }
-    return result;
   } finally {
     await client.close().catch(() => undefined);
     await stopFixture(fx.child);
     rmSync(dbDir, { recursive: true, force: true });
   }
+  // Raw libolm right after (the client closed, its worker gone), same process.
+  if (rawWork && result.pairedRaw) result.pairedRaw.after = (await rawPass(rawWork)).eps;
+  return result;
+}
+
+/**
+ * Backup mode, after the last event: `flushKeyBackup()` until the fixture holds every session the
+ * workload shares (or 120 s passed), and how long after the last event (`lastEventAt`) that was.
+ */
+async function waitForBackup(client: MatrixClient, call: (cmd: string, want: FixtureMessage["type"]) => Promise<FixtureMessage>, manifest: Manifest, lastEventAt: number, enableMs: number): Promise<BackupFigures> {
+  const expected = manifest.sessions.filter((s) => !s.lost).length;
+  const deadline = performance.now() + 120_000;
+  for (;;) {
+    await client.flushKeyBackup();
+    const st = ((await call("stats", "stats")) as Extract<FixtureMessage, { type: "stats" }>).backup;
+    const now = performance.now();
+    if (st.sessions >= expected || now > deadline) {
+      return { enableMs, doneAfterLastEventMs: st.sessions >= expected ? now - lastEventAt : NaN, uploadedSessions: st.sessions, expectedSessions: expected, puts: st.puts };
+    }
+    await sleep(20);
+  }
 }
 
 function profileSummary(prof: Profile, decrypted: number, windowMs: number, manifestDir: string): Json {
   const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0);
-  const table = (t: Record<string, { n: number; ms: number }>): Json => {
+  const table = (t: Record<string, { n: number; ms: number; firstMs?: number }>): Json => {
     const o: Json = {};
-    for (const [k, v] of Object.entries(t)) o[k] = { n: v.n, totalMs: v.ms, usPerDecryptedEvent: (v.ms * 1000) / decrypted };
+    for (const [k, v] of Object.entries(t)) o[k] = { n: v.n, totalMs: v.ms, usPerDecryptedEvent: (v.ms * 1000) / decrypted, ...(v.firstMs !== undefined ? { firstMs: v.firstMs } : {}) };
     return o;
   };
   // Offline: what JSON.parse of the sync bodies costs the main thread (the HTTP layer does it).

@@ -6,16 +6,31 @@
 import { join } from "node:path";
 import { REPO_ROOT } from "./common.js";
 
+/** A workload shape: rooms × sending devices × messages per (room, sender). */
+export interface Shape {
+  rooms: number;
+  senders: number;
+  messages: number;
+}
+
 export interface Options {
   quick: boolean;
   runs: number;
+  /** Runs of the secondary experiments (what-if, sweep, cold start, memory): fewer than `runs` to keep a full run near 10 minutes. */
+  secondaryRuns: number;
   rooms: number;
   senders: number;
   messages: number;
   batch: number;
   payloads: number[];
   coldSizes: number[];
-  memory: { rooms: number; senders: number; messages: number } | null;
+  memory: Shape | null;
+  /** Many-room workloads (issue 17 item 1), 200 B, sdk paired with raw. */
+  scale: Shape[];
+  /** Key backup on/off pair (issue 15): many sessions, all keys in the first sync. */
+  backup: Shape | null;
+  /** The send benchmark (send.ts), run once in its own process: messages per mode and rounds. */
+  send: { messages: number; rounds: number } | null;
   experiments: boolean;
   /** sdk at other sync sizes, and with big rooms. */
   sweep: { batches: number[]; extraMembers: number } | null;
@@ -26,6 +41,14 @@ export interface Options {
   outDir: string | null;
 }
 
+/** "1000x5x2" → 1,000 rooms × 5 senders × 2 messages; throws on anything else. */
+export function parseShape(s: string): Shape {
+  const m = /^(\d+)x(\d+)x(\d+)$/.exec(s.trim());
+  if (!m || [m[1], m[2], m[3]].some((x) => Number(x) <= 0)) throw new Error(`a workload shape is ROOMSxSENDERSxMESSAGES, e.g. 1000x5x2 (got "${s}")`);
+  return { rooms: Number(m[1]), senders: Number(m[2]), messages: Number(m[3]) };
+}
+
+/** Parse `npm run bench -- …` arguments (see bench/README.md); throws on a bad number. */
 export function parseArgs(argv: string[]): Options {
   const has = (f: string): boolean => argv.includes(f);
   const num = (f: string, d: number): number => {
@@ -36,16 +59,27 @@ export function parseArgs(argv: string[]): Options {
     return Math.floor(v);
   };
   const quick = has("--quick");
+  const runs = num("--runs", 3);
+  const shapes = (f: string): Shape[] | null => {
+    const i = argv.indexOf(f);
+    if (i < 0) return null;
+    return (argv[i + 1] ?? "").split(",").map(parseShape);
+  };
   return {
     quick,
-    runs: num("--runs", 3),
+    runs,
+    secondaryRuns: Math.min(runs, num("--secondary-runs", 1)),
     rooms: num("--rooms", quick ? 5 : 10),
     senders: num("--senders", 5),
     messages: num("--messages", quick ? 120 : 200),
     batch: num("--batch", 250),
     payloads: [200, 2048],
-    coldSizes: has("--no-cold") ? [] : quick ? [1_000, 10_000] : [10_000, 100_000],
-    memory: has("--no-memory") ? null : quick ? { rooms: 20, senders: 5, messages: 100 } : { rooms: 100, senders: 10, messages: 100 },
+    // --quick keeps to ~2 minutes on this machine: one cold-start store, no memory mode (--memory adds it).
+    coldSizes: has("--no-cold") ? [] : quick ? [10_000] : [10_000, 100_000],
+    memory: has("--no-memory") || (quick && !has("--memory")) ? null : quick ? { rooms: 20, senders: 5, messages: 100 } : { rooms: 100, senders: 10, messages: 100 },
+    scale: has("--no-scale") ? [] : shapes("--scale") ?? (quick ? [{ rooms: 250, senders: 5, messages: 2 }, { rooms: 250, senders: 1, messages: 10 }] : [{ rooms: 1000, senders: 5, messages: 2 }, { rooms: 1000, senders: 1, messages: 10 }]),
+    backup: has("--no-backup") ? null : shapes("--backup-shape")?.[0] ?? (quick ? { rooms: 5, senders: 40, messages: 10 } : { rooms: 10, senders: 100, messages: 10 }),
+    send: has("--no-send") ? null : quick ? { messages: 100, rounds: 2 } : { messages: 300, rounds: 3 },
     experiments: !has("--no-experiments"),
     sweep: has("--no-sweep") ? null : quick ? { batches: [], extraMembers: 200 } : { batches: [50, 100, 500, 1000], extraMembers: 500 },
     profile: !has("--no-profile"),

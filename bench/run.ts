@@ -1,13 +1,16 @@
 /**
  * `npm run bench` — decrypt throughput and main-thread responsiveness, measured side by side.
  *
- *   node dist/bench/run.js [--quick] [--runs N] [--rooms R] [--senders S] [--messages M]
- *                          [--batch B] [--no-cold] [--no-memory] [--no-experiments] [--no-sweep]
- *                          [--no-profile] [--keep-temp]
+ *   node dist/bench/run.js [--quick] [--runs N] [--secondary-runs N] [--rooms R] [--senders S]
+ *                          [--messages M] [--batch B] [--no-cold] [--no-memory] [--no-experiments]
+ *                          [--no-sweep] [--no-scale] [--no-backup] [--no-send] [--no-profile] [--keep-temp]
  *
  * Generates the workloads with real libolm sessions (workload.ts, coldStore.ts), then runs every
  * measurement `--runs` times, each in a fresh process (measure.ts), modes interleaved so drift on
- * a noisy machine hits them alike, and reports medians, min and max: a table on stdout,
+ * a noisy machine hits them alike. Every client run of the headline workloads (10 rooms at 200 B
+ * and 2 KB, the 1,000-room ones, the key backup pair) is bracketed by raw libolm passes in its
+ * own process, and its paired ratio (paired.ts) is the headline; the send benchmark (send.ts)
+ * runs once at the end in its own process. Reports medians, min and max: a table on stdout,
  * bench/results/latest.json and bench/results/latest.svg (a --quick run: bench/results/quick/,
  * git-ignored, so the committed full-run results stay as they are; --out DIR elsewhere). Targets are printed PASS/FAIL; the exit
  * code never depends on them.
@@ -19,9 +22,12 @@ import { join } from "node:path";
 import { generateColdStore, type ColdStoreInfo } from "./coldStore.js";
 import { DIST_BENCH, libolmVersion, sdkVersion, type Manifest } from "./common.js";
 import type { ClientResult, ColdResult, IdleResult, MeasureConfig, RawResult, TunedFlags } from "./measure.js";
-import { buildReport, renderSvg, renderTable, type BenchResults } from "./report.js";
+import { buildReport, type BenchResults } from "./report.js";
+import { renderTable } from "./reportTable.js";
+import { renderSvg } from "./reportSvg.js";
+import type { SendReport } from "./sendReport.js";
 import { generateWorkload } from "./workload.js";
-import { parseArgs, resultsDir } from "./options.js";
+import { parseArgs, resultsDir, type Shape } from "./options.js";
 
 const log = (msg: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -51,6 +57,37 @@ function measure<T>(work: string, cfg: Omit<MeasureConfig, "out"> & Record<strin
     child.stdout?.on("data", (d: Buffer) => process.stderr.write(d));
   });
 }
+
+/** The send benchmark in its own process (send.ts); its report, or null when it failed. */
+function runSend(work: string, send: { messages: number; rounds: number }): Promise<SendReport | null> {
+  const out = join(work, "send.json");
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [join(DIST_BENCH, "send.js"), "--messages", String(send.messages), "--rounds", String(send.rounds), "--out", out], { timeout: 10 * 60_000, maxBuffer: 16 << 20 }, (err) => {
+      if (err) {
+        log(`send benchmark failed: ${err.message.split("\n")[0]}`);
+        resolve(null);
+        return;
+      }
+      try {
+        resolve(JSON.parse(readFileSync(out, "utf8")) as SendReport);
+      } catch (e) {
+        log(`send benchmark wrote no result: ${String(e)}`);
+        resolve(null);
+      }
+    });
+    child.stderr?.on("data", (d: Buffer) => process.stderr.write(d));
+    child.stdout?.on("data", (d: Buffer) => process.stderr.write(d));
+  });
+}
+
+/** Workload key of a many-room shape, e.g. "rooms1000x5x2". */
+export const shapeKey = (s: Shape): string => `rooms${s.rooms}x${s.senders}x${s.messages}`;
+
+const clientLog = (what: string, r: ClientResult): void => {
+  const pr = r.pairedRaw;
+  const paired = pr ? `, raw before/after ${pr.before.toFixed(0)}/${pr.after.toFixed(0)} → ${(r.eps / ((pr.before + pr.after) / 2)).toFixed(2)}×` : "";
+  log(`  ${what}: ${r.eps.toFixed(0)} ev/s${paired}, loop p99 ${r.loop.p99.toFixed(1)} ms max ${r.loop.max.toFixed(1)} ms${r.workerElu !== null ? `, worker busy ${(r.workerElu * 100).toFixed(0)} %` : ""}`);
+};
 
 /** What-if variants run in the sdk mode (bench/tunedStore.ts). */
 export const EXPERIMENTS: { key: string; label: string; flags: TunedFlags }[] = [
@@ -82,6 +119,20 @@ async function main(): Promise<void> {
     );
     manifests[key] = m;
     log(`workload ${key} B: ${m.totalEvents} events (${m.undecryptableEvents} undecryptable, ${m.outOfOrderEvents} out of order), ${m.sessions.length} sessions, ${m.batches} syncs, generated in ${m.generationSeconds.toFixed(1)} s`);
+  }
+  const scaleManifests: Record<string, Manifest> = {};
+  for (const [i, sh] of opts.scale.entries()) {
+    const key = shapeKey(sh);
+    // No undecryptable events here: at 10 events per room, one lost session per room would be 10 %.
+    const m = await generateWorkload({ name: key, ...sh, payloadBytes: 200, batchSize: opts.batch, undecryptableFraction: 0, delayedFraction: 0.02, seed: 3000 + i }, join(work, `w${key}`));
+    scaleManifests[key] = m;
+    log(`workload ${sh.rooms} rooms × ${sh.senders} × ${sh.messages}: ${m.totalEvents} events, ${m.sessions.length} sessions, ${m.outOfOrderEvents} out of order, generated in ${m.generationSeconds.toFixed(1)} s`);
+  }
+  let backupManifest: Manifest | null = null;
+  if (opts.backup) {
+    const sh = opts.backup;
+    backupManifest = await generateWorkload({ name: "backup", ...sh, payloadBytes: 200, batchSize: opts.batch, undecryptableFraction: 0, delayedFraction: 0.02, seed: 4000 }, join(work, "wbackup"));
+    log(`backup workload ${sh.rooms} rooms × ${sh.senders} × ${sh.messages}: ${backupManifest.totalEvents} events, ${backupManifest.sessions.length} sessions, generated in ${backupManifest.generationSeconds.toFixed(1)} s`);
   }
   let memManifest: Manifest | null = null;
   if (opts.memory) {
@@ -117,17 +168,21 @@ async function main(): Promise<void> {
   const coldRuns: Record<string, ColdResult[]> = {};
   const memRuns: Record<string, ClientResult[]> = {};
   const sweep: Record<string, ClientResult[]> = {};
+  const backup: { off: (ClientResult | null)[]; on: (ClientResult | null)[] } = { off: [], on: [] };
   const push = <T>(rec: Record<string, T[]>, key: string, v: T | null): void => {
     if (v) (rec[key] ??= []).push(v);
   };
   for (let run = 1; run <= opts.runs; run++) {
     log(`run ${run}/${opts.runs}`);
+    const secondary = run <= opts.secondaryRuns;
     const i = await measure<IdleResult>(work, { mode: "idle", seconds: opts.idleSeconds });
     if (i) idle.push(i);
     for (const p of opts.payloads) {
       const key = String(p);
       const dir = manifests[key]!.dir;
-      const modes = ["raw", "sdk", "main"];
+      // The raw mode in its own process is secondary now (the headline pairs raw in-process);
+      // --quick runs it with the other secondary experiments only.
+      const modes = opts.quick && !secondary ? ["sdk", "main"] : ["raw", "sdk", "main"];
       const order = modes.map((_, k) => modes[(k + run - 1) % modes.length]!);
       for (const mode of order) {
         if (mode === "raw") {
@@ -135,12 +190,12 @@ async function main(): Promise<void> {
           push(raw, key, r);
           if (r) log(`  ${key} B raw: ${r.decryptEps.toFixed(0)} ev/s (decrypt + JSON.parse ${r.decryptParseEps.toFixed(0)} ev/s)`);
         } else {
-          const r = await measure<ClientResult>(work, { mode: mode as "sdk" | "main", manifestDir: dir });
+          const r = await measure<ClientResult>(work, { mode: mode as "sdk" | "main", manifestDir: dir, pairedRaw: true });
           push(client, `${mode}:${key}`, r);
-          if (r) log(`  ${key} B ${mode}: ${r.eps.toFixed(0)} ev/s, loop p99 ${r.loop.p99.toFixed(1)} ms max ${r.loop.max.toFixed(1)} ms${r.workerElu !== null ? `, worker busy ${(r.workerElu * 100).toFixed(0)} %` : ""}`);
+          if (r) clientLog(`${key} B ${mode}`, r);
         }
       }
-      if (opts.experiments) {
+      if (opts.experiments && secondary) {
         // --quick keeps the most telling variant only.
         for (const x of opts.quick ? EXPERIMENTS.filter((e) => e.key === "noreplay") : EXPERIMENTS) {
           const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: dir, tuned: x.flags });
@@ -149,7 +204,21 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (opts.sweep) {
+    for (const [key, m] of Object.entries(scaleManifests)) {
+      const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: m.dir, pairedRaw: true });
+      push(client, `sdk:${key}`, r);
+      if (r) clientLog(`${key} sdk`, r);
+    }
+    if (backupManifest) {
+      // Interleaved, order alternating per run; both paired with raw.
+      for (const on of run % 2 ? [false, true] : [true, false]) {
+        const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: backupManifest.dir, pairedRaw: true, backup: on });
+        (on ? backup.on : backup.off)[run - 1] = r;
+        if (r) clientLog(`backup workload sdk, key backup ${on ? "on" : "off"}`, r);
+        if (r?.backup) log(`    backup: ${r.backup.uploadedSessions}/${r.backup.expectedSessions} sessions in ${r.backup.puts} PUTs, done ${r.backup.doneAfterLastEventMs.toFixed(0)} ms after the last event`);
+      }
+    }
+    if (opts.sweep && secondary) {
       for (const b of opts.sweep.batches) {
         const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: sweepManifests[String(b)]!.dir });
         push(sweep, `batch:${b}`, r);
@@ -159,14 +228,14 @@ async function main(): Promise<void> {
       push(sweep, `bigrooms:${opts.sweep.extraMembers}`, r);
       if (r) log(`  200 B sdk, +${opts.sweep.extraMembers} members per room: ${r.eps.toFixed(0)} ev/s`);
     }
-    for (const n of opts.coldSizes) {
+    for (const n of secondary ? opts.coldSizes : []) {
       for (const mode of ["cold-sdk", "cold-main"] as const) {
         const r = await measure<ColdResult>(work, { mode, coldDir: join(work, `cold${n}`) });
         push(coldRuns, `${mode}:${n}`, r);
         if (r) log(`  cold start ${n} sessions (${mode.slice(5)}): first event after ${r.firstEventMs.toFixed(0)} ms (login ${r.loginMs.toFixed(0)} ms)`);
       }
     }
-    if (memManifest) {
+    if (memManifest && secondary) {
       for (const mode of ["sdk", "main"] as const) {
         const r = await measure<ClientResult>(work, { mode, manifestDir: memManifest.dir, memory: true });
         push(memRuns, mode, r);
@@ -178,18 +247,32 @@ async function main(): Promise<void> {
   // ---- profile (one extra, instrumented run per payload; not part of the figures above) -----
   const profiles: Record<string, unknown> = {};
   if (opts.profile) {
-    for (const p of opts.payloads) {
+    // --quick: the 200 B profile only.
+    for (const p of opts.quick ? opts.payloads.slice(0, 1) : opts.payloads) {
       for (const mode of ["sdk", "main"] as const) {
         const r = await measure<ClientResult>(work, { mode, manifestDir: manifests[String(p)]!.dir, profile: true });
         if (r) profiles[`${mode}:${p}`] = { eps: r.eps, workerElu: r.workerElu, decrypted: r.decrypted, ...(r.profile ?? {}), fixture: r.fixture };
       }
     }
-    if (opts.sweep) {
+    // Where 1,000 rooms spend it (full run: the first many-room workload, both modes).
+    for (const [key, m] of opts.quick ? [] : Object.entries(scaleManifests).slice(0, 1)) {
+      for (const mode of ["sdk", "main"] as const) {
+        const r = await measure<ClientResult>(work, { mode, manifestDir: m.dir, profile: true });
+        if (r) profiles[`${mode}:${key}`] = { eps: r.eps, workerElu: r.workerElu, decrypted: r.decrypted, ...(r.profile ?? {}), fixture: r.fixture };
+      }
+    }
+    if (opts.sweep && !opts.quick) {
       // Where big rooms spend it: the same engine, instrumented, with the big-rooms state.
       const r = await measure<ClientResult>(work, { mode: "main", manifestDir: manifests["200"]!.dir, profile: true, extraMembersPerRoom: opts.sweep.extraMembers });
       if (r) profiles[`main:200:bigrooms`] = { eps: r.eps, decrypted: r.decrypted, extraMembersPerRoom: opts.sweep.extraMembers, ...(r.profile ?? {}) };
     }
     log("profile runs done");
+  }
+
+  let send: SendReport | null = null;
+  if (opts.send) {
+    log(`send benchmark (${opts.send.messages} messages per mode, ${opts.send.rounds} rounds)`);
+    send = await runSend(work, opts.send);
   }
 
   const results: BenchResults = {
@@ -210,6 +293,10 @@ async function main(): Promise<void> {
     },
     options: { ...opts },
     manifests: Object.fromEntries(Object.entries(manifests).map(([k, m]) => [k, strip(m)])),
+    scaleManifests: Object.fromEntries(Object.entries(scaleManifests).map(([k, m]) => [k, strip(m)])),
+    backupManifest: backupManifest ? strip(backupManifest) : null,
+    backup,
+    send,
     memoryManifest: memManifest ? strip(memManifest) : null,
     coldStores: cold,
     raw,
@@ -218,7 +305,7 @@ async function main(): Promise<void> {
     cold: coldRuns,
     memory: memRuns,
     profiles,
-    experiments: opts.experiments ? (opts.quick ? EXPERIMENTS.filter((e) => e.key === "noreplay") : EXPERIMENTS) : [],
+    experiments: opts.experiments && opts.secondaryRuns > 0 ? (opts.quick ? EXPERIMENTS.filter((e) => e.key === "noreplay") : EXPERIMENTS) : [],
     sweep,
   };
   const report = buildReport(results);
@@ -233,7 +320,8 @@ async function main(): Promise<void> {
 
 function strip(m: Manifest): Record<string, unknown> {
   const { senders, sessions, rooms: _r, dir: _d, ...rest } = m;
-  return { ...rest, rooms: m.rooms.length, senders: senders.length, sessions: sessions.length, lostSessions: sessions.filter((s) => s.lost).length };
+  const shared = sessions.filter((s) => !s.lost).length;
+  return { ...rest, rooms: m.rooms.length, senders: senders.length, sessions: sessions.length, lostSessions: sessions.length - shared, messagesPerRoomAndSender: m.totalEvents / (m.rooms.length * senders.length) };
 }
 
 main().catch((err: unknown) => {

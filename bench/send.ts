@@ -19,6 +19,9 @@ import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
 import { MatrixClient } from "../src/index.js";
 import { encryptedRoomId, plainRoomId, type SendServerConfig } from "./sendRooms.js";
+import { SEND_LABELS, SEND_ROOMS, SEND_TARGETS, renderSend, type SendMode, type SendReport } from "./sendReport.js";
+
+type Mode = keyof typeof SEND_TARGETS;
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -32,10 +35,7 @@ const MESSAGES = opt("--messages", 300);
 const ROUNDS = opt("--rounds", 3);
 const outIdx = args.indexOf("--out");
 const OUT = outIdx >= 0 ? args[outIdx + 1]! : join(HERE, "..", "..", "bench", "results", "send.json");
-const ROOMS = 10;
-const TARGETS = { encryptedSequential: 0.6, encryptedConcurrent: 0.7, plainSequential: 0.9 } as const;
-
-type Mode = keyof typeof TARGETS;
+const ROOMS = SEND_ROOMS;
 
 async function startServer(cfg: SendServerConfig): Promise<{ url: string; stop: () => void }> {
   const child = fork(join(HERE, "sendServer.js"), [JSON.stringify(cfg)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
         r.ratios.push(sdk / ((before + after) / 2));
       }
     }
-    const report = {
+    const report: SendReport = {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, model: cpus()[0]?.model ?? "unknown", node: process.version },
       messages: MESSAGES,
@@ -115,15 +115,13 @@ async function main(): Promise<void> {
       modes: Object.fromEntries(
         (Object.keys(results) as Mode[]).map((k) => {
           const r = results[k];
-          return [k, { ratio: median(r.ratios), ratioMin: Math.min(...r.ratios), ratioMax: Math.max(...r.ratios), sdkPerSecond: median(r.sdkRates), rawPerSecond: median(r.rawRates), target: TARGETS[k], pass: median(r.ratios) >= TARGETS[k] }];
+          const ratio = median(r.ratios);
+          const m: SendMode = { label: SEND_LABELS[k], ratio, ratioMin: Math.min(...r.ratios), ratioMax: Math.max(...r.ratios), ratios: r.ratios, sdkPerSecond: median(r.sdkRates), rawPerSecond: median(r.rawRates), target: SEND_TARGETS[k], pass: ratio >= SEND_TARGETS[k] };
+          return [k, m];
         }),
-      ),
+      ) as Record<Mode, SendMode>,
     };
-    console.log(`send benchmark: ${MESSAGES} messages per mode, ${ROUNDS} rounds, ${cpus().length} CPUs (ratios to a plain undici PUT loop measured around each run)`);
-    console.log("mode                   sdk msg/s  raw msg/s  ratio (min–max)     target");
-    for (const [k, v] of Object.entries(report.modes)) {
-      console.log(`${k.padEnd(22)} ${v.sdkPerSecond.toFixed(0).padStart(9)}  ${v.rawPerSecond.toFixed(0).padStart(9)}  ${v.ratio.toFixed(2)} (${v.ratioMin.toFixed(2)}–${v.ratioMax.toFixed(2)})   ≥ ${v.target}  ${v.pass ? "PASS" : "FAIL"}`);
-    }
+    console.log(renderSend(report).join("\n"));
     mkdirSync(dirname(OUT), { recursive: true });
     writeFileSync(OUT, JSON.stringify(report, null, 2) + "\n");
     console.log(`written to ${OUT}`);

@@ -34,7 +34,7 @@ describe("bench smoke", { timeout: 240_000 }, () => {
     const out = mkdtempSync(join(tmpdir(), "sdk-bench-"));
     execFileSync(
       process.execPath,
-      [run, "--quick", "--runs", "1", "--rooms", "2", "--senders", "2", "--messages", "20", "--no-experiments", "--no-sweep", "--no-profile", "--no-memory", "--out", out],
+      [run, "--quick", "--runs", "1", "--rooms", "2", "--senders", "2", "--messages", "20", "--scale", "20x2x2", "--backup-shape", "2x5x4", "--no-send", "--no-experiments", "--no-sweep", "--no-profile", "--no-memory", "--out", out],
       { stdio: ["ignore", "pipe", "pipe"], timeout: 230_000 },
     );
     const report = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as Report;
@@ -43,6 +43,7 @@ describe("bench smoke", { timeout: 240_000 }, () => {
     // The run used the options it was given, on this machine.
     const o = report.options;
     assert.deepEqual([o.quick, o.runs, o.rooms, o.senders, o.messages, o.memory, o.experiments, o.sweep, o.profile, o.outDir], [true, runs, 2, 2, 20, null, false, null, false, out]);
+    assert.deepEqual([o.scale, o.backup, o.send], [[{ rooms: 20, senders: 2, messages: 2 }], { rooms: 2, senders: 5, messages: 4 }, null]);
     assert.equal(report.machine.node, process.version);
     assert.match(String(report.machine.libolm), /^\d+\.\d+\.\d+$/);
     assert.ok(Number(report.machine.cpus) >= 1);
@@ -61,6 +62,19 @@ describe("bench smoke", { timeout: 240_000 }, () => {
       assertLoop(report.eventLoop.byPayload[p]?.sdk, runs, `event-loop delay with the worker, ${p} B`);
       assertLoop(report.eventLoop.byPayload[p]?.main, runs, `event-loop delay on the main thread, ${p} B`);
     }
+
+    // The headline: every workload and mode with a paired ratio (raw before and after, same process).
+    assert.deepEqual(report.paired.map((r) => r.key), [...payloads.flatMap((p) => [`sdk:${p}`, `main:${p}`]), "sdk:rooms20x2x2", "sdk:backup", "sdk+backup:backup"]);
+    for (const r of report.paired) {
+      assertMeasured(r.paired.ratio, runs, `paired ratio ${r.key}`);
+      assertMeasured(r.paired.raw, runs, `raw beside ${r.key}`);
+    }
+    // The key backup pair: a ratio, and every shared session on the fixture after the run.
+    assert.ok(report.backup);
+    assertMeasured(report.backup.ratio, runs, "backup on ÷ off");
+    assert.equal(report.backup.uploadedSessions.min, report.backup.expectedSessions);
+    assert.equal(report.backup.expectedSessions, 10);
+    assert.equal(report.send, null, "--no-send");
 
     // Cold start from a store of each size.
     const coldSizes = (report.options.coldSizes as number[]).map(String);
