@@ -173,6 +173,7 @@ export class CryptoEngine {
     this.verifications.machine.close();
     this.account.release();
     this.ctx.inFlight.clear();
+    this.ctx.clearMirrors();
   }
 
   /** Our identity. */

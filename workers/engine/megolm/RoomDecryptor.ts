@@ -48,7 +48,8 @@ export class RoomDecryptor {
    * Decrypt a batch of `m.room.encrypted` events of one room. Failures are results with a reason
    * code; with `keepPending`, events whose key may still arrive are stored to be decrypted then,
    * within the store's limit of waiting events. `budget` is shared by the batches of one sync (the
-   * store's count of waiting events is read once, and only when an event has to wait).
+   * count of waiting events, kept in memory by `PendingMirror`, is taken once, when an event has to
+   * wait).
    */
   decryptBatch(tx: Transaction, roomId: string, events: unknown[], keepPending: boolean, budget: PendingBudget = { left: null }): RoomDecryptResult[] {
     const out: RoomDecryptResult[] = [];
@@ -69,8 +70,9 @@ export class RoomDecryptor {
           this.onMissingKey(tx, roomId, content.sender_key, sessionId, ev.sender);
         }
         if (mayArrive && keepPending && sessionId && eventId) {
-          budget.left ??= MAX_PENDING_EVENTS - this.ctx.store.countPendingEvents();
-          if (budget.left > 0 && !tx.hasPending(roomId, eventId)) {
+          // (an event already waiting, stored or in this batch, keeps its row and its place)
+          budget.left ??= MAX_PENDING_EVENTS - this.ctx.mirrors.pending.storedCount();
+          if (budget.left > 0 && !tx.isPending(roomId, sessionId, eventId)) {
             tx.putPending({ roomId, sessionId, eventId, eventJson: JSON.stringify(ev), receivedTs: this.ctx.now() });
             budget.left--;
           }
