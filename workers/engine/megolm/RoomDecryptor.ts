@@ -179,8 +179,9 @@ export class RoomDecryptor {
    */
   redecryptPending(tx: Transaction, result: SyncChangesResult, batch: Transaction | null, deferDeletes = false): void {
     const keys = result.roomKeys.map((k) => [k.roomId, k.sessionId] as [string, string]);
-    if (deferDeletes) {
-      for (const [r, sid] of JSON.parse(tx.getValue(UNCONFIRMED_REDECRYPT) ?? "[]") as [string, string][]) {
+    const unconfirmed = deferDeletes ? tx.getValue(UNCONFIRMED_REDECRYPT) : null;
+    if (unconfirmed) {
+      for (const [r, sid] of JSON.parse(unconfirmed) as [string, string][]) {
         if (!keys.some(([a, b]) => a === r && b === sid)) keys.push([r, sid]);
       }
     }
@@ -211,6 +212,6 @@ export class RoomDecryptor {
       list.sort((a, b) => ts(a.r) - ts(b.r) || a.receivedTs - b.receivedTs || a.seq - b.seq);
       result.redecrypted.push({ roomId, results: list.map((x) => x.r) });
     }
-    if (deferDeletes && (touched.length || tx.getValue(UNCONFIRMED_REDECRYPT))) tx.setValue(UNCONFIRMED_REDECRYPT, touched.length ? JSON.stringify(touched) : null);
+    if (deferDeletes && (touched.length || unconfirmed)) tx.setValue(UNCONFIRMED_REDECRYPT, touched.length ? JSON.stringify(touched) : null);
   }
 }
