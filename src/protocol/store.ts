@@ -224,7 +224,10 @@ export interface StoreChanges {
  * - **Reads see every batch `saveChanges` applied**, from the moment it returned (or resolved),
  *   also after close and reopen for a persistent store. The engine keeps no copy of store state
  *   across calls beyond what these docs name, so a stale read is a wrong decision (a replayed
- *   message accepted, a session forgotten). A batch that failed is invisible to every read.
+ *   message accepted, a session forgotten). A batch that failed is invisible to every read. For
+ *   the same reason a store changes nothing by itself (no expiry of rows behind the engine's
+ *   back, to-device digests aside): the copies the engine keeps are exact because every change
+ *   arrives through `saveChanges`.
  * - **Account-scoped reads** (every read below {@link CryptoStore.deleteAccount}) apply to the
  *   account selected by the last {@link CryptoStore.useAccount}; before any `useAccount` they
  *   throw `StoreError`; while the selected account does not exist yet they return empty results
@@ -337,7 +340,11 @@ export interface CryptoStore {
    * batches it commits.
    */
   getTrackedUsers(): TrackedUserRecord[];
-  /** The room's record (encryption settings, history visibility), or null for a room never seen. Called when room state is processed and before a room message is encrypted. */
+  /**
+   * The room's record (encryption settings, history visibility), or null for a room never seen.
+   * Called at most once per room while an account is loaded: the engine then keeps its own copy,
+   * updated from the batches it commits (so the rooms of a sync cost no read per sync).
+   */
   getRoom(roomId: string): RoomRecord | null;
   /** The stored memberships of the room (any membership), in any order (the built-in stores: by user ID); `[]` when none. Called to pick the recipients of a room key. */
   getRoomMembers(roomId: string): RoomMemberRecord[];
@@ -356,7 +363,11 @@ export interface CryptoStore {
    * (`origin_server_ts`, then this order).
    */
   getPendingEvents(roomId: string, sessionId: string): PendingEventRecord[];
-  /** Number of pending events of the account (all rooms). Called before events are queued, to cap the queue. */
+  /**
+   * Number of pending events of the account (all rooms), to cap the queue. Called once while an
+   * account is loaded, the first time an event has to wait: the engine then keeps the count,
+   * updated from the batches it commits (and from the rows it reads with {@link CryptoStore.getPendingEvents}).
+   */
   countPendingEvents(): number;
   /**
    * Whether this digest of a to-device message was saved by an earlier batch (and not yet
