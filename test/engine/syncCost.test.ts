@@ -141,4 +141,23 @@ describe("engine: store reads per sync do not grow with the number of rooms", ()
     assert.equal(again.store.countPendingEvents(), 0);
     assert.equal(mirrored(again), 0);
   });
+
+  it("an event is refused for want of room only when the store is full: a count made high by events kept again is read again first", async () => {
+    const { server, alice, bob } = await pairInRoom("!cap:example.org");
+    const room = "!cap:example.org";
+    const waiting = (i: number): Json => ({ type: "m.room.encrypted", event_id: `$c${i}`, sender: alice.userId, origin_server_ts: i, content: { algorithm: "m.megolm.v1.aes-sha2", sender_key: alice.curve25519, session_id: "lost", ciphertext: "AwgA", device_id: "A" } });
+    const CAP = 20_000;
+    await bob.engine.decryptRoomEvents(room, Array.from({ length: CAP - 5 }, (_, i) => waiting(i)));
+    assert.equal(bob.store.countPendingEvents(), CAP - 5);
+    // A restarted engine sees ten of them again (history): it cannot tell they are stored, and counts them.
+    const again = await Peer.create(server, bob.userId, bob.deviceId, bob.store);
+    await again.engine.decryptRoomEvents(room, Array.from({ length: 10 }, (_, i) => waiting(i)));
+    assert.equal(again.store.countPendingEvents(), CAP - 5);
+    // A new event still finds room: the store is asked before it is refused.
+    await again.engine.decryptRoomEvents(room, [waiting(CAP)]);
+    assert.equal(again.store.countPendingEvents(), CAP - 4, "an event was refused although the store had room");
+    // And a full store refuses.
+    await again.engine.decryptRoomEvents(room, Array.from({ length: 10 }, (_, i) => waiting(CAP + 1 + i)));
+    assert.equal(again.store.countPendingEvents(), CAP);
+  });
 });

@@ -45,7 +45,7 @@ import { UserIdentities } from "./identities/UserIdentities.js";
 import { RoomKeyExport } from "./keys/RoomKeyExport.js";
 import { InboundSessions } from "./megolm/InboundSessions.js";
 import { OutboundSessions } from "./megolm/OutboundSessions.js";
-import { RoomDecryptor, UNCONFIRMED_REDECRYPT, type RoomResults } from "./megolm/RoomDecryptor.js";
+import { RoomDecryptor, UNCONFIRMED_REDECRYPT, type PendingBudget, type RoomResults } from "./megolm/RoomDecryptor.js";
 import { WithheldNotices } from "./megolm/WithheldNotices.js";
 import { OlmSessions } from "./olm/OlmSessions.js";
 import { SessionClaims } from "./olm/SessionClaims.js";
@@ -303,7 +303,7 @@ export class CryptoEngine {
     this.ctx.me();
     const tx = this.syncBatch().tx;
     const out: RoomResults[] = [];
-    const budget = { left: null };
+    const budget: PendingBudget = { left: null };
     for (const r of Array.isArray(rooms) ? rooms : []) {
       if (!isObj(r) || !isStr(r.roomId) || !Array.isArray(r.events)) continue;
       out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true, budget) });

@@ -169,16 +169,13 @@ export class Transaction {
    */
   getPendingEvents(roomId: string, sessionId: string): PendingEventRecord[] {
     const stored = this.store.getPendingEvents(roomId, sessionId);
-    this.mirrors?.pending.noteRead(roomId, sessionId, stored);
+    this.mirrors?.pending.noteRead(stored);
     const out = stored.filter((p) => !this.pending.has(`${roomId}|${p.eventId}`));
     for (const v of this.pending.values()) if (v.rec && v.roomId === roomId && v.rec.sessionId === sessionId) out.push(v.rec);
     return out;
   }
-  /** Whether the event waits for `sessionId` as this batch leaves it: put by it, or stored and not deleted by it. */
-  isPending(roomId: string, sessionId: string, eventId: string): boolean {
-    const w = this.pending.get(`${roomId}|${eventId}`);
-    if (w) return w.rec !== null;
-    return this.mirrors ? this.mirrors.pending.isStored(roomId, sessionId, eventId) : this.store.getPendingEvents(roomId, sessionId).some((p) => p.eventId === eventId);
+  hasPending(roomId: string, eventId: string): boolean {
+    return this.pending.get(`${roomId}|${eventId}`)?.rec != null;
   }
   hasDigest(d: string): boolean {
     return this.digests.has(d) || this.store.hasToDeviceDigest(d);

@@ -31,6 +31,8 @@ export interface RoomResults {
 /** How many more events may be stored to wait for their keys (null: not counted yet). @internal */
 export interface PendingBudget {
   left: number | null;
+  /** The store was asked for the exact count once, when the kept count said "full". */
+  recounted?: boolean;
 }
 
 /** @internal */
@@ -70,9 +72,14 @@ export class RoomDecryptor {
           this.onMissingKey(tx, roomId, content.sender_key, sessionId, ev.sender);
         }
         if (mayArrive && keepPending && sessionId && eventId) {
-          // (an event already waiting, stored or in this batch, keeps its row and its place)
-          budget.left ??= MAX_PENDING_EVENTS - this.ctx.mirrors.pending.storedCount();
-          if (budget.left > 0 && !tx.isPending(roomId, sessionId, eventId)) {
+          const kept = this.ctx.mirrors.pending;
+          budget.left ??= MAX_PENDING_EVENTS - kept.storedCount();
+          // The kept count may be a little high (see PendingMirror): the store has the last word.
+          if (budget.left <= 0 && !budget.recounted) {
+            budget.recounted = true;
+            budget.left += kept.storedCount() - kept.recount();
+          }
+          if (budget.left > 0 && !tx.hasPending(roomId, eventId)) {
             tx.putPending({ roomId, sessionId, eventId, eventJson: JSON.stringify(ev), receivedTs: this.ctx.now() });
             budget.left--;
           }
