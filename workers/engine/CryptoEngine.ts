@@ -105,7 +105,7 @@ export class CryptoEngine {
     this.olm = new OlmSessions(ctx, this.account, this.devices);
     this.claims = new SessionClaims(ctx, this.olm);
     this.rooms = new RoomState(ctx, this.devices);
-    this.inbound = new InboundSessions(ctx, opts.sessionCacheSize ?? 2000);
+    this.inbound = new InboundSessions(ctx, opts.sessionCacheSize ?? 10_000);
     this.withheld = new WithheldNotices(ctx);
     this.keySharing = new KeySharing(ctx, this.inbound, this.olm, this.claims, this.identities);
     this.decryptor = new RoomDecryptor(ctx, this.inbound, this.devices, this.identities, this.withheld, (tx, roomId, senderKey, sessionId, sender) =>
