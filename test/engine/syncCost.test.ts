@@ -160,4 +160,31 @@ describe("engine: store reads per sync do not grow with the number of rooms", ()
     await again.engine.decryptRoomEvents(room, Array.from({ length: 10 }, (_, i) => waiting(CAP + 1 + i)));
     assert.equal(again.store.countPendingEvents(), CAP);
   });
+
+  it("key requests for missing keys in 40 rooms are written as often as for 4 rooms, and all of them are kept", async () => {
+    const { alice, bob } = await pairInRoom("!kr0:example.org");
+    bob.engine.setKeyRequestsEnabled(true);
+    const sharing = (bob.engine as unknown as { keySharing: { save(tx: unknown): void } }).keySharing;
+    const save = sharing.save.bind(sharing);
+    let saves = 0;
+    sharing.save = (tx) => {
+      saves++;
+      save(tx);
+    };
+    const missing = (r: string): Json => ({ type: "m.room.encrypted", event_id: `$x${r}`, sender: alice.userId, origin_server_ts: 1, content: { algorithm: "m.megolm.v1.aes-sha2", sender_key: alice.curve25519, session_id: `missing${r}`, ciphertext: "AwgA", device_id: "A" } });
+    const syncWith = async (rooms: string[], token: string): Promise<number> => {
+      saves = 0;
+      const s = await bob.sync();
+      bob.engine.decryptSyncTimelines(rooms.map((r) => ({ roomId: r, events: [missing(r)] })));
+      await bob.engine.commitSyncToken(token, s.batchId);
+      return saves;
+    };
+    const few = await syncWith(Array.from({ length: 4 }, (_, i) => `!kf${i}:example.org`), "k1");
+    const many = await syncWith(Array.from({ length: 40 }, (_, i) => `!km${i}:example.org`), "k2");
+    assert.equal(many, few, "the key requests were written once per room");
+    const stored = JSON.parse(bob.store.getValue("outgoing_key_requests") ?? "[]") as unknown[];
+    assert.equal(stored.length, 44, "queued key requests were not all committed");
+    const sent = (await bob.engine.outgoingRequests()).filter((r) => r.kind === "to_device" && r.eventType === "m.room_key_request");
+    assert.equal(sent.length, 44);
+  });
 });

@@ -108,8 +108,9 @@ export class CryptoEngine {
     this.inbound = new InboundSessions(ctx, opts.sessionCacheSize ?? 10_000);
     this.withheld = new WithheldNotices(ctx);
     this.keySharing = new KeySharing(ctx, this.inbound, this.olm, this.claims, this.identities);
-    this.decryptor = new RoomDecryptor(ctx, this.inbound, this.devices, this.identities, this.withheld, (tx, roomId, senderKey, sessionId, sender) =>
-      this.keySharing.queueRequest(tx, roomId, senderKey, sessionId, sender),
+    // Key requests are queued in memory; each call that decrypts writes them once (saveQueued).
+    this.decryptor = new RoomDecryptor(ctx, this.inbound, this.devices, this.identities, this.withheld, (_tx, roomId, senderKey, sessionId, sender) =>
+      this.keySharing.queueRequest(roomId, senderKey, sessionId, sender),
     );
     this.outbound = new OutboundSessions(ctx, this.rooms, this.devices, this.identities, this.olm, this.claims, this.inbound);
     this.keyExport = new RoomKeyExport(ctx, this.inbound);
@@ -278,6 +279,7 @@ export class CryptoEngine {
       // 5. events waiting for the sessions that just arrived (deleted only with the sync token,
       // after the client emitted them)
       this.decryptor.redecryptPending(tx, result, batch.tx, true);
+      this.keySharing.saveQueued(tx);
     });
     this.batch = batch;
     return result;
@@ -308,6 +310,7 @@ export class CryptoEngine {
       if (!isObj(r) || !isStr(r.roomId) || !Array.isArray(r.events)) continue;
       out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true, budget) });
     }
+    this.keySharing.saveQueued(tx);
     return out;
   }
 
@@ -331,7 +334,11 @@ export class CryptoEngine {
   /** Decrypt a batch of `m.room.encrypted` events of one room (history, single events). */
   async decryptRoomEvents(roomId: string, events: unknown[]): Promise<RoomDecryptResult[]> {
     this.ctx.me();
-    return this.write((tx) => this.decryptor.decryptBatch(tx, roomId, Array.isArray(events) ? events : [], true));
+    return this.write((tx) => {
+      const results = this.decryptor.decryptBatch(tx, roomId, Array.isArray(events) ? events : [], true);
+      this.keySharing.saveQueued(tx);
+      return results;
+    });
   }
 
   // --- rooms and sending -------------------------------------------------------------------------
@@ -537,6 +544,7 @@ export class CryptoEngine {
     const result = emptySyncResult();
     result.roomKeys.push(...stored);
     this.decryptor.redecryptPending(tx, result, this.batch?.tx ?? null);
+    this.keySharing.saveQueued(tx);
     return result.redecrypted;
   }
 
