@@ -90,6 +90,7 @@ async function main(): Promise<void> {
     receiveSyncChanges: (inputJson: string, opts) => run(() => engine.receiveSyncChanges(JSON.parse(inputJson), opts ?? {})),
     commitSyncToken: (token: string, batchId: string) => run(() => engine.commitSyncToken(token, batchId)),
     decryptSyncTimelines: (rooms) => run(() => engine.decryptSyncTimelines(rooms)),
+    decryptSyncTimelinesPooled: (rooms) => run(() => engine.decryptSyncTimelinesPooled(rooms)),
     decryptRoomEvents: (roomId: string, eventsJson: string) => run(() => engine.decryptRoomEvents(roomId, JSON.parse(eventsJson) as unknown[])),
     setRoomEncryption: (roomId, encryption) => run(() => engine.setRoomEncryption(roomId, encryption)),
     setRoomMembers: (roomId, members) => run(() => engine.setRoomMembers(roomId, members)),
@@ -149,7 +150,7 @@ async function main(): Promise<void> {
       run(async () => {
         if (closed) return;
         closed = true;
-        engine.release();
+        await engine.close();
         await store.close();
       }),
   } satisfies WorkerFacade);

@@ -32,7 +32,7 @@ import { KeyExportManager } from "./keys/KeyExportManager.js";
 import { setupRecovery, type RecoverySetupResult } from "./keys/RecoverySetup.js";
 import { KeySharingManager, type KeyForwardListener, type KeyRequestListener } from "./keys/KeySharingManager.js";
 import { FileMessageSender } from "./media/FileMessageSender.js";
-import { definedOnly, nativeBindingOption, stateStorePath, withoutPickleKey, workerOptions, type MatrixClientOptions } from "./options.js";
+import { decryptWorkerCount, definedOnly, nativeBindingOption, stateStorePath, withoutPickleKey, workerOptions, type MatrixClientOptions } from "./options.js";
 import { passwordLogin, tokenLogin, type LoginSession } from "./login.js";
 import { DEFAULT_PICKLE_KEY } from "./paths.js";
 import type { Room, RoomHost } from "./rooms/Room.js";
@@ -46,6 +46,8 @@ import { OutgoingRequestsLoop } from "./send/OutgoingRequestsLoop.js";
 import { RoomSendQueue } from "./send/RoomSendQueue.js";
 import { ClientStateStore, type KeyValueStore } from "./state/ClientStateStore.js";
 import { SyncLoop } from "./sync/SyncLoop.js";
+import { QuietTime } from "../util/QuietTime.js";
+import { DecryptPool } from "./sync/DecryptPool.js";
 import { SyncProcessor } from "./sync/SyncProcessor.js";
 import { TimelineEmitter } from "./timeline.js";
 
@@ -78,6 +80,8 @@ export class MatrixClient extends EverydayApi {
   /** The pickle key, out of reach of `util.inspect` and `JSON.stringify`. */
   readonly #pickleKey: Secret;
   private host: CryptoWorkerHost | null = null;
+  /** The decrypt pool (`encryptionConf.decryptWorkers` ≥ 2), from login on. */
+  private pool: DecryptPool | null = null;
   private account: AccountInfo | null = null;
   private _userId: string | null = null;
   private _deviceId: string | null = null;
@@ -125,6 +129,7 @@ export class MatrixClient extends EverydayApi {
     const { http, log } = this;
     const encryption = this.encryption;
     const isClosed = (): boolean => this.closed;
+    const syncActivity = new QuietTime();
     const userId = (): string => this._userId!;
     // The worker as components see it: read at call time, so a restarted or replaced host is used.
     const crypto = cryptoAccess(() => this.account !== null && this.host !== null, () => this.crypto);
@@ -178,8 +183,8 @@ export class MatrixClient extends EverydayApi {
     this.keySharing = new KeySharingManager({ crypto, events: this, keyClaims, sender, userId, getDevices: (u) => this.getDevices(u) });
     this.keyFiles = new KeyExportManager(crypto, this, timeline);
     this.crossSigning = new CrossSigningManager({ http, crypto, userId, triggerOutgoing: () => this.outgoing.trigger() });
-    this.keyBackup = new KeyBackupManager({ http, crypto, accountData: new AccountData(http, userId), events: this, timeline, log: childLogger(log, "[backup]"), isClosed });
-    this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId, state: () => this.state });
+    this.keyBackup = new KeyBackupManager({ http, crypto, accountData: new AccountData(http, userId), events: this, timeline, log: childLogger(log, "[backup]"), isClosed, quiet: syncActivity });
+    this.syncProcessor = new SyncProcessor({ http, crypto, events: observed, log, keyUploadsAnswered: () => sender.keyUploadsAnswered, rooms: this.rooms, timeline, keySharing: this.keySharing, outgoing: this.outgoing, userId: () => this._userId, state: () => this.state, activity: syncActivity, pool: () => this.pool });
     if (opts.autoJoin) new AutoJoiner({ events: this, policy: opts.autoJoin, join: (roomId) => this.roomOps.joinRoom(roomId), log });
     this.syncLoop = new SyncLoop({ http, processor: this.syncProcessor, events: this, log, options: this.opts, keyUploadsAnswered: () => sender.keyUploadsAnswered });
   }
@@ -254,9 +259,20 @@ export class MatrixClient extends EverydayApi {
     return this.host;
   }
 
+  /** @internal the decrypt pool, if any (tests, bench). */
+  get decryptPoolForTesting(): DecryptPool | null {
+    return this.pool;
+  }
+
   private async initCrypto(userId: string, deviceId: string): Promise<void> {
     const host = await this.ensureWorker();
     this.account = await host.api.loadAccount(userId, deviceId);
+    const poolSize = decryptWorkerCount(this.opts);
+    if (poolSize >= 2 && !this.pool) {
+      const opts = workerOptions(this.opts, this.#pickleKey.reveal());
+      this.pool = new DecryptPool(poolSize, { pickleKey: opts.pickleKey, cacheSize: opts.sessionCacheSize ?? 2000 }, new URL("decrypt-worker.js", host.workerUrl), childLogger(this.log, "[decrypt]"));
+      await this.pool.start();
+    }
     if (this.keySharing.keyRequestsEnabled) await host.api.setKeyRequestsEnabled(true);
     this.syncProcessor.resumeFrom(await host.api.getSyncToken());
     await this.outgoing.trigger();
@@ -317,6 +333,7 @@ export class MatrixClient extends EverydayApi {
     this.closed = true;
     this.verification.close();
     this.keyBackup.close();
+    await this.pool?.close();
     await this.host?.close();
     this.state?.close();
     await this.http.close();
@@ -451,9 +468,9 @@ export class MatrixClient extends EverydayApi {
     return setupRecovery(this.crossSigning, this.keyBackup, this._userId!, definedOnly(opts));
   }
 
-  /** Resolves once every room key known now is in the backup (or the upload failed: see `error`). */
+  /** Upload every room key known now at once (without waiting for a quiet moment between syncs); resolves once they are in the backup (or the upload failed: see `error`). */
   async flushKeyBackup(): Promise<void> {
-    await this.keyBackup.trigger();
+    await this.keyBackup.trigger(true);
   }
 
   // ---------------------------------------------------------------------------------------------

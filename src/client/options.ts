@@ -7,6 +7,8 @@ import type { WorkerOptions } from "../protocol/api.js";
 import type { Logger, LogLevel } from "../pure/logger.js";
 import type { AutoJoinPolicy } from "./rooms/AutoJoiner.js";
 import { join } from "node:path";
+import { availableParallelism } from "node:os";
+import { InvalidArgumentError } from "../protocol/errors.js";
 import { userDataDir } from "./paths.js";
 
 /** Where and how the crypto store is kept. */
@@ -44,6 +46,14 @@ export interface EncryptionConf {
    * path where it ships the package's `dist/` tree.
    */
   workerPath?: string | URL;
+  /**
+   * Threads that decrypt room events (default 1: the crypto worker alone). With 2 or more, that
+   * many Megolm decrypt workers (`decrypt-worker.js`, next to the crypto worker's entry) decipher
+   * each sync's events in parallel, sharded by room; the crypto worker still decides replay,
+   * labels and every write. `"auto"`: the machine's cores minus one for the main thread (1 on a
+   * 2-core machine). A room's events always go to the same worker, so one busy room uses one core.
+   */
+  decryptWorkers?: number | "auto";
 }
 
 /** Where the client keeps its state across restarts (sync token, joined rooms, `client.storage`). */
@@ -131,7 +141,6 @@ export function stateStorePath(opts: MatrixClientOptions): string {
   return join(conf.dbPath ?? opts.encryptionConf?.storeConf?.dbPath ?? userDataDir(opts.appName), conf.dbName ?? "state.db");
 }
 
-/** `opts` without the pickle key (the client keeps that apart, out of reach of `util.inspect`). @internal */
 /** The options the crypto worker of a client with `opts` starts with. @internal */
 export function workerOptions(opts: MatrixClientOptions, pickleKey: string): WorkerOptions {
   return {
@@ -142,6 +151,7 @@ export function workerOptions(opts: MatrixClientOptions, pickleKey: string): Wor
   };
 }
 
+/** `opts` without the pickle key (the client keeps that apart, out of reach of `util.inspect`). @internal */
 export function withoutPickleKey(opts: MatrixClientOptions): MatrixClientOptions {
   const storeConf = opts.encryptionConf?.storeConf;
   if (storeConf?.pickleKey === undefined) return opts;
@@ -152,4 +162,12 @@ export function withoutPickleKey(opts: MatrixClientOptions): MatrixClientOptions
 /** `o` without its `undefined` properties (options often come from `process.env`). @internal */
 export function definedOnly<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+}
+
+/** The number of decrypt workers `encryptionConf.decryptWorkers` asks for (1: none, the crypto worker decrypts). @internal */
+export function decryptWorkerCount(opts: MatrixClientOptions, cores = availableParallelism()): number {
+  const n = opts.encryptionConf?.decryptWorkers ?? 1;
+  if (n === "auto") return Math.max(1, cores - 1);
+  if (!Number.isSafeInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError(`encryptionConf.decryptWorkers must be "auto" or an integer from 1 to 64, not ${String(n)}`);
+  return n;
 }

@@ -13,7 +13,7 @@ import type { StoreConfig } from "./store.js";
 import type { LogLevel } from "../pure/logger.js";
 
 /** Bumped on any incompatible change of {@link CryptoWorkerApi}. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** Olm algorithm name. */
 export const OLM_ALGORITHM = "m.olm.v1.curve25519-aes-sha2";
@@ -86,6 +86,17 @@ export interface EncryptedEventInput {
   origin_server_ts: Primitive;
   /** Null when the event's content is not an object. */
   content: { algorithm: Primitive; ciphertext: Primitive; session_id: Primitive; sender_key: Primitive; device_id: Primitive } | null;
+  /** Deciphered by the decrypt pool (see `protocol/pool.ts`): the message index and decrypted type. */
+  pre?: { messageIndex: number; type: string };
+}
+
+/** A pickled inbound session handed to the decrypt pool (`protocol/pool.ts`); the pickle is encrypted with the pickle key. @internal */
+export interface PoolSession {
+  roomId: string;
+  senderKey: string;
+  sessionId: string;
+  pickle: string;
+  firstKnownIndex: number;
 }
 
 /** Why a room event could not be decrypted. */
@@ -374,6 +385,12 @@ export interface CryptoWorkerApi {
    * cannot be too deep to clone); the worker checks them all.
    */
   decryptSyncTimelines(rooms: { roomId: string; events: EncryptedEventInput[] }[]): { roomId: string; results: RoomDecryptResult[] }[];
+  /**
+   * {@link CryptoWorkerApi.decryptSyncTimelines} with the decrypt pool: events with `pre` were
+   * deciphered by it (their results have an empty `plaintextJson`: the pool holds the plaintext);
+   * `sessions` are those this call deciphered with itself, for the pool to hold from now on.
+   */
+  decryptSyncTimelinesPooled(rooms: { roomId: string; events: EncryptedEventInput[] }[]): { rooms: { roomId: string; results: RoomDecryptResult[] }[]; sessions: PoolSession[] };
   /** Decrypt a batch of `m.room.encrypted` events of one room (JSON array). */
   decryptRoomEvents(roomId: string, eventsJson: string): RoomDecryptResult[];
 

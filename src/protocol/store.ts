@@ -122,6 +122,15 @@ export interface OutboundGroupSessionRecord {
   rotationPeriodMs: number;
   rotationPeriodMsgs: number;
   sharedWith: SharedWithEntry[];
+  /**
+   * Set while an engine holds the session's ratchet in memory ahead of `pickle` (an opaque mark
+   * of that engine's lifetime, written before its first encryption with the session); absent once
+   * that engine closed cleanly and wrote the current `pickle`. An engine that reads a record marked
+   * by another lifetime (one that crashed) discards the session instead of reusing message
+   * indices. A store must keep it like any other field (absent when left out); an engine whose
+   * store drops it writes the ratchet at every encryption instead.
+   */
+  inUseBy?: string;
 }
 
 /** A device of some user, as learnt from `/keys/query`, with the local trust flags. */
@@ -224,8 +233,10 @@ export interface StoreChanges {
  * - **Reads see every batch `saveChanges` applied**, from the moment it returned (or resolved),
  *   also after close and reopen for a persistent store. The engine keeps no copy of store state
  *   across calls beyond what these docs name, so a stale read is a wrong decision (a replayed
- *   message accepted, a session forgotten). A batch that failed is invisible to every read. For
- *   the same reason a store changes nothing by itself (no expiry of rows behind the engine's
+ *   message accepted, a session forgotten). A batch that failed is invisible to every read. (One
+ *   such copy: the ratchet of an outbound session marked with
+ *   {@link OutboundGroupSessionRecord.inUseBy} is ahead of its stored `pickle` until a clean close.)
+ *   For the same reason a store changes nothing by itself (no expiry of rows behind the engine's
  *   back, to-device digests aside): the copies the engine keeps are exact because every change
  *   arrives through `saveChanges`.
  * - **Account-scoped reads** (every read below {@link CryptoStore.deleteAccount}) apply to the

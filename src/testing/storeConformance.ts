@@ -157,7 +157,7 @@ function fullBatch(tag: string): Required<Omit<StoreChanges, "account" | "delete
         senderData: { kind: "forwarded", userId: ALICE, deviceId: `FWD-${tag}`, curve25519: `fwd3-${tag}` },
       },
     ],
-    outboundGroupSessions: [outboundRec(room, `og-${tag}`)],
+    outboundGroupSessions: [{ ...outboundRec(room, `og-${tag}`), inUseBy: `lifetime-${tag}` }],
     devices: [deviceRec(BOB, `DEV-${tag}`, `devcurve-${tag}`, `Phone ${tag}`)],
     trackedUsers: [{ userId: `@tracked-${tag}:example.org`, dirty: true }],
     rooms: [roomRec(room)],
@@ -622,6 +622,18 @@ export function runCryptoStoreConformanceTests(
         assert.deepEqual(s.getOutboundGroupSession("!r:x"), updated);
         await s.saveChanges({ deletedOutboundGroupSessions: ["!r:x", "!never:x"] });
         assert.equal(s.getOutboundGroupSession("!r:x"), null);
+      });
+
+      test("keeps the in-use mark (inUseBy) while it is set, and drops it when the record is written without it", async ({ s }) => {
+        // The engine's guarantee against reusing a Megolm index after a crash rests on this field.
+        await createAccount(s);
+        const og = outboundRec("!r:x", "out1");
+        await s.saveChanges({ outboundGroupSessions: [{ ...og, inUseBy: "lifetime-1" }] });
+        assert.deepEqual(s.getOutboundGroupSession("!r:x"), { ...og, inUseBy: "lifetime-1" });
+        await s.saveChanges({ outboundGroupSessions: [{ ...og, messageCount: 9, pickle: "closed" }] });
+        const after = s.getOutboundGroupSession("!r:x")!;
+        assert.equal("inUseBy" in after, false, "a mark written away must come back absent");
+        assert.deepEqual(after, { ...og, messageCount: 9, pickle: "closed" });
       });
 
       test("deletion is applied before the upsert of the same batch (rotation)", async ({ s }) => {

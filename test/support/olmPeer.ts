@@ -202,8 +202,15 @@ export class PeerInbox {
 
   /** Decrypt a Megolm event content with a session received through {@link olm}. */
   megolm(content: Json): Json {
-    const g = this.groups.get(content.session_id as string);
+    return this.megolmIndexed(content).event;
+  }
+
+  /** {@link megolm}, with the session and the message index the ciphertext used. */
+  megolmIndexed(content: Json): { event: Json; sessionId: string; index: number } {
+    const sessionId = content.session_id as string;
+    const g = this.groups.get(sessionId);
     if (!g) throw new Error(`peer has no session ${String(content.session_id)}`);
-    return JSON.parse(g.decrypt(content.ciphertext as string).plaintext) as Json;
+    const d = g.decrypt(content.ciphertext as string);
+    return { event: JSON.parse(d.plaintext) as Json, sessionId, index: d.message_index };
   }
 }

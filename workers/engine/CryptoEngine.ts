@@ -11,6 +11,12 @@
  * runs them one at a time. Per room, the caller runs prepareRoomKeyShare → shareRoomKey →
  * encryptRoomEvent under the room's lock; keys/claim is single flight.
  *
+ * Sends and I/O: an encryption with a session already marked in use commits nothing (its ratchet
+ * moves in memory, megolm/OutboundRatchets), so it holds no other room behind an fsync. Calls
+ * still run one at a time: the built-in stores commit synchronously on this thread, and a no-write
+ * encryption overtaking a pending asynchronous commit (a custom store) would read a store the
+ * contract leaves undefined until `saveChanges` resolves.
+ *
  * Components (one job each, listed in the README's architecture section) are built below in
  * dependency order; trust/senderTrust alone decides event labels.
  */
@@ -34,6 +40,7 @@ import type {
 } from "../../src/protocol/api.js";
 import { InvalidArgumentError, SyncBatchUnknownError } from "../../src/protocol/errors.js";
 import type { CryptoStore } from "../../src/protocol/store.js";
+import type { PoolSession } from "../../src/protocol/pool.js";
 import type { Logger } from "../../src/pure/logger.js";
 import { AccountKeys } from "./account/AccountKeys.js";
 import { KeyBackup } from "./backup/KeyBackup.js";
@@ -141,7 +148,9 @@ export class CryptoEngine {
     if (!isStr(userId) || !userId.startsWith("@") || !isStr(deviceId) || deviceId === "") {
       throw new InvalidArgumentError("loadAccount needs a full user ID and a device ID");
     }
+    await this.outbound.writeRatchets();
     this.release();
+    this.outbound.reset();
     const rec = await this.ctx.store.useAccount(userId, deviceId);
     this.devices.load(rec !== null);
     this.rooms.reset();
@@ -164,9 +173,21 @@ export class CryptoEngine {
     await this.ctx.store.deleteAccount(userId, deviceId);
   }
 
-  /** Free libolm objects and forget in-memory state. */
+  /**
+   * Close cleanly: write the outbound sessions' ratchets (advanced in memory since their in-use
+   * mark) with their marks cleared, so the next engine keeps using them, then {@link release}.
+   * An engine that never gets here (crash, kill) leaves the marks: the next one discards those
+   * sessions and shares new ones, never reusing a message index.
+   */
+  async close(): Promise<void> {
+    await this.outbound.writeRatchets();
+    this.release();
+  }
+
+  /** Free libolm objects and forget in-memory state (outbound ratchets are not written: see {@link close}). */
   release(): void {
     this.batch = null;
+    this.outbound.release();
     this.inbound.release();
     this.backup.release();
     this.identities.invalidate();
@@ -302,13 +323,25 @@ export class CryptoEngine {
    * batch is open (the engine restarted since): the client processes the sync again.
    */
   decryptSyncTimelines(rooms: { roomId: string; events: unknown[] }[]): RoomResults[] {
+    return this.decryptTimelines(rooms);
+  }
+
+  /** See `CryptoWorkerApi.decryptSyncTimelinesPooled`. */
+  decryptSyncTimelinesPooled(rooms: { roomId: string; events: unknown[] }[]): { rooms: RoomResults[]; sessions: PoolSession[] } {
+    const exported = new Map<string, PoolSession>();
+    const out = this.decryptTimelines(rooms, exported);
+    return { rooms: out, sessions: [...exported.values()] };
+  }
+
+  /** The rooms of one sync into its batch (one waiting-events budget, key requests written once). */
+  private decryptTimelines(rooms: { roomId: string; events: unknown[] }[], exported?: Map<string, PoolSession>): RoomResults[] {
     this.ctx.me();
     const tx = this.syncBatch().tx;
     const out: RoomResults[] = [];
     const budget: PendingBudget = { left: null };
     for (const r of Array.isArray(rooms) ? rooms : []) {
       if (!isObj(r) || !isStr(r.roomId) || !Array.isArray(r.events)) continue;
-      out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true, budget) });
+      out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true, budget, exported) });
     }
     this.keySharing.saveQueued(tx);
     return out;

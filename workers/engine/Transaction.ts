@@ -138,6 +138,10 @@ export class Transaction {
       else base.set(u, r.dirty);
     }
   }
+  /** The outbound sessions this transaction writes (null: deleted), by room. */
+  outboundChanges(): IterableIterator<[string, OutboundGroupSessionRecord | null]> {
+    return this.outbound.entries();
+  }
   /** Whether this transaction wrote devices (device caches must be dropped). */
   get wroteDevices(): boolean {
     return this.devices.size > 0;

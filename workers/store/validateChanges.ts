@@ -129,6 +129,7 @@ export function validateChanges(c: StoreChanges): void {
     vInt(r.messageCount, `${p}.messageCount`);
     vNum(r.rotationPeriodMs, `${p}.rotationPeriodMs`);
     vNum(r.rotationPeriodMsgs, `${p}.rotationPeriodMsgs`);
+    if (r.inUseBy !== undefined) vStr(r.inUseBy, `${p}.inUseBy`);
     vArr(r.sharedWith ?? null, `${p}.sharedWith`).forEach((y, k) => {
       const q = `${p}.sharedWith[${k}]`;
       const e = vRec(y, q);

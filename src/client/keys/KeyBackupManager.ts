@@ -12,6 +12,7 @@ import { p, type HttpClient } from "../../http/HttpClient.js";
 import type { Logger } from "../../pure/logger.js";
 import { computeBackoff } from "../../util/backoff.js";
 import { SingleFlight } from "../../util/KeyedMutex.js";
+import type { QuietTime } from "../../util/QuietTime.js";
 import type { CryptoAccess } from "../CryptoAccess.js";
 import { emitError, type ClientEventSink } from "../events.js";
 import { isObj, type Json } from "../json.js";
@@ -24,6 +25,13 @@ const BACKUP_SECRET = "m.megolm_backup.v1";
 const BATCH_SIZE = 100;
 /** Sessions per worker call of a restore (one transaction each, so syncs interleave). */
 const IMPORT_BATCH = 500;
+/**
+ * Uploads run between syncs: a batch starts once sync processing has rested this long (the long
+ * poll waits), so it never competes with a catch-up's decryption for the worker.
+ */
+const QUIET_MS = 250;
+/** ...or after this long whatever runs, one batch at a time: uploads slow down under load, never stop. */
+const MAX_QUIET_WAIT_MS = 10_000;
 /** A missing session is looked up in the backup at most once in this time. */
 const DOWNLOAD_AGAIN_MS = 10 * 60_000;
 
@@ -49,6 +57,10 @@ export interface KeyBackupDeps {
   timeline: TimelineEmitter;
   log: Logger;
   isClosed: () => boolean;
+  /** Sync processing's activity: upload batches wait for a quiet moment. */
+  quiet: QuietTime;
+  /** Override {@link QUIET_MS} and {@link MAX_QUIET_WAIT_MS} (tests). */
+  quietTimes?: { quietMs: number; maxWaitMs: number };
 }
 
 /** Server-side key backup: enable, upload in the background, restore. @internal */
@@ -56,6 +68,8 @@ export class KeyBackupManager {
   private readonly flight = new SingleFlight(() => this.pass());
   private retryTimer: NodeJS.Timeout | null = null;
   private failures = 0;
+  /** Flushes in progress: while any runs, batches do not wait for a quiet moment. */
+  private flushes = 0;
   /** The server's version as last fetched (undefined: not yet), for single-session downloads. */
   private info: Json | null | undefined = undefined;
   /** When each missing session (`room|session`) was last looked up in the backup. */
@@ -187,15 +201,23 @@ export class KeyBackupManager {
     }
   }
 
-  /** Upload what is not backed up yet (single flight; resolves when a pass that started now ended). Never rejects. */
-  trigger(): Promise<void> {
-    return this.flight.trigger();
+  /**
+   * Upload what is not backed up yet (single flight; resolves when a pass that started now ended).
+   * Batches wait for a quiet moment between syncs (at most {@link MAX_QUIET_WAIT_MS} each) unless
+   * `now` (a flush) asks for them at once. Never rejects.
+   */
+  trigger(now = false): Promise<void> {
+    if (!now) return this.flight.trigger();
+    this.flushes++;
+    this.deps.quiet.wake();
+    return this.flight.trigger().finally(() => this.flushes--);
   }
 
-  /** Stop the retry timer (the client closes). */
+  /** Stop the retry timer and any wait for a quiet moment (the client closes). */
   close(): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.deps.quiet.wake();
   }
 
   /**
@@ -207,6 +229,8 @@ export class KeyBackupManager {
     const { crypto, http } = this.deps;
     try {
       while (crypto.ready && !this.deps.isClosed()) {
+        if (this.flushes === 0) await this.deps.quiet.wait(this.deps.quietTimes?.quietMs ?? QUIET_MS, this.deps.quietTimes?.maxWaitMs ?? MAX_QUIET_WAIT_MS);
+        if (!crypto.ready || this.deps.isClosed()) return;
         const batch = await crypto.api.keyBackupBatch(BATCH_SIZE);
         if (!batch) return;
         try {

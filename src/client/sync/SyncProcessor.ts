@@ -22,7 +22,9 @@ import type { RoomRegistry } from "../rooms/RoomRegistry.js";
 import type { OutgoingRequestsLoop } from "../send/OutgoingRequestsLoop.js";
 import type { ClientStateStore } from "../state/ClientStateStore.js";
 import type { TimelineEmitter } from "../timeline.js";
-import { cryptoInputJson, decryptPayload, prepareSync, syncEvents, type SyncWork } from "./syncResponse.js";
+import type { QuietTime } from "../../util/QuietTime.js";
+import type { DecryptPool } from "./DecryptPool.js";
+import { cryptoInputJson, decryptPayload, prepareSync, syncEvents, type DecryptPayload, type SyncWork } from "./syncResponse.js";
 
 /** Most events fetched to fill one room's timeline gap; beyond, `room.timelineGap` is emitted. */
 const MAX_GAP_EVENTS = 1000;
@@ -62,6 +64,10 @@ export interface SyncProcessorDeps {
   userId: () => string | null;
   /** The client's state store (sync token, joined rooms), once logged in. */
   state: () => ClientStateStore | null;
+  /** Marked busy while a sync is processed (background work waits for quiet moments). */
+  activity?: QuietTime;
+  /** The decrypt pool, when there is one (`decryptWorkers` ≥ 2). */
+  pool?: () => DecryptPool | null;
 }
 
 /** One sync at a time, in order. @internal */
@@ -105,16 +111,21 @@ export class SyncProcessor {
   async process(res: unknown, onIngested?: (nextBatch: string) => void, prepared?: SyncWork, uploadsBefore?: number): Promise<void> {
     const work = prepared !== undefined && prepared.res === res ? prepared : this.prepare(res);
     const done: Attempts = { emitted: new Set(), crypto: null, keySharingDone: false, ingested: false, timelines: null };
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.processOnce(work, done, onIngested, uploadsBefore);
-        return;
-      } catch (err) {
-        // The worker restarted after this sync's crypto state was staged: nothing of the sync was
-        // committed with its token, so the same response is processed again.
-        if (!(err instanceof SyncBatchUnknownError) || attempt >= MAX_SYNC_ATTEMPTS) throw err;
-        this.deps.log.warn(`the crypto worker lost the state of sync ${work.nextBatch} (it restarted); processing the sync again`);
+    this.deps.activity?.begin();
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.processOnce(work, done, onIngested, uploadsBefore);
+          return;
+        } catch (err) {
+          // The worker restarted after this sync's crypto state was staged: nothing of the sync was
+          // committed with its token, so the same response is processed again.
+          if (!(err instanceof SyncBatchUnknownError) || attempt >= MAX_SYNC_ATTEMPTS) throw err;
+          this.deps.log.warn(`the crypto worker lost the state of sync ${work.nextBatch} (it restarted); processing the sync again`);
+        }
       }
+    } finally {
+      this.deps.activity?.end();
     }
   }
 
@@ -135,7 +146,7 @@ export class SyncProcessor {
       const keyCountsStale = uploadsBefore !== undefined && this.deps.keyUploadsAnswered() !== uploadsBefore;
       const changes = crypto.api.receiveSyncChanges(work.cryptoInputJson ?? cryptoInputJson(work, this.deps.log), keyCountsStale ? { keyCountsStale } : undefined);
       if (work.decrypt !== null) {
-        early = crypto.api.decryptSyncTimelines(work.decrypt);
+        early = this.decryptTimelines(work.decrypt);
         early.catch(() => undefined); // awaited below; if the crypto changes fail, nobody does
       }
       cryptoResult = await changes;
@@ -181,7 +192,7 @@ export class SyncProcessor {
     const decrypted = new Map<string, RoomDecryptResult>();
     if (crypto.ready) {
       const payload = early ? null : decryptPayload(timelines);
-      const out = early ?? (payload !== null ? crypto.api.decryptSyncTimelines(payload) : null);
+      const out = early ?? (payload !== null ? this.decryptTimelines(payload) : null);
       if (out) for (const o of await out) for (const r of o.results) decrypted.set(`${o.roomId}\u0000${r.eventId}`, r);
     }
     // Emitted once per response, unless an earlier attempt could not decrypt what this one did.
@@ -219,6 +230,13 @@ export class SyncProcessor {
     this.token = nextBatch;
     events.emit("sync", { nextBatch, events: emitted });
     void this.deps.outgoing.trigger();
+  }
+
+  /** One sync's encrypted timeline events through the crypto worker, with the decrypt pool's help when there is one. */
+  private decryptTimelines(payload: DecryptPayload): Promise<{ roomId: string; results: RoomDecryptResult[] }[]> {
+    const { crypto } = this.deps;
+    const pool = this.deps.pool?.();
+    return pool ? pool.decryptSync(payload, (rooms) => crypto.api.decryptSyncTimelinesPooled(rooms)) : crypto.api.decryptSyncTimelines(payload);
   }
 
   /** Events between `from` (a limited timeline's prev_batch) and our last sync token, oldest first. */

@@ -40,9 +40,17 @@ function sourceOf(senderData: SenderData): InboundSessionSource {
   }
 }
 
+/** A session's record without its libolm object (the decrypt pool holds that), with the replay memory. @internal */
+export type InboundRecordEntry = Omit<LiveInboundSession, "session"> & { session?: LiveInboundSession["session"] };
+
+/** Records kept for events the decrypt pool deciphered (no libolm object: a few hundred bytes each). */
+const RECORD_CACHE_SIZE = 20_000;
+
 /** @internal */
 export class InboundSessions {
   private readonly cache: GroupSessionCache;
+  /** LRU of records of sessions not in {@link InboundSessions.cache}, for pool-deciphered events. */
+  private readonly records = new Map<string, InboundRecordEntry>();
 
   constructor(
     private readonly ctx: EngineContext,
@@ -54,6 +62,7 @@ export class InboundSessions {
   /** Free every live session. */
   release(): void {
     this.cache.clear();
+    this.records.clear();
   }
 
   /**
@@ -96,6 +105,7 @@ export class InboundSessions {
         ...(s.backedUpVersion !== undefined ? { backedUpVersion: s.backedUpVersion } : {}),
       };
       tx.putInbound(record);
+      this.records.delete(GroupSessionCache.key(s.roomId, s.senderKey, s.sessionId));
       // A session new to the store has no replay records yet: track them all in memory.
       this.cache.set(GroupSessionCache.key(s.roomId, s.senderKey, s.sessionId), { session, record, seen: new Map(), complete: !existing });
       keep = true;
@@ -122,6 +132,28 @@ export class InboundSessions {
     const v = { session, record };
     this.cache.set(key, v);
     return v;
+  }
+
+  /**
+   * The live session when cached, else the session's record (no unpickling), or null when
+   * unknown: what an event deciphered by the decrypt pool needs (provenance, replay memory).
+   */
+  cachedOrRecord(tx: Transaction, roomId: string, senderKey: string, sessionId: string): InboundRecordEntry | null {
+    const key = GroupSessionCache.key(roomId, senderKey, sessionId);
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    const known = this.records.get(key);
+    if (known) {
+      this.records.delete(key);
+      this.records.set(key, known);
+      return known;
+    }
+    const record = tx.getInbound(roomId, senderKey, sessionId);
+    if (!record) return null;
+    const entry: InboundRecordEntry = { record };
+    this.records.set(key, entry);
+    if (this.records.size > RECORD_CACHE_SIZE) this.records.delete(this.records.keys().next().value as string);
+    return entry;
   }
 
   /** The session exported at its first known index (for forwarding and key export). */

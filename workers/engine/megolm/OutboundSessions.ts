@@ -18,6 +18,7 @@ import type { SessionClaims } from "../olm/SessionClaims.js";
 import type { RoomState } from "../rooms/RoomState.js";
 import type { Transaction } from "../Transaction.js";
 import type { InboundSessions } from "./InboundSessions.js";
+import { OutboundRatchets } from "./OutboundRatchets.js";
 
 /** Default rotation: 100 messages or one week (spec defaults for `m.room.encryption`). */
 const DEFAULT_ROTATION_MSGS = 100;
@@ -34,6 +35,9 @@ interface Recipients {
 
 /** @internal */
 export class OutboundSessions {
+  /** The sessions' ratchets in memory, and their in-use marks (see OutboundRatchets). */
+  private readonly ratchets: OutboundRatchets;
+
   constructor(
     private readonly ctx: EngineContext,
     private readonly rooms: RoomState,
@@ -42,7 +46,36 @@ export class OutboundSessions {
     private readonly olm: OlmSessions,
     private readonly claims: SessionClaims,
     private readonly inbound: InboundSessions,
-  ) {}
+  ) {
+    this.ratchets = new OutboundRatchets(ctx);
+  }
+
+  /** A new engine lifetime (an account was loaded): a new in-use mark, no live ratchet. */
+  reset(): void {
+    this.ratchets.reset();
+  }
+
+  /** Free the live ratchets without writing them (their sessions are discarded at the next read). */
+  release(): void {
+    this.ratchets.release();
+  }
+
+  /**
+   * Clean close (or account switch): commit the current ratchet of every session in use, unmarked,
+   * in one transaction (none in use: no write). On failure the marks stay, and the next engine
+   * discards those sessions: a new share, never a reused index.
+   */
+  async writeRatchets(): Promise<void> {
+    if (!this.ctx.hasAccount) return;
+    const tx = this.ctx.newTx();
+    const n = this.ratchets.flush(tx);
+    try {
+      await this.ctx.commit(tx);
+      if (n) this.ctx.log.debug(`outbound ratchets of ${n} room(s) written`);
+    } catch (e) {
+      this.ctx.log.warn(`could not write the outbound ratchets: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
 
   /**
    * Recipient devices of the room. With `verifyDevices`, throws {@link UnknownDevicesError}
@@ -97,18 +130,12 @@ export class OutboundSessions {
     const me = ctx.me();
     const settings = this.rooms.requireMegolm(tx, roomId);
     const { devices, blacklisted, notCrossSigned } = this.recipients(tx, roomId, verifyDevices, onlyCrossSigned);
-    const existing = tx.getOutbound(roomId);
+    const existing = this.ratchets.current(tx, roomId);
     const reason = existing ? this.rotationReason(existing, devices) : "no session";
     if (existing && reason) ctx.log.info(`rotating the room key of ${roomId}: ${reason}`);
     const outbound = !existing || reason ? this.create(tx, roomId, settings) : existing;
-    const og = new ctx.olm.OutboundGroupSession();
-    let sessionKey: string;
-    try {
-      og.unpickle(ctx.pickleKey, outbound.pickle);
-      sessionKey = og.session_key();
-    } finally {
-      og.free();
-    }
+    // At the ratchet's current index: a device added now cannot read what was sent before.
+    const sessionKey = this.ratchets.sessionKey(outbound);
     const roomKeyContent = { algorithm: MEGOLM_ALGORITHM, room_id: roomId, session_id: outbound.sessionId, session_key: sessionKey };
     const shared = new Map(outbound.sharedWith.map((e) => [`${e.userId}|${e.deviceId}`, e]));
     const messages: { userId: string; deviceId: string; content: Json }[] = [];
@@ -137,7 +164,7 @@ export class OutboundSessions {
       messages.push({ userId: d.userId, deviceId: d.deviceId, content });
     }
     // Written only when something changed (a share round with nothing to send costs no commit).
-    if (outbound !== existing || messages.length || withheld.length) tx.putOutbound({ ...outbound, sharedWith: [...shared.values()] });
+    if (outbound !== existing || messages.length || withheld.length) tx.putOutbound(this.ratchets.record(outbound, { sharedWith: [...shared.values()] }));
     const requests: OutgoingRequest[] = [];
     if (withheld.length) {
       const body: Record<string, Record<string, Json>> = {};
@@ -174,6 +201,7 @@ export class OutboundSessions {
     const { ctx } = this;
     const me = ctx.me();
     const og = new ctx.olm.OutboundGroupSession();
+    let adopted = false;
     try {
       og.create();
       const msgs = settings.rotation_period_msgs;
@@ -187,24 +215,28 @@ export class OutboundSessions {
         rotationPeriodMsgs: typeof msgs === "number" && msgs > 0 ? Math.min(msgs, 10_000) : DEFAULT_ROTATION_MSGS,
         rotationPeriodMs: typeof ms === "number" && ms > 0 ? Math.min(ms, DEFAULT_ROTATION_MS) : DEFAULT_ROTATION_MS,
         sharedWith: [],
+        // Marked from the start: this engine's ratchet of it lives in memory (OutboundRatchets).
+        inUseBy: this.ratchets.mark,
       };
       tx.deleteOutbound(roomId);
       tx.putOutbound(rec);
       // Keep an inbound copy so we can read our own messages: the only session labelled "own".
       this.inbound.add(tx, { roomId, senderKey: me.curve25519, sessionId: rec.sessionId, sessionKey: og.session_key(), exported: false, claimedEd25519: me.ed25519, forwardingChain: [], senderData: { kind: "own" } });
+      this.ratchets.adopt(roomId, rec.sessionId, og);
+      adopted = true;
       return rec;
     } finally {
-      og.free();
+      if (!adopted) og.free();
     }
   }
 
   /** A room-key chunk reached the server: its devices move from pending to shared. */
   onShareSent(tx: Transaction, share: { roomId: string; sessionId: string; devices: [string, string][] }): void {
-    const o = tx.getOutbound(share.roomId);
+    const o = this.ratchets.current(tx, share.roomId);
     if (!o || o.sessionId !== share.sessionId) return;
     const sent = new Set(share.devices.map(([u, d]) => `${u}|${d}`));
     const sharedWith: SharedWithEntry[] = o.sharedWith.map((e) => (sent.has(`${e.userId}|${e.deviceId}`) && e.state === "pending" ? { ...e, state: "shared" } : e));
-    tx.putOutbound({ ...o, sharedWith });
+    tx.putOutbound(this.ratchets.record(o, { sharedWith }));
   }
 
   /** Discard the room's outbound session (sharing failed): the next send starts a new one. */
@@ -223,7 +255,7 @@ export class OutboundSessions {
   encryptIfShared(tx: Transaction, roomId: string, eventType: string, content: Json, verifyDevices: boolean, onlyCrossSigned: boolean): Json | null {
     this.rooms.requireMegolm(tx, roomId);
     if (this.rooms.recipientUsers(tx, roomId).some((u) => this.devices.needsQuery(tx, u))) return null;
-    const o = tx.getOutbound(roomId);
+    const o = this.ratchets.current(tx, roomId);
     if (!o || o.sharedWith.some((e) => e.state === "pending")) return null;
     const { devices, blacklisted, notCrossSigned } = this.recipients(tx, roomId, verifyDevices, onlyCrossSigned);
     if (this.rotationReason(o, devices)) return null;
@@ -238,23 +270,19 @@ export class OutboundSessions {
     return this.encrypt(tx, roomId, eventType, content);
   }
 
-  /** Encrypt one event with the room's fully shared outbound session (the advanced ratchet into `tx`). */
+  /**
+   * Encrypt one event with the room's fully shared outbound session. The ratchet advances in
+   * memory; `tx` gets a write only at the session's first use in this engine's lifetime (its
+   * in-use mark, committed before the ciphertext leaves; see OutboundRatchets).
+   */
   encrypt(tx: Transaction, roomId: string, eventType: string, content: Json): Json {
     const { ctx } = this;
     const me = ctx.me();
     this.rooms.requireMegolm(tx, roomId);
-    const o = tx.getOutbound(roomId);
+    const o = this.ratchets.current(tx, roomId);
     if (!o) throw new InternalError(`no outbound session for ${roomId}; share the room key first`);
     if (o.sharedWith.some((e) => e.state === "pending")) throw new InternalError(`the room key of ${roomId} is not fully shared yet`);
-    const og = new ctx.olm.OutboundGroupSession();
-    let ciphertext: string;
-    try {
-      og.unpickle(ctx.pickleKey, o.pickle);
-      ciphertext = og.encrypt(JSON.stringify({ type: eventType, content, room_id: roomId }));
-      tx.putOutbound({ ...o, pickle: og.pickle(ctx.pickleKey), messageCount: o.messageCount + 1 });
-    } finally {
-      og.free();
-    }
+    const ciphertext = this.ratchets.encrypt(tx, o, JSON.stringify({ type: eventType, content, room_id: roomId }));
     return { algorithm: MEGOLM_ALGORITHM, sender_key: me.curve25519, ciphertext, session_id: o.sessionId, device_id: me.deviceId };
   }
 }

@@ -5,6 +5,7 @@
  * @internal
  */
 import { DecryptionFailureCode, MEGOLM_ALGORITHM, type DecryptionFailureCodeValue, type RoomDecryptResult, type SyncChangesResult } from "../../../src/protocol/api.js";
+import type { PoolSession } from "../../../src/protocol/pool.js";
 import { DecryptFailure, MAX_CIPHERTEXT_LENGTH, MAX_ID_LENGTH } from "../DecryptFailure.js";
 import { isObj, isStr, type EngineContext } from "../EngineContext.js";
 import type { DeviceTracker } from "../identities/DeviceTracker.js";
@@ -13,6 +14,8 @@ import type { Transaction } from "../Transaction.js";
 import { provenanceOf, senderTrust } from "../trust/senderTrust.js";
 import type { InboundSessions } from "./InboundSessions.js";
 import type { WithheldNotices } from "./WithheldNotices.js";
+import { decipherRoomEvent, type Deciphered } from "./decipher.js";
+import { GroupSessionCache } from "./GroupSessionCache.js";
 
 /** Upper bound on events kept waiting for their keys. */
 const MAX_PENDING_EVENTS = 20_000;
@@ -21,6 +24,13 @@ export const UNCONFIRMED_REDECRYPT = "unconfirmed_redecrypt";
 
 /** Called for an event whose key may still come (so that it can be requested). @internal */
 export type MissingKeyHandler = (tx: Transaction, roomId: string, senderKey: string, sessionId: string, sender: string) => void;
+
+/** The decrypt pool's part of an event (`pre`), when it is well-formed. */
+function preDeciphered(ev: Record<string, unknown>): { messageIndex: number; type: string } | null {
+  const pre = ev.pre;
+  if (!isObj(pre) || !Number.isSafeInteger(pre.messageIndex) || (pre.messageIndex as number) < 0 || !isStr(pre.type)) return null;
+  return { messageIndex: pre.messageIndex as number, type: pre.type };
+}
 
 /** Decrypted results of one room. @internal */
 export interface RoomResults {
@@ -52,13 +62,17 @@ export class RoomDecryptor {
    * within the store's limit of waiting events. `budget` is shared by the batches of one sync (the
    * count of waiting events, kept in memory by `PendingMirror`, is taken once, when an event has to
    * wait).
+   *
+   * An event may come deciphered by the decrypt pool (`pre`): its result then has an empty
+   * `plaintextJson` (the caller holds the plaintext). With `exported`, every session this call
+   * deciphered with itself is added to it, for the pool.
    */
-  decryptBatch(tx: Transaction, roomId: string, events: unknown[], keepPending: boolean, budget: PendingBudget = { left: null }): RoomDecryptResult[] {
+  decryptBatch(tx: Transaction, roomId: string, events: unknown[], keepPending: boolean, budget: PendingBudget = { left: null }, exported?: Map<string, PoolSession>): RoomDecryptResult[] {
     const out: RoomDecryptResult[] = [];
     for (const ev of events) {
       const eventId = isObj(ev) && isStr(ev.event_id) ? ev.event_id : "";
       try {
-        out.push(this.decryptOne(tx, roomId, ev));
+        out.push(this.decryptOne(tx, roomId, ev, exported));
       } catch (e) {
         const code = e instanceof DecryptFailure ? (e.code as DecryptionFailureCodeValue) : DecryptionFailureCode.Malformed;
         const message = e instanceof Error ? e.message : String(e);
@@ -91,7 +105,7 @@ export class RoomDecryptor {
     return out;
   }
 
-  private decryptOne(tx: Transaction, roomId: string, ev: unknown): RoomDecryptResult & { ok: true } {
+  private decryptOne(tx: Transaction, roomId: string, ev: unknown, exported?: Map<string, PoolSession>): RoomDecryptResult & { ok: true } {
     const me = this.ctx.me();
     if (!isObj(ev) || !isStr(ev.event_id) || !isStr(ev.sender) || !isObj(ev.content)) throw new DecryptFailure(DecryptionFailureCode.Malformed, "event lacks event_id, sender or content");
     const c = ev.content;
@@ -99,7 +113,10 @@ export class RoomDecryptor {
     if (!isStr(c.ciphertext) || !isStr(c.session_id) || !isStr(c.sender_key) || c.ciphertext.length > MAX_CIPHERTEXT_LENGTH || c.session_id.length > MAX_ID_LENGTH || c.sender_key.length > MAX_ID_LENGTH) {
       throw new DecryptFailure(DecryptionFailureCode.Malformed, "missing ciphertext, session_id or sender_key");
     }
-    const live = this.inbound.live(tx, roomId, c.sender_key, c.session_id);
+    // Deciphered by the decrypt pool (its workers hold the session; see decipher.ts): only the
+    // message index and type come from there; the session's record, replay and label from here.
+    const pre = preDeciphered(ev);
+    const live = pre ? this.inbound.cachedOrRecord(tx, roomId, c.sender_key, c.session_id) : this.inbound.live(tx, roomId, c.sender_key, c.session_id);
     if (!live) {
       const w = this.withheld.lookup(tx, roomId, c.session_id, ev.sender, c.sender_key);
       if (w) throw new DecryptFailure(DecryptionFailureCode.Withheld, `the sender withheld the key: ${w.code}${w.reason ? ` (${w.reason})` : ""}`, w.code);
@@ -108,22 +125,12 @@ export class RoomDecryptor {
     // A session decrypts only events of the room and creator key it claims (whatever its provenance).
     if (live.record.roomId !== roomId) throw new DecryptFailure(DecryptionFailureCode.RoomMismatch, `session ${c.session_id} belongs to ${live.record.roomId}, not ${roomId}`);
     if (live.record.senderKey !== c.sender_key) throw new DecryptFailure(DecryptionFailureCode.SenderMismatch, `session ${c.session_id} belongs to sender key ${live.record.senderKey}, not ${c.sender_key}`);
-    let dec: { plaintext: string; message_index: number };
-    try {
-      dec = live.session.decrypt(c.ciphertext);
-    } catch (e) {
-      const msg = String(e instanceof Error ? e.message : e);
-      if (msg.includes("UNKNOWN_MESSAGE_INDEX")) throw new DecryptFailure(DecryptionFailureCode.UnknownIndex, `unknown message index, first known index ${live.record.firstKnownIndex}`);
-      throw new DecryptFailure(DecryptionFailureCode.Malformed, `Megolm decryption failed: ${msg}`);
+    const deciphered: Deciphered = pre ? { plaintext: "", messageIndex: pre.messageIndex, type: pre.type } : decipherRoomEvent(live.session!, roomId, c.ciphertext, live.record.firstKnownIndex);
+    if (!pre && exported && !exported.has(GroupSessionCache.key(roomId, c.sender_key, c.session_id))) {
+      exported.set(GroupSessionCache.key(roomId, c.sender_key, c.session_id), { roomId, senderKey: c.sender_key, sessionId: c.session_id, pickle: live.record.pickle, firstKnownIndex: live.record.firstKnownIndex });
     }
-    let payload: unknown;
-    try {
-      payload = JSON.parse(dec.plaintext);
-    } catch {
-      throw new DecryptFailure(DecryptionFailureCode.Malformed, "plaintext is not JSON");
-    }
-    if (!isObj(payload) || !isStr(payload.type) || !isObj(payload.content)) throw new DecryptFailure(DecryptionFailureCode.Malformed, "plaintext lacks type or content");
-    if (payload.room_id !== roomId) throw new DecryptFailure(DecryptionFailureCode.RoomMismatch, `decrypted room_id ${String(payload.room_id)} differs from ${roomId}`);
+    const dec = { plaintext: deciphered.plaintext, message_index: deciphered.messageIndex };
+    const payload = { type: deciphered.type };
 
     // replay detection (persistent)
     const ts = typeof ev.origin_server_ts === "number" ? ev.origin_server_ts : 0;

@@ -30,7 +30,7 @@ import type { Db } from "./statements.js";
  * The schema version statements.ts and rows.ts are written for: the number of the last migration.
  * Bump it with every new migration file.
  */
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** The folder of the migration files, next to this module (in the source tree and in `dist/`). */
 export const MIGRATIONS_DIR = new URL("./migrations/", import.meta.url);

@@ -68,6 +68,7 @@ export interface OutboundRow {
   rotation_period_ms: number;
   rotation_period_msgs: number;
   shared_with: string;
+  in_use_by: string | null;
 }
 export interface DeviceRow {
   user_id: string;
@@ -132,6 +133,7 @@ export type OutboundParams = [
   rotationPeriodMs: number,
   rotationPeriodMsgs: number,
   sharedWith: string,
+  inUseBy: string | null,
 ];
 export type DeviceParams = [
   accountId: number,
@@ -201,6 +203,7 @@ export const toOutbound = (r: OutboundRow): OutboundGroupSessionRecord => ({
   rotationPeriodMs: r.rotation_period_ms,
   rotationPeriodMsgs: r.rotation_period_msgs,
   sharedWith: JSON.parse(r.shared_with) as SharedWithEntry[],
+  ...(r.in_use_by !== null ? { inUseBy: r.in_use_by } : {}),
 });
 export const toDevice = (r: DeviceRow): DeviceRecord => ({
   userId: r.user_id,
@@ -264,6 +267,7 @@ export const outboundParams = (a: number, r: OutboundGroupSessionRecord): Outbou
   r.rotationPeriodMs,
   r.rotationPeriodMsgs,
   JSON.stringify(r.sharedWith),
+  r.inUseBy ?? null,
 ];
 export const deviceParams = (a: number, r: DeviceRecord): DeviceParams => [
   a,

@@ -138,11 +138,11 @@ export function prepareStatements(db: Db): Statements {
     deleteOutbound: db.prepare("DELETE FROM outbound_group_sessions WHERE account_id = ? AND room_id = ?"),
     upsertOutbound: db.prepare(
       `INSERT INTO outbound_group_sessions (account_id, room_id, session_id, pickle, created_ts, message_count,
-         rotation_period_ms, rotation_period_msgs, shared_with) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         rotation_period_ms, rotation_period_msgs, shared_with, in_use_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (account_id, room_id) DO UPDATE SET session_id = excluded.session_id, pickle = excluded.pickle,
          created_ts = excluded.created_ts, message_count = excluded.message_count,
          rotation_period_ms = excluded.rotation_period_ms, rotation_period_msgs = excluded.rotation_period_msgs,
-         shared_with = excluded.shared_with`,
+         shared_with = excluded.shared_with, in_use_by = excluded.in_use_by`,
     ),
 
     getUserDevices: db.prepare("SELECT * FROM devices WHERE account_id = ? AND user_id = ? ORDER BY device_id"),

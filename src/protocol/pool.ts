@@ -1,0 +1,40 @@
+/**
+ * The contract of the decrypt pool (`decryptWorkers` ≥ 2): Megolm decrypt workers next to the
+ * crypto worker, sharded by room. The crypto worker stays the one owner of every write and every
+ * decision: it hands the pool the pickled sessions it decrypted with, the pool deciphers the next
+ * events of those sessions (libolm only), and the crypto worker takes each deciphered event's
+ * message index for replay detection, the session's provenance for the label, and commits with
+ * the sync token as ever. An event the pool cannot decipher (unknown session, any failure) goes to
+ * the crypto worker as if there were no pool.
+ * @internal
+ */
+import type { EncryptedEventInput, PoolSession } from "./api.js";
+
+export type { PoolSession } from "./api.js";
+
+/** Version of the decrypt worker's messages; the host checks it at start-up. @internal */
+export const DECRYPT_POOL_PROTOCOL_VERSION = 1;
+
+
+/** What the pool deciphered of one event: the plaintext for the application, the index and type for the crypto worker. @internal */
+export interface PoolDeciphered {
+  plaintextJson: string;
+  messageIndex: number;
+  type: string;
+}
+
+/** Start-up data of a decrypt worker. @internal */
+export interface DecryptWorkerOptions {
+  /** Key that decrypts the pickles (the crypto worker's). */
+  pickleKey: string;
+  /** Sessions kept unpickled (LRU). */
+  cacheSize: number;
+}
+
+/** A decrypt worker's facade. Calls are independent; none writes anything durable. @internal */
+export interface DecryptWorkerApi {
+  /** Keep these sessions (replacing any of the same key). */
+  addSessions(sessions: PoolSession[]): void;
+  /** Decipher each event whose session is held: per room, one entry per event, null where the crypto worker must do it. */
+  decipher(rooms: { roomId: string; events: EncryptedEventInput[] }[]): (PoolDeciphered | null)[][];
+}

@@ -1,0 +1,80 @@
+/**
+ * Entry point of a decrypt worker of the decrypt pool (see `src/protocol/pool.ts`): libolm only,
+ * no store, no trust. It holds the inbound sessions the crypto worker handed it (unpickled, LRU)
+ * and deciphers events of those sessions with the same checks as the crypto worker
+ * (`engine/megolm/decipher.ts`); anything else is left to the crypto worker (null). Posts `ready`
+ * once libolm is up. Prints nothing and logs nothing of what it holds.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import * as Comlink from "comlink/dist/esm/comlink.mjs";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
+import Olm from "@matrix-org/olm";
+import { MEGOLM_ALGORITHM, type EncryptedEventInput } from "../src/protocol/api.js";
+import { serializeError } from "../src/protocol/errors.js";
+import { DECRYPT_POOL_PROTOCOL_VERSION, type DecryptWorkerApi, type DecryptWorkerOptions, type PoolDeciphered, type PoolSession } from "../src/protocol/pool.js";
+import { MAX_CIPHERTEXT_LENGTH } from "./engine/DecryptFailure.js";
+import { decipherRoomEvent } from "./engine/megolm/decipher.js";
+
+/** The facade's shape as seen by the host: every method may be awaited. @internal */
+export type DecryptWorkerFacade = { [K in keyof DecryptWorkerApi]: (...args: Parameters<DecryptWorkerApi[K]>) => Promise<ReturnType<DecryptWorkerApi[K]>> };
+
+const key = (roomId: string, senderKey: string, sessionId: string): string => `${roomId}\u0000${senderKey}\u0000${sessionId}`;
+
+async function main(): Promise<void> {
+  if (!parentPort) throw new Error("decrypt-worker must run in a worker thread");
+  const port = parentPort;
+  const opts = workerData as DecryptWorkerOptions;
+  await Olm.init();
+  const sessions = new Map<string, { session: Olm.InboundGroupSession; firstKnownIndex: number }>();
+
+  const add = (s: PoolSession): void => {
+    const session = new Olm.InboundGroupSession();
+    try {
+      session.unpickle(opts.pickleKey, s.pickle);
+    } catch {
+      // Not ours to judge: the crypto worker deciphers this session's events itself.
+      session.free();
+      return;
+    }
+    const k = key(s.roomId, s.senderKey, s.sessionId);
+    sessions.get(k)?.session.free();
+    sessions.delete(k);
+    sessions.set(k, { session, firstKnownIndex: s.firstKnownIndex });
+    while (sessions.size > opts.cacheSize) {
+      const oldest = sessions.keys().next().value as string;
+      sessions.get(oldest)!.session.free();
+      sessions.delete(oldest);
+    }
+  };
+
+  const decipherOne = (roomId: string, ev: EncryptedEventInput): PoolDeciphered | null => {
+    const c = ev.content;
+    if (!c || c.algorithm !== MEGOLM_ALGORITHM || typeof c.ciphertext !== "string" || typeof c.sender_key !== "string" || typeof c.session_id !== "string") return null;
+    if (c.ciphertext.length > MAX_CIPHERTEXT_LENGTH) return null;
+    const held = sessions.get(key(roomId, c.sender_key, c.session_id));
+    if (!held) return null;
+    try {
+      const d = decipherRoomEvent(held.session, roomId, c.ciphertext, held.firstKnownIndex);
+      return { plaintextJson: d.plaintext, messageIndex: d.messageIndex, type: d.type };
+    } catch {
+      return null; // the crypto worker tries again and reports the reason
+    }
+  };
+
+  const api: DecryptWorkerApi = {
+    addSessions: (list) => {
+      for (const s of Array.isArray(list) ? list : []) add(s);
+    },
+    decipher: (rooms) => (Array.isArray(rooms) ? rooms : []).map((r) => (Array.isArray(r.events) ? r.events.map((ev) => decipherOne(r.roomId, ev)) : [])),
+  };
+  const facade: DecryptWorkerFacade = Object.freeze({
+    addSessions: async (list: PoolSession[]) => api.addSessions(list),
+    decipher: async (rooms: { roomId: string; events: EncryptedEventInput[] }[]) => api.decipher(rooms),
+  });
+  Comlink.expose(facade, nodeEndpoint(port as unknown as Parameters<typeof nodeEndpoint>[0]));
+  port.postMessage({ __sdk: "ready", protocolVersion: DECRYPT_POOL_PROTOCOL_VERSION });
+}
+
+void main().catch((err: unknown) => {
+  parentPort?.postMessage({ __sdk: "init-error", error: serializeError(err) });
+});
