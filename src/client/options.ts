@@ -32,7 +32,11 @@ export interface EncryptionConf {
   store?: { module: string; export: string; options?: unknown };
   /** Keep the crypto store in memory only (tests; everything is lost on exit). */
   inMemoryStore?: boolean;
-  /** Live inbound Megolm sessions kept unpickled in the worker (default 2000). */
+  /**
+   * Live inbound Megolm sessions kept unpickled in the worker (default 10,000: every sender of
+   * 1,000 busy rooms; about 3 KB each, so up to ~35 MB when full). A session evicted is read from
+   * the store and unpickled again on its next event, which costs about half a decryption.
+   */
   sessionCacheSize?: number;
   /**
    * The crypto worker's entry file (a path or `file:` URL). Default: the package's

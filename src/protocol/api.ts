@@ -41,7 +41,7 @@ export interface WorkerOptions {
    * application's logger); "silent" posts none. The worker never prints itself.
    */
   logLevel: LogLevel | "silent";
-  /** Capacity of the live inbound Megolm session cache. */
+  /** Capacity of the live inbound Megolm session cache (default 10,000). */
   sessionCacheSize?: number;
 }
 

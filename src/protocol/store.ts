@@ -236,6 +236,9 @@ export interface StoreChanges {
  *   message accepted, a session forgotten). A batch that failed is invisible to every read. (One
  *   such copy: the ratchet of an outbound session marked with
  *   {@link OutboundGroupSessionRecord.inUseBy} is ahead of its stored `pickle` until a clean close.)
+ *   For the same reason a store changes nothing by itself (no expiry of rows behind the engine's
+ *   back, to-device digests aside): the copies the engine keeps are exact because every change
+ *   arrives through `saveChanges`.
  * - **Account-scoped reads** (every read below {@link CryptoStore.deleteAccount}) apply to the
  *   account selected by the last {@link CryptoStore.useAccount}; before any `useAccount` they
  *   throw `StoreError`; while the selected account does not exist yet they return empty results
@@ -348,7 +351,11 @@ export interface CryptoStore {
    * batches it commits.
    */
   getTrackedUsers(): TrackedUserRecord[];
-  /** The room's record (encryption settings, history visibility), or null for a room never seen. Called when room state is processed and before a room message is encrypted. */
+  /**
+   * The room's record (encryption settings, history visibility), or null for a room never seen.
+   * Called at most once per room while an account is loaded: the engine then keeps its own copy,
+   * updated from the batches it commits (so the rooms of a sync cost no read per sync).
+   */
   getRoom(roomId: string): RoomRecord | null;
   /** The stored memberships of the room (any membership), in any order (the built-in stores: by user ID); `[]` when none. Called to pick the recipients of a room key. */
   getRoomMembers(roomId: string): RoomMemberRecord[];
@@ -367,7 +374,11 @@ export interface CryptoStore {
    * (`origin_server_ts`, then this order).
    */
   getPendingEvents(roomId: string, sessionId: string): PendingEventRecord[];
-  /** Number of pending events of the account (all rooms). Called before events are queued, to cap the queue. */
+  /**
+   * Number of pending events of the account (all rooms), to cap the queue. Called once while an
+   * account is loaded, the first time an event has to wait: the engine then keeps the count,
+   * updated from the batches it commits (and from the rows it reads with {@link CryptoStore.getPendingEvents}).
+   */
   countPendingEvents(): number;
   /**
    * Whether this digest of a to-device message was saved by an earlier batch (and not yet

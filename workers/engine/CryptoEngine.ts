@@ -52,7 +52,7 @@ import { UserIdentities } from "./identities/UserIdentities.js";
 import { RoomKeyExport } from "./keys/RoomKeyExport.js";
 import { InboundSessions } from "./megolm/InboundSessions.js";
 import { OutboundSessions } from "./megolm/OutboundSessions.js";
-import { RoomDecryptor, UNCONFIRMED_REDECRYPT, type RoomResults } from "./megolm/RoomDecryptor.js";
+import { RoomDecryptor, UNCONFIRMED_REDECRYPT, type PendingBudget, type RoomResults } from "./megolm/RoomDecryptor.js";
 import { WithheldNotices } from "./megolm/WithheldNotices.js";
 import { OlmSessions } from "./olm/OlmSessions.js";
 import { SessionClaims } from "./olm/SessionClaims.js";
@@ -112,11 +112,12 @@ export class CryptoEngine {
     this.olm = new OlmSessions(ctx, this.account, this.devices);
     this.claims = new SessionClaims(ctx, this.olm);
     this.rooms = new RoomState(ctx, this.devices);
-    this.inbound = new InboundSessions(ctx, opts.sessionCacheSize ?? 2000);
+    this.inbound = new InboundSessions(ctx, opts.sessionCacheSize ?? 10_000);
     this.withheld = new WithheldNotices(ctx);
     this.keySharing = new KeySharing(ctx, this.inbound, this.olm, this.claims, this.identities);
-    this.decryptor = new RoomDecryptor(ctx, this.inbound, this.devices, this.identities, this.withheld, (tx, roomId, senderKey, sessionId, sender) =>
-      this.keySharing.queueRequest(tx, roomId, senderKey, sessionId, sender),
+    // Key requests are queued in memory; each call that decrypts writes them once (saveQueued).
+    this.decryptor = new RoomDecryptor(ctx, this.inbound, this.devices, this.identities, this.withheld, (_tx, roomId, senderKey, sessionId, sender) =>
+      this.keySharing.queueRequest(roomId, senderKey, sessionId, sender),
     );
     this.outbound = new OutboundSessions(ctx, this.rooms, this.devices, this.identities, this.olm, this.claims, this.inbound);
     this.keyExport = new RoomKeyExport(ctx, this.inbound);
@@ -194,6 +195,7 @@ export class CryptoEngine {
     this.verifications.machine.close();
     this.account.release();
     this.ctx.inFlight.clear();
+    this.ctx.clearMirrors();
   }
 
   /** Our identity. */
@@ -298,6 +300,7 @@ export class CryptoEngine {
       // 5. events waiting for the sessions that just arrived (deleted only with the sync token,
       // after the client emitted them)
       this.decryptor.redecryptPending(tx, result, batch.tx, true);
+      this.keySharing.saveQueued(tx);
     });
     this.batch = batch;
     return result;
@@ -320,29 +323,28 @@ export class CryptoEngine {
    * batch is open (the engine restarted since): the client processes the sync again.
    */
   decryptSyncTimelines(rooms: { roomId: string; events: unknown[] }[]): RoomResults[] {
-    this.ctx.me();
-    const tx = this.syncBatch().tx;
-    const out: RoomResults[] = [];
-    const budget = { left: null };
-    for (const r of Array.isArray(rooms) ? rooms : []) {
-      if (!isObj(r) || !isStr(r.roomId) || !Array.isArray(r.events)) continue;
-      out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true, budget) });
-    }
-    return out;
+    return this.decryptTimelines(rooms);
   }
 
   /** See `CryptoWorkerApi.decryptSyncTimelinesPooled`. */
   decryptSyncTimelinesPooled(rooms: { roomId: string; events: unknown[] }[]): { rooms: RoomResults[]; sessions: PoolSession[] } {
+    const exported = new Map<string, PoolSession>();
+    const out = this.decryptTimelines(rooms, exported);
+    return { rooms: out, sessions: [...exported.values()] };
+  }
+
+  /** The rooms of one sync into its batch (one waiting-events budget, key requests written once). */
+  private decryptTimelines(rooms: { roomId: string; events: unknown[] }[], exported?: Map<string, PoolSession>): RoomResults[] {
     this.ctx.me();
     const tx = this.syncBatch().tx;
     const out: RoomResults[] = [];
-    const budget = { left: null };
-    const exported = new Map<string, PoolSession>();
+    const budget: PendingBudget = { left: null };
     for (const r of Array.isArray(rooms) ? rooms : []) {
       if (!isObj(r) || !isStr(r.roomId) || !Array.isArray(r.events)) continue;
       out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true, budget, exported) });
     }
-    return { rooms: out, sessions: [...exported.values()] };
+    this.keySharing.saveQueued(tx);
+    return out;
   }
 
   /**
@@ -365,7 +367,11 @@ export class CryptoEngine {
   /** Decrypt a batch of `m.room.encrypted` events of one room (history, single events). */
   async decryptRoomEvents(roomId: string, events: unknown[]): Promise<RoomDecryptResult[]> {
     this.ctx.me();
-    return this.write((tx) => this.decryptor.decryptBatch(tx, roomId, Array.isArray(events) ? events : [], true));
+    return this.write((tx) => {
+      const results = this.decryptor.decryptBatch(tx, roomId, Array.isArray(events) ? events : [], true);
+      this.keySharing.saveQueued(tx);
+      return results;
+    });
   }
 
   // --- rooms and sending -------------------------------------------------------------------------
@@ -571,6 +577,7 @@ export class CryptoEngine {
     const result = emptySyncResult();
     result.roomKeys.push(...stored);
     this.decryptor.redecryptPending(tx, result, this.batch?.tx ?? null);
+    this.keySharing.saveQueued(tx);
     return result.redecrypted;
   }
 

@@ -14,7 +14,9 @@ import { EncryptionDisabledError } from "../../src/protocol/errors.js";
 import type { CryptoStore } from "../../src/protocol/store.js";
 import type { Logger } from "../../src/pure/logger.js";
 import { inspectCustom, redactedInspect, Secret, type InspectFn } from "../../src/pure/secret.js";
-import { Transaction } from "./Transaction.js";
+import { PendingMirror } from "./megolm/PendingMirror.js";
+import { RoomMirror } from "./rooms/RoomMirror.js";
+import { Transaction, type StoreMirrors } from "./Transaction.js";
 
 /** The libolm module. @internal */
 export type OlmModule = typeof Olm;
@@ -66,6 +68,12 @@ export class EngineContext {
   readonly inFlight = new Map<string, InFlightRequest>();
   /** In-memory mirror of the tracked users (user → dirty), owned by the device tracker, read by every transaction. */
   tracked = new Map<string, boolean>();
+  /**
+   * In-memory copies of the committed room records and of the waiting events' count, read by
+   * every transaction instead of the store and updated by {@link EngineContext.commit}; cleared
+   * with {@link EngineContext.clearMirrors} when an account is loaded.
+   */
+  readonly mirrors: StoreMirrors;
   private ids: AccountInfo | null = null;
   private readonly commitHooks: ((tx: Transaction) => void)[] = [];
 
@@ -76,6 +84,7 @@ export class EngineContext {
     this.log = deps.logger;
     this.now = deps.now;
     this.utility = new this.olm.Utility();
+    this.mirrors = { rooms: new RoomMirror(deps.store), pending: new PendingMirror(deps.store) };
   }
 
   /** Key that encrypts libolm pickles and our cross-signing seeds at rest (never log it). */
@@ -111,13 +120,23 @@ export class EngineContext {
 
   /** A new write batch over the store, with the tracked-users mirror. */
   newTx(): Transaction {
-    return new Transaction(this.store, this.tracked);
+    return new Transaction(this.store, this.tracked, this.mirrors);
+  }
+
+  /** Forget the in-memory copies of store state (another account is loaded): read again on use. */
+  clearMirrors(): void {
+    this.mirrors.rooms.clear();
+    this.mirrors.pending.clear();
   }
 
   /** Commit a batch with one `saveChanges`, then let components update their caches from it. */
   async commit(tx: Transaction): Promise<void> {
     const changes = tx.toChanges();
-    if (changes) await this.store.saveChanges(changes);
+    if (changes) {
+      await this.store.saveChanges(changes);
+      this.mirrors.rooms.apply(changes);
+      this.mirrors.pending.apply(changes);
+    }
     tx.applyTracked(this.tracked);
     for (const hook of this.commitHooks) hook(tx);
   }

@@ -12,6 +12,14 @@ import type {
   TrackedUserRecord,
   AccountRecord,
 } from "../../src/protocol/store.js";
+import type { PendingMirror } from "./megolm/PendingMirror.js";
+import type { RoomMirror } from "./rooms/RoomMirror.js";
+
+/** The engine's in-memory copies of committed store state that reads consult instead of the store. @internal */
+export interface StoreMirrors {
+  rooms: RoomMirror;
+  pending: PendingMirror;
+}
 
 /**
  * The write batch of one engine call, with read-your-writes over the store: a read during the
@@ -36,10 +44,14 @@ export class Transaction {
   /**
    * @param trackedBase - the engine's in-memory mirror of the tracked users (user → dirty), so
    *   lookups do not scan the store; updated by {@link Transaction.applyTracked} after the commit.
+   * @param mirrors - the engine's copies of the room records and of the waiting events' count
+   *   (see `RoomMirror`, `PendingMirror`), updated by `EngineContext.commit`; without them, reads
+   *   go to the store.
    */
   constructor(
     private readonly store: CryptoStore,
     private readonly trackedBase?: Map<string, boolean>,
+    private readonly mirrors?: StoreMirrors,
   ) {}
 
   // --- writes -------------------------------------------------------------------------------
@@ -143,7 +155,9 @@ export class Transaction {
     return m;
   }
   getRoom(roomId: string): RoomRecord | null {
-    return this.rooms.get(roomId) ?? this.store.getRoom(roomId);
+    const w = this.rooms.get(roomId);
+    if (w) return w;
+    return this.mirrors ? this.mirrors.rooms.get(roomId) : this.store.getRoom(roomId);
   }
   getMembers(roomId: string): RoomMemberRecord[] {
     const byUser = new Map(this.store.getRoomMembers(roomId).map((m) => [m.userId, m]));
@@ -158,7 +172,9 @@ export class Transaction {
    * does not delete or replace, in the store's order, then the ones it adds, in the order added.
    */
   getPendingEvents(roomId: string, sessionId: string): PendingEventRecord[] {
-    const out = this.store.getPendingEvents(roomId, sessionId).filter((p) => !this.pending.has(`${roomId}|${p.eventId}`));
+    const stored = this.store.getPendingEvents(roomId, sessionId);
+    this.mirrors?.pending.noteRead(stored);
+    const out = stored.filter((p) => !this.pending.has(`${roomId}|${p.eventId}`));
     for (const v of this.pending.values()) if (v.rec && v.roomId === roomId && v.rec.sessionId === sessionId) out.push(v.rec);
     return out;
   }

@@ -75,6 +75,26 @@ export interface RoomHost {
   sendReadReceipt(roomId: string, eventId: string, opts?: { private?: boolean }): Promise<void>;
 }
 
+/** A `Map` that reports every change of its contents (a room's members: see `Room.stateVersion`). @internal */
+class StateMap extends Map<string, string> {
+  constructor(private readonly changed: () => void) {
+    super();
+  }
+  override set(key: string, value: string): this {
+    if (super.get(key) !== value || !super.has(key)) this.changed();
+    return super.set(key, value);
+  }
+  override delete(key: string): boolean {
+    const had = super.delete(key);
+    if (had) this.changed();
+    return had;
+  }
+  override clear(): void {
+    if (this.size) this.changed();
+    super.clear();
+  }
+}
+
 /**
  * A room the client knows. Sending methods encrypt automatically in encrypted rooms; a message is
  * never sent in plaintext to a room that is (or may be) encrypted.
@@ -84,10 +104,15 @@ export class Room {
   verifyDevices: boolean;
   /** Share keys only with devices cross-signed by their owner; defaults to the client's option. */
   onlyCrossSignedDevices = false;
-  /** `undefined` until known: the room's encryption settings, or null when not encrypted. */
-  encryption: RoomEncryptionSettings | null | undefined = undefined;
+  #encryption: RoomEncryptionSettings | null | undefined = undefined;
   /** Members seen in sync state: user ID → membership. */
-  readonly members = new Map<string, string>();
+  readonly members: Map<string, string> = new StateMap(() => this.stateVersion++);
+  /**
+   * Bumped whenever {@link Room.members} or {@link Room.encryption} change, so that a sync saves
+   * only the rooms whose state it changed (`RoomRegistry.persisted`).
+   * @internal
+   */
+  stateVersion = 0;
   /** @internal members were loaded into the crypto worker in this process */
   membersLoaded = false;
   private readonly stateView: RoomStateView;
@@ -101,6 +126,15 @@ export class Room {
   ) {
     this.verifyDevices = verifyDevices;
     this.stateView = new RoomStateView((type, stateKey, event) => client.getRoomState(roomId, type, stateKey, { event: event === true }));
+  }
+
+  /** `undefined` until known: the room's encryption settings, or null when not encrypted. */
+  get encryption(): RoomEncryptionSettings | null | undefined {
+    return this.#encryption;
+  }
+  set encryption(value: RoomEncryptionSettings | null | undefined) {
+    if (value !== this.#encryption) this.stateVersion++;
+    this.#encryption = value;
   }
 
   /** Whether the room is known to be encrypted. */

@@ -18,6 +18,8 @@ export interface RoomDefaults {
 /** Room ID → {@link Room}. @internal */
 export class RoomRegistry {
   private readonly rooms = new Map<string, Room>();
+  /** Room ID → `Room.stateVersion` of the state last saved (by a sync, or read back by {@link restore}). */
+  private readonly saved = new Map<string, number>();
 
   constructor(
     private readonly host: RoomHost,
@@ -69,22 +71,41 @@ export class RoomRegistry {
   /** Rooms saved by an earlier run (joined rooms and their state), so `getRooms()` has them before the first sync. */
   restore(saved: PersistedRoom[]): void {
     for (const r of saved) {
+      const known = this.rooms.has(r.roomId);
       const room = this.get(r.roomId);
       for (const [userId, membership] of Object.entries(r.members)) if (!room.members.has(userId)) room.members.set(userId, membership);
       if (r.encryption !== undefined && room.encryption === undefined) room.encryption = r.encryption as RoomEncryptionSettings | null;
+      // A room seen only now holds exactly what was saved: not saved again until it changes.
+      if (!known) this.saved.set(r.roomId, room.stateVersion);
     }
   }
 
-  /** What to persist after a sync: the joined rooms it carried (their state now), and the rooms it left. */
-  persisted(rooms: SyncChangesInput["rooms"]): { joined: PersistedRoom[]; left: string[] } {
+  /**
+   * What to persist after a sync: the joined rooms it carried whose state changed since they were
+   * last saved (their state now; a sync carrying 1,000 rooms with messages only saves none), and
+   * the rooms it left. Call `saved()` once the client state store committed them.
+   */
+  persisted(rooms: SyncChangesInput["rooms"]): { joined: PersistedRoom[]; left: string[]; saved: () => void } {
     const joined: PersistedRoom[] = [];
     const left: string[] = [];
+    const versions: [string, number | null][] = [];
     for (const cr of rooms) {
-      if (cr.membership === "leave") left.push(cr.roomId);
+      if (cr.membership === "leave") {
+        left.push(cr.roomId);
+        versions.push([cr.roomId, null]);
+      }
       if (cr.membership !== "join") continue;
       const room = this.get(cr.roomId);
+      if (this.saved.get(room.roomId) === room.stateVersion) continue;
       joined.push({ roomId: room.roomId, members: Object.fromEntries(room.members), ...(room.encryption !== undefined ? { encryption: room.encryption } : {}) });
+      versions.push([room.roomId, room.stateVersion]);
     }
-    return { joined, left };
+    const saved = (): void => {
+      for (const [roomId, v] of versions) {
+        if (v === null) this.saved.delete(roomId);
+        else this.saved.set(roomId, v);
+      }
+    };
+    return { joined, left, saved };
   }
 }

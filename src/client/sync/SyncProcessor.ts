@@ -222,8 +222,9 @@ export class SyncProcessor {
     // never behind the token the client resumes from.
     const state = this.deps.state();
     if (state) {
-      const { joined, left } = rooms.persisted(work.cryptoRooms);
+      const { joined, left, saved } = rooms.persisted(work.cryptoRooms);
       state.saveSync(nextBatch, joined, left);
+      saved();
     }
     if (cryptoResult) await crypto.api.commitSyncToken(nextBatch, cryptoResult.batchId);
     this.token = nextBatch;

@@ -51,6 +51,10 @@ export class KeySharing {
   private enabled = false;
   /** Outgoing key requests by request ID, persisted as one value. */
   private requests = new Map<string, OutgoingKeyRequest>();
+  /** `room \0 sender key \0 session` of every outstanding request (one lookup per undecryptable event). */
+  private readonly requested = new Set<string>();
+  /** Requests were queued since the state was last written (see {@link KeySharing.saveQueued}). */
+  private unsaved = false;
 
   constructor(
     private readonly ctx: EngineContext,
@@ -63,6 +67,8 @@ export class KeySharing {
   /** Load the outstanding requests of the account just loaded; unanswered ones are sent again. */
   load(existingAccount: boolean): void {
     this.requests = new Map();
+    this.requested.clear();
+    this.unsaved = false;
     const stored = existingAccount ? this.ctx.store.getValue(KEY_REQUESTS) : null;
     if (stored) {
       for (const r of JSON.parse(stored) as OutgoingKeyRequest[]) this.requests.set(r.requestId, { ...r, state: r.state === "cancel" ? "cancel" : "unsent" });
@@ -76,24 +82,43 @@ export class KeySharing {
 
   /** Write the current request state into `tx`. */
   save(tx: Transaction): void {
+    this.unsaved = false;
     tx.setValue(KEY_REQUESTS, JSON.stringify([...this.requests.values()]));
+  }
+
+  /**
+   * Write the request state into `tx` if requests were queued since it was last written. Queuing
+   * does not write (a sync with a missing key in each of 1,000 rooms would serialise the list
+   * 1,000 times): every engine call that decrypts room events calls this once before its commit.
+   */
+  saveQueued(tx: Transaction): void {
+    if (this.unsaved) this.save(tx);
   }
 
   /** Write the request state into `tx` if it moved on since `tx` last saw it (sync token commits). */
   saveIfChanged(tx: Transaction): void {
-    if (tx.getValue(KEY_REQUESTS) !== this.ctx.store.getValue(KEY_REQUESTS)) this.save(tx);
+    if (this.unsaved || tx.getValue(KEY_REQUESTS) !== this.ctx.store.getValue(KEY_REQUESTS)) this.save(tx);
   }
 
   /**
    * Ask our other devices for a session, at most once per session. `sender` is the `sender` of the
    * event that needs it (the first one asking wins): the answer will decrypt only that user's events.
    */
-  queueRequest(tx: Transaction, roomId: string, senderKey: string, sessionId: string, sender: string): void {
+  queueRequest(roomId: string, senderKey: string, sessionId: string, sender: string): void {
     if (!this.enabled || this.requests.size >= MAX_KEY_REQUESTS) return;
-    for (const r of this.requests.values()) if (r.roomId === roomId && r.senderKey === senderKey && r.sessionId === sessionId) return;
+    if (this.requested.size !== this.requests.size) this.reindex();
+    const key = `${roomId}\u0000${senderKey}\u0000${sessionId}`;
+    if (this.requested.has(key)) return;
     const requestId = this.ctx.newId();
     this.requests.set(requestId, { requestId, roomId, senderKey, sessionId, sender, state: "unsent" });
-    this.save(tx);
+    this.requested.add(key);
+    this.unsaved = true;
+  }
+
+  /** Rebuild {@link KeySharing.requested} from the requests (after requests were answered or loaded). */
+  private reindex(): void {
+    this.requested.clear();
+    for (const r of this.requests.values()) this.requested.add(`${r.roomId}\u0000${r.senderKey}\u0000${r.sessionId}`);
   }
 
   /** The `m.room_key_request` (and cancellation) messages not yet sent nor in flight. */

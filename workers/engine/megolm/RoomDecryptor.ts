@@ -41,6 +41,8 @@ export interface RoomResults {
 /** How many more events may be stored to wait for their keys (null: not counted yet). @internal */
 export interface PendingBudget {
   left: number | null;
+  /** The store was asked for the exact count once, when the kept count said "full". */
+  recounted?: boolean;
 }
 
 /** @internal */
@@ -58,7 +60,8 @@ export class RoomDecryptor {
    * Decrypt a batch of `m.room.encrypted` events of one room. Failures are results with a reason
    * code; with `keepPending`, events whose key may still arrive are stored to be decrypted then,
    * within the store's limit of waiting events. `budget` is shared by the batches of one sync (the
-   * store's count of waiting events is read once, and only when an event has to wait).
+   * count of waiting events, kept in memory by `PendingMirror`, is taken once, when an event has to
+   * wait).
    *
    * An event may come deciphered by the decrypt pool (`pre`): its result then has an empty
    * `plaintextJson` (the caller holds the plaintext). With `exported`, every session this call
@@ -83,7 +86,13 @@ export class RoomDecryptor {
           this.onMissingKey(tx, roomId, content.sender_key, sessionId, ev.sender);
         }
         if (mayArrive && keepPending && sessionId && eventId) {
-          budget.left ??= MAX_PENDING_EVENTS - this.ctx.store.countPendingEvents();
+          const kept = this.ctx.mirrors.pending;
+          budget.left ??= MAX_PENDING_EVENTS - kept.storedCount();
+          // The kept count may be a little high (see PendingMirror): the store has the last word.
+          if (budget.left <= 0 && !budget.recounted) {
+            budget.recounted = true;
+            budget.left += kept.storedCount() - kept.recount();
+          }
           if (budget.left > 0 && !tx.hasPending(roomId, eventId)) {
             tx.putPending({ roomId, sessionId, eventId, eventJson: JSON.stringify(ev), receivedTs: this.ctx.now() });
             budget.left--;
@@ -184,8 +193,9 @@ export class RoomDecryptor {
    */
   redecryptPending(tx: Transaction, result: SyncChangesResult, batch: Transaction | null, deferDeletes = false): void {
     const keys = result.roomKeys.map((k) => [k.roomId, k.sessionId] as [string, string]);
-    if (deferDeletes) {
-      for (const [r, sid] of JSON.parse(tx.getValue(UNCONFIRMED_REDECRYPT) ?? "[]") as [string, string][]) {
+    const unconfirmed = deferDeletes ? tx.getValue(UNCONFIRMED_REDECRYPT) : null;
+    if (unconfirmed) {
+      for (const [r, sid] of JSON.parse(unconfirmed) as [string, string][]) {
         if (!keys.some(([a, b]) => a === r && b === sid)) keys.push([r, sid]);
       }
     }
@@ -216,6 +226,6 @@ export class RoomDecryptor {
       list.sort((a, b) => ts(a.r) - ts(b.r) || a.receivedTs - b.receivedTs || a.seq - b.seq);
       result.redecrypted.push({ roomId, results: list.map((x) => x.r) });
     }
-    if (deferDeletes && (touched.length || tx.getValue(UNCONFIRMED_REDECRYPT))) tx.setValue(UNCONFIRMED_REDECRYPT, touched.length ? JSON.stringify(touched) : null);
+    if (deferDeletes && (touched.length || unconfirmed)) tx.setValue(UNCONFIRMED_REDECRYPT, touched.length ? JSON.stringify(touched) : null);
   }
 }

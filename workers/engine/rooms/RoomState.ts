@@ -9,6 +9,7 @@ import type { RoomMemberRecord } from "../../../src/protocol/store.js";
 import { isObj, isStr, type EngineContext, type Json } from "../EngineContext.js";
 import type { DeviceTracker } from "../identities/DeviceTracker.js";
 import type { Transaction } from "../Transaction.js";
+import { membersLoadedKey } from "./RoomMirror.js";
 
 /** @internal */
 export class RoomState {
@@ -102,14 +103,14 @@ export class RoomState {
     const room = tx.getRoom(roomId) ?? { roomId, encryption: null, historyVisibility: null };
     tx.putRoom(room);
     for (const m of members) if (isStr(m.userId) && isStr(m.membership)) this.putMember(tx, { roomId, userId: m.userId, membership: m.membership });
-    tx.setValue(`members_loaded:${roomId}`, "1");
+    tx.setValue(membersLoadedKey(roomId), "1");
     if (room.encryption) this.trackMembers(tx, roomId);
   }
 
-  /** Encryption settings and whether the full member list was loaded. */
+  /** Encryption settings and whether the full member list was loaded (committed state, kept in memory by `RoomMirror`). */
   info(roomId: string): { encryption: Json | null; membersKnown: boolean } {
-    const room = this.ctx.store.getRoom(roomId);
-    return { encryption: room?.encryption ?? null, membersKnown: this.ctx.store.getValue(`members_loaded:${roomId}`) === "1" };
+    const { rooms } = this.ctx.mirrors;
+    return { encryption: rooms.get(roomId)?.encryption ?? null, membersKnown: rooms.membersKnown(roomId) };
   }
 
   /** The room's encryption settings; throws unless it is a Megolm room. */
