@@ -270,7 +270,7 @@ export class MatrixClient extends EverydayApi {
     const poolSize = decryptWorkerCount(this.opts);
     if (poolSize >= 2 && !this.pool) {
       const opts = workerOptions(this.opts, this.#pickleKey.reveal());
-      this.pool = new DecryptPool(poolSize, { pickleKey: opts.pickleKey, cacheSize: opts.sessionCacheSize ?? 2000 }, new URL("decrypt-worker.js", host.workerUrl), childLogger(this.log, "[decrypt]"));
+      this.pool = new DecryptPool(poolSize, { pickleKey: opts.pickleKey, cacheSize: opts.sessionCacheSize ?? 10_000 }, new URL("decrypt-worker.js", host.workerUrl), childLogger(this.log, "[decrypt]"));
       await this.pool.start();
     }
     if (this.keySharing.keyRequestsEnabled) await host.api.setKeyRequestsEnabled(true);

@@ -38,7 +38,7 @@ import type {
   SyncChangesResult,
   UserIdentityInfo,
 } from "../../src/protocol/api.js";
-import { InvalidArgumentError, SyncBatchUnknownError } from "../../src/protocol/errors.js";
+import { InvalidArgumentError } from "../../src/protocol/errors.js";
 import type { CryptoStore } from "../../src/protocol/store.js";
 import type { PoolSession } from "../../src/protocol/pool.js";
 import type { Logger } from "../../src/pure/logger.js";
@@ -52,13 +52,14 @@ import { UserIdentities } from "./identities/UserIdentities.js";
 import { RoomKeyExport } from "./keys/RoomKeyExport.js";
 import { InboundSessions } from "./megolm/InboundSessions.js";
 import { OutboundSessions } from "./megolm/OutboundSessions.js";
-import { RoomDecryptor, UNCONFIRMED_REDECRYPT, type PendingBudget, type RoomResults } from "./megolm/RoomDecryptor.js";
+import { RoomDecryptor, type RoomResults } from "./megolm/RoomDecryptor.js";
 import { WithheldNotices } from "./megolm/WithheldNotices.js";
 import { OlmSessions } from "./olm/OlmSessions.js";
 import { SessionClaims } from "./olm/SessionClaims.js";
 import { RoomState } from "./rooms/RoomState.js";
 import { CrossSigningSecrets } from "./secrets/CrossSigningSecrets.js";
 import { ToDeviceHandler } from "./sync/ToDeviceHandler.js";
+import { SyncBatches, emptySyncResult } from "./sync/SyncBatches.js";
 import type { Transaction } from "./Transaction.js";
 import type { VerificationAction, VerificationActionResult, VerificationFlowView, VerificationTransport } from "../../src/protocol/verification.js";
 import { Verifications } from "./verification/Verifications.js";
@@ -71,10 +72,6 @@ export interface EngineOptions {
   logger: Logger;
   now?: () => number;
   sessionCacheSize?: number;
-}
-
-function emptySyncResult(batchId = ""): SyncChangesResult {
-  return { batchId, toDevice: [], toDeviceFailures: [], roomKeys: [], redecrypted: [], encryptedRooms: [], keyRequests: [], keyRequestCancellations: [], forwardedKeys: [], secretRequests: [], secretsReceived: [] };
 }
 
 /** @internal */
@@ -97,12 +94,7 @@ export class CryptoEngine {
   private readonly verifications: Verifications;
   private readonly backup: KeyBackup;
   private readonly secretSharing: SecretSharing;
-  /**
-   * The sync in progress: its timeline side effects (replay records, events kept for their keys,
-   * waiting rows decrypted), committed with its token by {@link commitSyncToken} naming `id`.
-   * In memory only: a restarted engine has none, and refuses the commit.
-   */
-  private batch: { id: string; tx: Transaction } | null = null;
+  private readonly syncs: SyncBatches;
 
   constructor(opts: EngineOptions) {
     const ctx = (this.ctx = new EngineContext({ olm: opts.olm, store: opts.store, pickleKey: opts.pickleKey, logger: opts.logger, now: opts.now ?? Date.now }));
@@ -126,6 +118,7 @@ export class CryptoEngine {
     this.secretSharing = new SecretSharing(ctx, this.olm, this.identities, this.secrets, this.backup);
     this.toDevice = new ToDeviceHandler(ctx, this.olm, this.claims, this.devices, this.rooms, this.inbound, this.withheld, this.keySharing, this.secretSharing);
     this.verifications = new Verifications(ctx, this.devices, this.identities);
+    this.syncs = new SyncBatches(ctx, { rooms: this.rooms, devices: this.devices, account: this.account, toDevice: this.toDevice, decryptor: this.decryptor, keySharing: this.keySharing }, (fn) => this.write(fn));
   }
 
   /** Run `fn` in a new transaction and commit it. */
@@ -186,7 +179,7 @@ export class CryptoEngine {
 
   /** Free libolm objects and forget in-memory state (outbound ratchets are not written: see {@link close}). */
   release(): void {
-    this.batch = null;
+    this.syncs.drop();
     this.outbound.release();
     this.inbound.release();
     this.backup.release();
@@ -275,93 +268,25 @@ export class CryptoEngine {
 
   // --- sync --------------------------------------------------------------------------------------
 
-  /**
-   * Process the crypto-relevant parts of one sync (committed now) and open the sync's batch for
-   * its timeline side effects, committed with the token (`batchId` of the result names it). An
-   * earlier batch not committed is dropped: its sync is processed again.
-   */
+  /** See {@link SyncBatches.receive}. */
   async receiveSyncChanges(input: SyncChangesInput, opts: SyncChangesOptions = {}): Promise<SyncChangesResult> {
-    this.ctx.me();
-    this.batch = null;
-    const batch = { id: this.ctx.newId(), tx: this.ctx.newTx() };
-    const result = emptySyncResult(batch.id);
-    await this.write((tx) => {
-      // 1. room state: encryption, history visibility, members
-      for (const room of Array.isArray(input.rooms) ? input.rooms : []) this.rooms.applySyncRoom(tx, room, result);
-      // 2. device lists
-      this.devices.onDeviceLists(tx, input.deviceLists);
-      // 3. one-time keys and fallback key
-      // (a sync requested before our last upload was answered may count keys from before it: the
-      // upload answer's count is newer, and acting on the old one would publish a second batch)
-      if (opts.keyCountsStale) this.ctx.log.debug("ignoring the key counts of a sync requested before our last upload was answered");
-      else this.account.onSyncCounts(input.oneTimeKeyCounts, input.unusedFallbackKeyTypes);
-      // 4. to-device
-      for (const ev of Array.isArray(input.toDevice) ? input.toDevice : []) this.toDevice.handle(tx, ev, result);
-      // 5. events waiting for the sessions that just arrived (deleted only with the sync token,
-      // after the client emitted them)
-      this.decryptor.redecryptPending(tx, result, batch.tx, true);
-      this.keySharing.saveQueued(tx);
-    });
-    this.batch = batch;
-    return result;
+    return this.syncs.receive(input, opts);
   }
 
-  /** The open sync batch, or {@link SyncBatchUnknownError} (none, or another one: the engine restarted). */
-  private syncBatch(batchId?: string): { id: string; tx: Transaction } {
-    const batch = this.batch;
-    if (!batch || (batchId !== undefined && batch.id !== batchId)) {
-      throw new SyncBatchUnknownError(batch ? "the sync batch to commit is not the one in progress" : "no sync batch is in progress (the crypto worker restarted)", batchId !== undefined ? { batchId } : {});
-    }
-    return batch;
-  }
-
-  /**
-   * Decrypt the encrypted timeline events of every room of one sync in one call. The side effects
-   * (replay records, events kept for later, key requests) are staged in the batch the preceding
-   * {@link receiveSyncChanges} opened and committed with the sync token by {@link commitSyncToken}:
-   * one transaction per sync instead of one per room. Throws {@link SyncBatchUnknownError} when no
-   * batch is open (the engine restarted since): the client processes the sync again.
-   */
+  /** See {@link SyncBatches.decrypt}. */
   decryptSyncTimelines(rooms: { roomId: string; events: unknown[] }[]): RoomResults[] {
-    return this.decryptTimelines(rooms);
+    return this.syncs.decrypt(rooms);
   }
 
-  /** See `CryptoWorkerApi.decryptSyncTimelinesPooled`. */
+  /** See `CryptoWorkerApi.decryptSyncTimelinesPooled` and {@link SyncBatches.decrypt}. */
   decryptSyncTimelinesPooled(rooms: { roomId: string; events: unknown[] }[]): { rooms: RoomResults[]; sessions: PoolSession[] } {
     const exported = new Map<string, PoolSession>();
-    const out = this.decryptTimelines(rooms, exported);
-    return { rooms: out, sessions: [...exported.values()] };
+    return { rooms: this.syncs.decrypt(rooms, exported), sessions: [...exported.values()] };
   }
 
-  /** The rooms of one sync into its batch (one waiting-events budget, key requests written once). */
-  private decryptTimelines(rooms: { roomId: string; events: unknown[] }[], exported?: Map<string, PoolSession>): RoomResults[] {
-    this.ctx.me();
-    const tx = this.syncBatch().tx;
-    const out: RoomResults[] = [];
-    const budget: PendingBudget = { left: null };
-    for (const r of Array.isArray(rooms) ? rooms : []) {
-      if (!isObj(r) || !isStr(r.roomId) || !Array.isArray(r.events)) continue;
-      out.push({ roomId: r.roomId, results: this.decryptor.decryptBatch(tx, r.roomId, r.events, true, budget, exported) });
-    }
-    this.keySharing.saveQueued(tx);
-    return out;
-  }
-
-  /**
-   * Commit the sync token with exactly the batch `batchId` once the sync is fully handled. Throws
-   * {@link SyncBatchUnknownError}, committing nothing, when that batch is not the open one (the
-   * engine restarted and lost it): the client processes the sync again, which recreates it.
-   */
+  /** See {@link SyncBatches.commit}. */
   async commitSyncToken(token: string, batchId: string): Promise<void> {
-    if (!isStr(token)) throw new InvalidArgumentError("sync token must be a string");
-    if (!isStr(batchId)) throw new InvalidArgumentError("sync batch ID must be a string");
-    const { tx } = this.syncBatch(batchId);
-    this.batch = null;
-    // Key-request state may have moved on since the timelines were decrypted: write the current one.
-    this.keySharing.saveIfChanged(tx);
-    if (tx.getValue(UNCONFIRMED_REDECRYPT)) tx.setValue(UNCONFIRMED_REDECRYPT, null);
-    tx.syncToken = token;
-    await this.ctx.commit(tx);
+    await this.syncs.commit(token, batchId);
   }
 
   /** Decrypt a batch of `m.room.encrypted` events of one room (history, single events). */
@@ -576,7 +501,7 @@ export class CryptoEngine {
   private redecryptFor(tx: Transaction, stored: { roomId: string; sessionId: string; senderKey: string }[]): RoomResults[] {
     const result = emptySyncResult();
     result.roomKeys.push(...stored);
-    this.decryptor.redecryptPending(tx, result, this.batch?.tx ?? null);
+    this.decryptor.redecryptPending(tx, result, this.syncs.openTx);
     this.keySharing.saveQueued(tx);
     return result.redecrypted;
   }
