@@ -28,6 +28,28 @@ import { cryptoInputJson, decryptPayload, prepareSync, syncEvents, type DecryptP
 
 /** Most events fetched to fill one room's timeline gap; beyond, `room.timelineGap` is emitted. */
 const MAX_GAP_EVENTS = 1000;
+/** Longest stretch of event emission in one task (ms), and most events in one. */
+const EMIT_SLICE_MS = 2;
+const EMIT_SLICE_EVENTS = 200;
+
+/** Counts the events of one emission slice; {@link EmitSlice.next} yields to the event loop when the slice is full. */
+class EmitSlice {
+  private start = performance.now();
+  private count = 0;
+
+  /** After one event: resolves at once, or after a turn of the event loop when the slice is over. */
+  next(): Promise<void> | void {
+    if (++this.count < EMIT_SLICE_EVENTS && performance.now() - this.start < EMIT_SLICE_MS) return;
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        this.start = performance.now();
+        this.count = 0;
+        resolve();
+      }),
+    );
+  }
+}
+
 /** Times one response is processed when the worker keeps losing its batch (restarting). */
 const MAX_SYNC_ATTEMPTS = 3;
 
@@ -201,13 +223,20 @@ export class SyncProcessor {
       done.emitted.add(key);
       return true;
     };
-    timelines.forEach((t, ti) => {
-      t.events.forEach((ev, i) => {
+    // Emitted in slices: the application's timers and I/O run between them, so a big sync does
+    // not hold the event loop for the whole of its events (order is kept: nothing else emits).
+    const slice = new EmitSlice();
+    for (let ti = 0; ti < timelines.length; ti++) {
+      const t = timelines[ti]!;
+      for (let i = 0; i < t.events.length; i++) {
+        const ev = t.events[i]!;
         const r = ev.type === "m.room.encrypted" && typeof ev.event_id === "string" ? decrypted.get(`${t.roomId}\u0000${ev.event_id}`) : undefined;
         if (once(`t${ti}:${i}:${r?.ok === true || ev.type !== "m.room.encrypted" ? "event" : "utd"}`)) timeline.emitTimelineEvent(t.roomId, ev, r, false);
         emitted++;
-      });
-    });
+        const full = slice.next();
+        if (full) await full;
+      }
+    }
     for (const batch of cryptoResult?.redecrypted ?? []) {
       for (const r of batch.results) {
         if (r.ok && once(`late:${batch.roomId}\u0000${r.eventId}`)) timeline.emitDecrypted(batch.roomId, { event_id: r.eventId }, r, true);
