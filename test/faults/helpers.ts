@@ -89,6 +89,12 @@ export class ClientEvents {
   readonly syncs: string[] = [];
   crashed = 0;
   restarted = 0;
+  /**
+   * Crashes that each needed a restart of their own: a crash while the worker is still being
+   * restarted (the restart's new worker killed) is healed by that same restart.
+   */
+  crashEpisodes = 0;
+  private restarting = false;
 
   constructor(readonly client: MatrixClient) {
     client.on("room.event", (e) => this.events.push(e));
@@ -98,8 +104,15 @@ export class ClientEvents {
     client.on("room.key", (k) => this.roomKeys.push(k));
     client.on("error", (e) => this.errors.push(e));
     client.on("sync", (s) => this.syncs.push(s.nextBatch));
-    client.on("crypto.workerCrashed", () => this.crashed++);
-    client.on("crypto.workerRestarted", () => this.restarted++);
+    client.on("crypto.workerCrashed", () => {
+      this.crashed++;
+      if (!this.restarting) this.crashEpisodes++;
+      this.restarting = true;
+    });
+    client.on("crypto.workerRestarted", () => {
+      this.restarted++;
+      this.restarting = false;
+    });
   }
 
   get lastToken(): string | undefined {
