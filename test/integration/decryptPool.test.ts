@@ -46,6 +46,7 @@ describe("decrypt pool through a real Synapse", { timeout: 240_000 }, () => {
   it("messages of several rooms arrive decrypted and in order, deciphered by the pool once it holds the sessions", async () => {
     const pool = bob.client.decryptPoolForTesting;
     assert.ok(pool, "the client has a decrypt pool");
+    assert.equal(alice.client.decryptPoolForTesting, null, "decryptWorkers 1 (the default) is the crypto worker alone, no pool");
     await round("first", 3); // the crypto worker deciphers and hands the sessions to the pool
     const before = pool.stats.deciphered;
     await round("second", 5);
