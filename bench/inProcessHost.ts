@@ -13,6 +13,7 @@ import { EventEmitter } from "eventemitter3";
 import Olm from "@matrix-org/olm";
 import type { RemoteCryptoWorkerApi, WorkerOptions } from "../src/protocol/api.js";
 import { PROTOCOL_VERSION } from "../src/protocol/api.js";
+import { DEFAULT_WORKER_URL } from "../src/client/CryptoWorkerHost.js";
 import type { CryptoStore } from "../src/protocol/store.js";
 import { noopLogger } from "../src/pure/logger.js";
 import { CryptoEngine } from "../workers/engine/CryptoEngine.js";
@@ -23,6 +24,8 @@ type AnyFn = (...args: unknown[]) => unknown;
 
 export class InProcessHost extends EventEmitter {
   location = "";
+  /** Where the client finds the decrypt pool's worker (`new URL("decrypt-worker.js", workerUrl)`): the shipped one. */
+  readonly workerUrl: URL = DEFAULT_WORKER_URL;
   onRestart: (() => Promise<void>) | null = null;
   readonly api: RemoteCryptoWorkerApi;
   private engine: CryptoEngine | null = null;

@@ -19,16 +19,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Worker } from "node:worker_threads";
-import Olm from "@matrix-org/olm";
 import { MatrixClient } from "../src/client/MatrixClient.js";
 import type { RoomEvent, UndecryptableEvent } from "../src/client/events.js";
-import type { CryptoStore } from "../src/protocol/store.js";
 import { BENCH_PICKLE_KEY, DIST_BENCH, RECEIVER_DEVICE, RECEIVER_PASSWORD, RECEIVER_USER, sleep, type Json, type Manifest } from "./common.js";
 import type { FixtureConfig, FixtureMessage } from "./fixtureServer.js";
 import { InProcessHost } from "./inProcessHost.js";
 import { LoopMonitor, type LoopStats } from "./loopMonitor.js";
 import type { TunedStoreOptions } from "./tunedStore.js";
 import { loadRawWork, rawPass, type RawWork } from "./rawLoop.js";
+import { PoolWindow, type DecryptWorkers, type PoolFigures } from "./pool.js";
+import { installClientProfile, installPoolProfile, profileSummary, type Profile } from "./profile.js";
 
 /** What-if store flags (bench/tunedStore.ts). */
 export type TunedFlags = Omit<TunedStoreOptions, "path">;
@@ -48,6 +48,8 @@ export type MeasureConfig =
       pairedRaw?: boolean;
       /** `enableKeyBackup()` after login, before the first sync; after the last event, wait for the upload to finish. */
       backup?: boolean;
+      /** `encryptionConf.decryptWorkers` (issue 18); absent: the option is not passed (today's default). */
+      decryptWorkers?: DecryptWorkers;
     }
   | { mode: "cold-sdk" | "cold-main"; coldDir: string; out: string };
 
@@ -98,6 +100,11 @@ export interface ClientResult {
   pairedRaw?: { before: number; after: number };
   /** Key backup mode: when the upload was done, and what the fixture received. */
   backup?: BackupFigures;
+  /** `decryptWorkers` given: the pool's figures over the window (pool.ts). */
+  pool?: PoolFigures;
+  /** Process RSS at the last event, and its peak so far (MB; main thread + every worker). */
+  rssMB?: number;
+  maxRssMB?: number;
 }
 
 /** The key backup mode's figures. */
@@ -193,13 +200,13 @@ async function runIdle(cfg: Extract<MeasureConfig, { mode: "idle" }>): Promise<I
 // -------------------------------------------------------------------------------------------------
 // client modes
 
-function newClient(port: number, dbDir: string, mode: "sdk" | "main", extra: { restoreDeviceId?: boolean; tuned?: TunedFlags | undefined } = {}): MatrixClient {
+function newClient(port: number, dbDir: string, mode: "sdk" | "main", extra: { restoreDeviceId?: boolean; tuned?: TunedFlags | undefined; decryptWorkers?: DecryptWorkers | undefined } = {}): MatrixClient {
   const path = join(dbDir, "crypto.db");
   const tunedStore = extra.tuned ? { module: join(DIST_BENCH, "tunedStore.js"), export: "TunedSqliteStore", options: { path, ...extra.tuned } } : null;
   const client = new MatrixClient(`http://127.0.0.1:${port}`, {
     encryption: true,
     ...(extra.restoreDeviceId ? { restoreDeviceId: true } : {}),
-    encryptionConf: { storeConf: { dbPath: dbDir, dbName: "crypto.db", pickleKey: BENCH_PICKLE_KEY }, ...(tunedStore ? { store: tunedStore } : {}) },
+    encryptionConf: { storeConf: { dbPath: dbDir, dbName: "crypto.db", pickleKey: BENCH_PICKLE_KEY }, ...(tunedStore ? { store: tunedStore } : {}), ...(extra.decryptWorkers !== undefined ? { decryptWorkers: extra.decryptWorkers } : {}) },
     syncTimeoutMs: 2000,
   });
   if (mode === "main") {
@@ -219,128 +226,21 @@ function cryptoWorker(client: MatrixClient): Worker | null {
   return host?.gen?.worker ?? null;
 }
 
-/** Profiling hooks (one profiling run only; never in the measured runs). */
-interface Profile {
-  syncFetchMs: number[];
-  processMs: number[];
-  /** Wall time of each worker call as the main thread sees it (includes queueing behind other calls). */
-  calls: Record<string, { n: number; ms: number }>;
-  /** Per sync: span of the decryptSyncTimelines call (dispatch → answer). */
-  decryptSpanMs: number[];
-  /** Main mode: execution time of each engine call, and of the JSON.parse of its arguments. */
-  exec?: Record<string, { n: number; ms: number; firstMs?: number }>;
-  parse?: Record<string, { n: number; ms: number }>;
-  /** Main mode: libolm and store time, keyed "<engine call>:<what>". */
-  engine?: Record<string, { n: number; ms: number }>;
-}
-
-function installClientProfile(client: MatrixClient, mode: "sdk" | "main"): Profile {
-  const prof: Profile = { syncFetchMs: [], processMs: [], calls: {}, decryptSpanMs: [] };
-  const c = client as unknown as { http: { request: (...a: unknown[]) => Promise<unknown> }; host: { call: (m: string, a: unknown[]) => Promise<unknown> } };
-  const http = c.http;
-  const origRequest = http.request.bind(http);
-  let syncDoneAt = 0;
-  http.request = async (...a: unknown[]) => {
-    const isSync = typeof a[1] === "string" && (a[1] as string).startsWith("/_matrix/client/v3/sync");
-    const t0 = performance.now();
-    const r = await origRequest(...a);
-    if (isSync) {
-      prof.syncFetchMs.push(performance.now() - t0);
-      syncDoneAt = performance.now();
-    }
-    return r;
-  };
-  client.on("sync", () => {
-    if (syncDoneAt) prof.processMs.push(performance.now() - syncDoneAt);
-  });
-  const host = c.host;
-  const origCall = host.call.bind(host);
-  let spanStart = -1;
-  let inflight = 0;
-  host.call = async (m: string, a: unknown[]) => {
-    const t0 = performance.now();
-    if (m === "decryptSyncTimelines") {
-      if (inflight === 0) spanStart = t0;
-      inflight++;
-    }
-    try {
-      return await origCall(m, a);
-    } finally {
-      const t1 = performance.now();
-      const e = (prof.calls[m] ??= { n: 0, ms: 0 });
-      e.n++;
-      e.ms += t1 - t0;
-      if (m === "decryptSyncTimelines" && --inflight === 0) prof.decryptSpanMs.push(t1 - spanStart);
-    }
-  };
-  if (mode === "main") {
-    const ip = host as unknown as InProcessHost;
-    ip.profile = { exec: {}, parse: {} };
-    prof.exec = ip.profile.exec;
-    prof.parse = ip.profile.parse;
-    installEngineProfile(prof, ip);
-  }
-  return prof;
-}
-
-/** The CryptoStore interface's data methods (src/protocol/store.ts). */
-const STORE_METHODS = [
-  "listAccounts", "getStoredDeviceId", "useAccount", "deleteAccount", "getOlmSessions", "getInboundGroupSession",
-  "countInboundGroupSessions", "listInboundGroupSessions", "getOutboundGroupSession", "getUserDevices", "getDevice",
-  "getDeviceByCurve25519", "getTrackedUsers", "getRoom", "getRoomMembers", "getReplayRecord", "getPendingEvents",
-  "countPendingEvents", "hasToDeviceDigest", "getSyncToken", "getValue", "saveChanges",
-];
-
-/**
- * Main mode only: time libolm calls and each store method inside the engine (the same engine code
- * the worker runs), attributed to the engine call running, to split a decryptSyncTimelines call into
- * libolm / store reads / commit / the rest.
- */
-function installEngineProfile(prof: Profile, host: InProcessHost): void {
-  const acc: Record<string, { n: number; ms: number }> = {};
-  prof.engine = acc;
-  const add = (k: string, ms: number): void => {
-    const e = (acc[`${host.current ?? "-"}:${k}`] ??= { n: 0, ms: 0 });
-    e.n++;
-    e.ms += ms;
-  };
-  const wrap = (obj: Record<string, unknown>, name: string, label: string, self?: unknown): void => {
-    const orig = obj[name];
-    if (typeof orig !== "function") return;
-    obj[name] = function (this: unknown, ...args: unknown[]) {
-      const t0 = performance.now();
-      try {
-        return (orig as (...a: unknown[]) => unknown).apply(self ?? this, args);
-      } finally {
-        add(label, performance.now() - t0);
-      }
-    };
-  };
-  wrap(Olm.InboundGroupSession.prototype as unknown as Record<string, unknown>, "decrypt", "olm.megolmDecrypt");
-  wrap(Olm.InboundGroupSession.prototype as unknown as Record<string, unknown>, "unpickle", "olm.inboundUnpickle");
-  wrap(Olm.InboundGroupSession.prototype as unknown as Record<string, unknown>, "create", "olm.inboundCreate");
-  wrap(Olm.InboundGroupSession.prototype as unknown as Record<string, unknown>, "pickle", "olm.inboundPickle");
-  wrap(Olm.Session.prototype as unknown as Record<string, unknown>, "decrypt", "olm.olmDecrypt");
-  wrap(Olm.Session.prototype as unknown as Record<string, unknown>, "unpickle", "olm.olmUnpickle");
-  wrap(Olm.Session.prototype as unknown as Record<string, unknown>, "pickle", "olm.olmPickle");
-  const store = (host as unknown as { store: CryptoStore }).store as unknown as Record<string, unknown>;
-  for (const name of STORE_METHODS) wrap(store, name, `store.${name}`, store);
-  // The engine's live-session cache is not visible from here; its hit rate shows as the ratio of
-  // olm.inboundUnpickle to olm.megolmDecrypt.
-}
-
 async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>): Promise<ClientResult> {
   const manifest = readManifest(cfg.manifestDir);
   const rawWork: RawWork | null = cfg.pairedRaw ? loadRawWork(cfg.manifestDir) : null;
   const dbDir = mkdtempSync(join(tmpdir(), "mxbench-store-"));
   const fx = await startFixture({ manifestDir: cfg.manifestDir, initialSince: null, includeState: true, userId: RECEIVER_USER, ...(cfg.extraMembersPerRoom ? { extraMembersPerRoom: cfg.extraMembersPerRoom } : {}) });
   const rssBefore = process.memoryUsage().rss;
-  const client = newClient(fx.port, dbDir, cfg.mode, { tuned: cfg.tuned });
+  const client = newClient(fx.port, dbDir, cfg.mode, { tuned: cfg.tuned, decryptWorkers: cfg.decryptWorkers });
   let prof: Profile | null = null;
   let result: ClientResult;
   try {
     await client.login(RECEIVER_USER, RECEIVER_PASSWORD, { deviceId: RECEIVER_DEVICE });
-    if (cfg.profile) prof = installClientProfile(client, cfg.mode);
+    if (cfg.profile) {
+      prof = installClientProfile(client, cfg.mode);
+      installPoolProfile(client, prof);
+    }
     let enableMs = NaN;
     if (cfg.backup) {
       const tb = performance.now();
@@ -388,6 +288,8 @@ async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>):
 
     const worker = cryptoWorker(client);
     const wElu0 = worker?.performance.eventLoopUtilization();
+    const poolWindow = cfg.decryptWorkers !== undefined ? new PoolWindow(client, cfg.decryptWorkers) : null;
+    poolWindow?.start();
     const mon = new LoopMonitor();
     mon.start();
     const t0 = performance.now();
@@ -397,6 +299,8 @@ async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>):
     clearTimeout(timeout);
     const loop = mon.stop();
     const workerElu = worker && wElu0 ? worker.performance.eventLoopUtilization(wElu0).utilization : null;
+    const pool = poolWindow?.stop();
+    const rssMB = MB(process.memoryUsage().rss);
     if (!Number.isFinite(t1)) throw new Error(`timed out: ${decrypted} decrypted + ${undecryptable} undecryptable of ${total}`);
 
     result = {
@@ -413,6 +317,9 @@ async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>):
       loop,
       workerElu,
       prepareToDeviceMs: prepared.ms,
+      rssMB,
+      maxRssMB: process.resourceUsage().maxRSS / 1024,
+      ...(pool ? { pool } : {}),
     };
     if (cfg.backup) result.backup = await waitForBackup(client, fx.call, manifest, t1, enableMs);
     if (rawWork) result.pairedRaw = { before: rawBefore, after: NaN };
@@ -463,36 +370,6 @@ async function waitForBackup(client: MatrixClient, call: (cmd: string, want: Fix
     }
     await sleep(20);
   }
-}
-
-function profileSummary(prof: Profile, decrypted: number, windowMs: number, manifestDir: string): Json {
-  const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0);
-  const table = (t: Record<string, { n: number; ms: number; firstMs?: number }>): Json => {
-    const o: Json = {};
-    for (const [k, v] of Object.entries(t)) o[k] = { n: v.n, totalMs: v.ms, usPerDecryptedEvent: (v.ms * 1000) / decrypted, ...(v.firstMs !== undefined ? { firstMs: v.firstMs } : {}) };
-    return o;
-  };
-  // Offline: what JSON.parse of the sync bodies costs the main thread (the HTTP layer does it).
-  const lines = readFileSync(join(manifestDir, "batches.jsonl"), "utf8").split("\n").filter((l) => l.length);
-  let parseMs = 0;
-  for (const l of lines) {
-    const t0 = performance.now();
-    JSON.parse(l);
-    parseMs += performance.now() - t0;
-  }
-  const out: Json = {
-    windowMs,
-    syncs: prof.syncFetchMs.length,
-    syncFetchTotalMs: sum(prof.syncFetchMs),
-    processSyncTotalMs: sum(prof.processMs),
-    decryptSpanTotalMs: sum(prof.decryptSpanMs),
-    syncBodyJsonParseTotalMs: parseMs,
-    calls: table(prof.calls),
-  };
-  if (prof.exec) out.exec = table(prof.exec);
-  if (prof.parse) out.parse = table(prof.parse);
-  if (prof.engine) out.engine = table(prof.engine);
-  return out;
 }
 
 // -------------------------------------------------------------------------------------------------

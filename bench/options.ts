@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { REPO_ROOT } from "./common.js";
+import type { DecryptWorkers } from "./pool.js";
 
 /** A workload shape: rooms × sending devices × messages per (room, sender). */
 export interface Shape {
@@ -35,6 +36,12 @@ export interface Options {
   /** sdk at other sync sizes, and with big rooms. */
   sweep: { batches: number[]; extraMembers: number } | null;
   profile: boolean;
+  /**
+   * Pool modes (issue 18): `decryptWorkers` values on the 10-room 200 B workload, on the first
+   * many-room workload (its decryptWorkers 1 figure is the plain sdk run's: the same path) and on
+   * the skewed one; the skewed workload's other rooms and hot room share; the runs they get.
+   */
+  pool: { workers: DecryptWorkers[]; manyRoomsWorkers: DecryptWorkers[]; skewWorkers: DecryptWorkers[]; skewRooms: number; hotShare: number; runs: number } | null;
   keepTemp: boolean;
   idleSeconds: number;
   /** Where latest.json and latest.svg go (`--out`); null: {@link resultsDir}'s default. */
@@ -83,6 +90,8 @@ export function parseArgs(argv: string[]): Options {
     experiments: !has("--no-experiments"),
     sweep: has("--no-sweep") ? null : quick ? { batches: [], extraMembers: 200 } : { batches: [50, 100, 500, 1000], extraMembers: 500 },
     profile: !has("--no-profile"),
+    // --quick: the pool modes in one run only (2 minutes → under 3).
+    pool: has("--no-pool") ? null : { workers: [1, 2, "auto"], manyRoomsWorkers: [2], skewWorkers: [1, 2], skewRooms: num("--skew-rooms", 10), hotShare: 0.5, runs: Math.min(runs, num("--pool-runs", quick ? 1 : runs)) },
     keepTemp: has("--keep-temp"),
     idleSeconds: quick ? 1 : 2,
     outDir: (() => {

@@ -9,6 +9,7 @@ import type { ClientResult, ColdResult, IdleResult, RawResult, TunedFlags } from
 import type { LoopStats } from "./loopMonitor.js";
 import { headline, headlineTargets, type BackupSummary, type PairedRow, type Target } from "./headline.js";
 import type { SendReport } from "./sendReport.js";
+import { perEventCosts, poolRows, poolTargets, projectScaling, type PerEventCosts, type PoolRow, type ScalingRow } from "./poolReport.js";
 
 export type { Target } from "./headline.js";
 
@@ -26,6 +27,9 @@ export interface BenchResults {
   /** The send benchmark (send.ts), or null when not run. */
   send: SendReport | null;
   memoryManifest: Json | null;
+  /** The skewed pool workload (issue 18), and how 2 decrypt workers shard each pool workload. */
+  skewManifest?: Json | null;
+  poolShards?: Record<string, { events: number[]; maxShare: number }>;
   coldStores: Record<string, ColdStoreInfo>;
   raw: Record<string, RawResult[]>;
   client: Record<string, ClientResult[]>;
@@ -67,6 +71,8 @@ export interface Report {
   coldStart: Record<string, { sdk: { firstEventMs: Summary; loginMs: Summary; firstSyncMs: Summary }; main: { firstEventMs: Summary; loginMs: Summary; firstSyncMs: Summary } }>;
   memory: Record<string, { events: number; eps: Summary; rssBeforeMB: Summary; rssAfterMB: Summary; rssAfterGcMB: Summary; maxRssMB: Summary; heapUsedMB: Summary; externalMB: Summary }> | null;
   targets: Target[];
+  /** Decrypt pool (issue 18): rows per workload and decryptWorkers, per-event costs, scaling projection (4, 8, 16 cores). */
+  pool: { rows: PoolRow[]; costs: PerEventCosts | null; scaling: ScalingRow[]; skewScaling: ScalingRow[] } | null;
   /** sdk, 200 B: throughput by events per sync, and with big rooms. */
   scaling: { key: string; label: string; eps: Summary; overRaw: number; workerBusy: Summary; loopP99: Summary; loopMax: Summary }[];
   breakdown: Record<string, Json>;
@@ -231,6 +237,17 @@ export function buildReport(r: BenchResults): Report {
     if (!l) continue;
     targets.push({ name: `event-loop max during sdk decryption, ${label(p)}`, measured: round(l.max.median, 2), unit: "ms", target: "≤ 50 ms", pass: l.max.median <= 50, note: `worst run ${round(l.max.max, 2)} ms` });
   }
+  let pool: Report["pool"] = null;
+  if (r.poolShards) {
+    const labels: Record<string, Json | null | undefined> = { "200": r.manifests["200"], ...Object.fromEntries(Object.entries(r.scaleManifests ?? {}).slice(0, 1)), skew: r.skewManifest };
+    const rows = poolRows(r.client, labels, r.poolShards);
+    targets.push(...poolTargets(rows, r.client));
+    const costs = perEventCosts(r.profiles["sdk:pool2:200"] as Json | undefined, r.profiles["main:pool2:200"] as Json | undefined, Number(r.machine.cpus) || 2);
+    const rawEps = rows.find((x) => x.key === "pool:2:200")?.paired.raw.median ?? NaN;
+    const c = costs && { main: costs.main.total, crypto: costs.crypto.total, decrypt: costs.decrypt.total, decipheredShare: costs.decipheredShare, rawEps };
+    const hot = Number(r.options.pool && (r.options.pool as Json).hotShare) || 0.5;
+    pool = { rows, costs, scaling: c ? [4, 8, 16].map((n) => projectScaling(c, n)) : [], skewScaling: c ? [4, 8, 16].map((n) => projectScaling(c, n, hot)) : [] };
+  }
   const sizes = Object.keys(coldStart).map(Number).sort((a, b) => a - b);
   const biggest = sizes[sizes.length - 1];
   if (biggest !== undefined) {
@@ -307,6 +324,7 @@ export function buildReport(r: BenchResults): Report {
     coldStart,
     memory,
     targets,
+    pool,
     scaling,
     breakdown,
     bigRooms,

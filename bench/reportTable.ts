@@ -4,6 +4,7 @@ import { cell, fmt, label, table } from "./format.js";
 import type { LoopSummary, Report } from "./report.js";
 import { renderSend } from "./sendReport.js";
 import { workloadLabel } from "./headline.js";
+import { renderPool } from "./poolReport.js";
 
 /** The headline: paired ratios per workload and mode. */
 function renderPaired(rep: Report): string[] {
@@ -165,6 +166,10 @@ export function renderTable(rep: Report): string {
       }
     }
     out.push("");
+  }
+  if (rep.pool) {
+    out.push(...renderPool(rep.pool.rows, rep.pool.costs, rep.pool.scaling));
+    if (rep.pool.skewScaling.length) out.push(`  with one room holding half the events (it cannot be split): ${rep.pool.skewScaling.map((s) => `${s.cores} cores ${fmt(s.eps)} ev/s (${fmt(s.overRaw, 2)}×, ${s.saturates})`).join("; ")}`, "");
   }
   out.push(...renderBackup(rep));
   if (rep.send) out.push(...renderSend(rep.send).filter((l) => !l.startsWith("Send targets") && !/^  (PASS|FAIL)/.test(l)), "");

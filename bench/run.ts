@@ -28,6 +28,7 @@ import { renderSvg } from "./reportSvg.js";
 import type { SendReport } from "./sendReport.js";
 import { generateWorkload } from "./workload.js";
 import { parseArgs, resultsDir, type Shape } from "./options.js";
+import { poolKey, shardLoad, skewedMessagesPerRoom, type DecryptWorkers } from "./pool.js";
 
 const log = (msg: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -86,8 +87,12 @@ export const shapeKey = (s: Shape): string => `rooms${s.rooms}x${s.senders}x${s.
 const clientLog = (what: string, r: ClientResult): void => {
   const pr = r.pairedRaw;
   const paired = pr ? `, raw before/after ${pr.before.toFixed(0)}/${pr.after.toFixed(0)} → ${(r.eps / ((pr.before + pr.after) / 2)).toFixed(2)}×` : "";
-  log(`  ${what}: ${r.eps.toFixed(0)} ev/s${paired}, loop p99 ${r.loop.p99.toFixed(1)} ms max ${r.loop.max.toFixed(1)} ms${r.workerElu !== null ? `, worker busy ${(r.workerElu * 100).toFixed(0)} %` : ""}`);
+  const pool = r.pool && !r.pool.size ? "; no pool" : r.pool ? `; pool ${r.pool.size}: deciphered ${r.pool.deciphered}/${r.pool.deciphered + r.pool.toCryptoWorker}, busy ${r.pool.busy.map((b) => (b === null ? "–" : `${(b * 100).toFixed(0)} %`)).join(" / ")}${r.pool.windowed ? "" : " (since start)"}` : "";
+  log(`  ${what}: ${r.eps.toFixed(0)} ev/s${paired}, loop p99 ${r.loop.p99.toFixed(1)} ms max ${r.loop.max.toFixed(1)} ms${r.workerElu !== null ? `, worker busy ${(r.workerElu * 100).toFixed(0)} %` : ""}${pool}`);
 };
+
+/** `decryptWorkers` values in run `run`'s order (rotated, so no value always goes first). */
+const rotate = <T>(xs: T[], run: number): T[] => xs.map((_, k) => xs[(k + run - 1) % xs.length]!);
 
 /** What-if variants run in the sdk mode (bench/tunedStore.ts). */
 export const EXPERIMENTS: { key: string; label: string; flags: TunedFlags }[] = [
@@ -127,6 +132,25 @@ async function main(): Promise<void> {
     const m = await generateWorkload({ name: key, ...sh, payloadBytes: 200, batchSize: opts.batch, undecryptableFraction: 0, delayedFraction: 0.02, seed: 3000 + i }, join(work, `w${key}`));
     scaleManifests[key] = m;
     log(`workload ${sh.rooms} rooms × ${sh.senders} × ${sh.messages}: ${m.totalEvents} events, ${m.sessions.length} sessions, ${m.outOfOrderEvents} out of order, generated in ${m.generationSeconds.toFixed(1)} s`);
+  }
+  // The skewed pool workload (issue 18): the 10-room workload's events and senders, one room holding half of them.
+  let skewManifest: Manifest | null = null;
+  let skewLabel = "";
+  // How 2 decrypt workers shard each pool workload's events (the pool's own hash of the room IDs).
+  const poolShards: Record<string, { events: number[]; maxShare: number }> = {};
+  const uniform = (m: Manifest): Record<string, number> => Object.fromEntries(m.rooms.map((r) => [r, m.totalEvents / m.rooms.length]));
+  if (opts.pool && manifests["200"]) poolShards["200"] = shardLoad(uniform(manifests["200"]), 2);
+  const firstScaleManifest = Object.entries(scaleManifests)[0];
+  if (opts.pool && firstScaleManifest) poolShards[firstScaleManifest[0]] = shardLoad(uniform(firstScaleManifest[1]), 2);
+  if (opts.pool) {
+    const perRoom = skewedMessagesPerRoom(opts.rooms * opts.senders * opts.messages, opts.senders, opts.pool.skewRooms, opts.pool.hotShare);
+    skewManifest = await generateWorkload(
+      { name: "skew", rooms: perRoom.length, senders: opts.senders, messages: perRoom[1]!, messagesPerRoom: perRoom, payloadBytes: 200, batchSize: opts.batch, undecryptableFraction: 0.01, delayedFraction: 0.02, seed: 5000 },
+      join(work, "wskew"),
+    );
+    skewLabel = `skewed: ${perRoom.length} rooms × ${opts.senders} senders (1 room × ${perRoom[0]} messages each = half the events, ${opts.pool.skewRooms} × ~${perRoom[1]}), 200 B`;
+    poolShards.skew = shardLoad(Object.fromEntries(skewManifest.rooms.map((r, i) => [r, perRoom[i]! * opts.senders])), 2);
+    log(`skewed workload: ${skewManifest.totalEvents} events, 1 room × ${opts.senders} × ${perRoom[0]} + ${opts.pool.skewRooms} rooms × ${opts.senders} × ~${perRoom[1]}, ${skewManifest.sessions.length} sessions`);
   }
   let backupManifest: Manifest | null = null;
   if (opts.backup) {
@@ -204,11 +228,24 @@ async function main(): Promise<void> {
         }
       }
     }
+    // Pool modes (issue 18), paired with raw like the headline; decryptWorkers order rotated per run.
+    const poolRun = (key: string, dir: string, workers: DecryptWorkers[]): Promise<void> =>
+      rotate(workers, run).reduce(async (prev, w) => {
+        await prev;
+        const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: dir, pairedRaw: true, decryptWorkers: w });
+        push(client, poolKey(w, key), r);
+        if (r) clientLog(`${key} sdk, decryptWorkers ${String(w)}`, r);
+      }, Promise.resolve());
+    const pooled = opts.pool && run <= opts.pool.runs ? opts.pool : null;
+    if (pooled && opts.payloads.includes(200)) await poolRun("200", manifests["200"]!.dir, pooled.workers);
     for (const [key, m] of Object.entries(scaleManifests)) {
       const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: m.dir, pairedRaw: true });
       push(client, `sdk:${key}`, r);
       if (r) clientLog(`${key} sdk`, r);
     }
+    const firstScale = Object.entries(scaleManifests)[0];
+    if (pooled && firstScale) await poolRun(firstScale[0], firstScale[1].dir, pooled.manyRoomsWorkers);
+    if (pooled && skewManifest) await poolRun("skew", skewManifest.dir, pooled.skewWorkers);
     if (backupManifest) {
       // Interleaved, order alternating per run; both paired with raw.
       for (const on of run % 2 ? [false, true] : [true, false]) {
@@ -261,6 +298,14 @@ async function main(): Promise<void> {
         if (r) profiles[`${mode}:${key}`] = { eps: r.eps, workerElu: r.workerElu, decrypted: r.decrypted, ...(r.profile ?? {}), fixture: r.fixture };
       }
     }
+    if (opts.pool && manifests["200"]) {
+      // Per-event costs with 2 decrypt workers (issue 18's scaling table): the sdk path's spans
+      // and utilisations, and the main-thread engine with the same pool for the pooled call's parts.
+      for (const mode of ["sdk", "main"] as const) {
+        const r = await measure<ClientResult>(work, { mode, manifestDir: manifests["200"].dir, profile: true, decryptWorkers: 2 });
+        if (r) profiles[`${mode}:pool2:200`] = { eps: r.eps, workerElu: r.workerElu, mainElu: r.loop.elu, decrypted: r.decrypted, fullSeconds: r.fullSeconds, pool: r.pool, ...(r.profile ?? {}), fixture: r.fixture };
+      }
+    }
     if (opts.sweep && !opts.quick) {
       // Where big rooms spend it: the same engine, instrumented, with the big-rooms state.
       const r = await measure<ClientResult>(work, { mode: "main", manifestDir: manifests["200"]!.dir, profile: true, extraMembersPerRoom: opts.sweep.extraMembers });
@@ -295,6 +340,8 @@ async function main(): Promise<void> {
     manifests: Object.fromEntries(Object.entries(manifests).map(([k, m]) => [k, strip(m)])),
     scaleManifests: Object.fromEntries(Object.entries(scaleManifests).map(([k, m]) => [k, strip(m)])),
     backupManifest: backupManifest ? strip(backupManifest) : null,
+    skewManifest: skewManifest ? { ...strip(skewManifest), label: skewLabel } : null,
+    poolShards,
     backup,
     send,
     memoryManifest: memManifest ? strip(memManifest) : null,

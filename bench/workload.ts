@@ -28,6 +28,8 @@ export interface WorkloadSpec {
   senders: number;
   /** Messages per (room, sender). */
   messages: number;
+  /** Messages per sender in each room, overriding `messages` (a skewed workload, see pool.ts); length = `rooms`. */
+  messagesPerRoom?: number[];
   /** Target size of the Megolm plaintext (the JSON that is encrypted), bytes. */
   payloadBytes: number;
   /** Timeline events per sync response (across rooms). */
@@ -94,9 +96,11 @@ export async function generateWorkload(spec: WorkloadSpec, dir: string): Promise
   const sessions: SessionInfo[] = [];
   const outbound: Olm.OutboundGroupSession[] = [];
   const streamLen: number[] = [];
-  const perRoom = spec.senders * spec.messages;
-  const lostPerRoom = spec.undecryptableFraction > 0 ? Math.max(1, Math.round(perRoom * spec.undecryptableFraction)) : 0;
+  if (spec.messagesPerRoom && spec.messagesPerRoom.length !== spec.rooms) throw new Error("messagesPerRoom needs one entry per room");
   for (let r = 0; r < spec.rooms; r++) {
+    const messages = spec.messagesPerRoom?.[r] ?? spec.messages;
+    const perRoom = spec.senders * messages;
+    const lostPerRoom = spec.undecryptableFraction > 0 ? Math.max(1, Math.round(perRoom * spec.undecryptableFraction)) : 0;
     for (let s = 0; s <= spec.senders; s++) {
       const lost = s === spec.senders;
       if (lost && lostPerRoom === 0) continue;
@@ -106,7 +110,7 @@ export async function generateWorkload(spec: WorkloadSpec, dir: string): Promise
       sessions.push({ roomId: rooms[r]!, sender, sessionId: og.session_id(), sessionKey: og.session_key(), lost });
       outbound.push(og);
       // The lost session's events are taken from its sender's own stream, so a room has S × M events.
-      streamLen.push(lost ? lostPerRoom : s === r % spec.senders ? spec.messages - lostPerRoom : spec.messages);
+      streamLen.push(lost ? lostPerRoom : s === r % spec.senders ? messages - lostPerRoom : messages);
     }
   }
 

@@ -34,10 +34,23 @@ describe("bench smoke", { timeout: 240_000 }, () => {
     const out = mkdtempSync(join(tmpdir(), "sdk-bench-"));
     execFileSync(
       process.execPath,
-      [run, "--quick", "--runs", "1", "--rooms", "2", "--senders", "2", "--messages", "20", "--scale", "20x2x2", "--backup-shape", "2x5x4", "--no-send", "--no-experiments", "--no-sweep", "--no-profile", "--no-memory", "--out", out],
+      [run, "--quick", "--runs", "1", "--rooms", "2", "--senders", "2", "--messages", "20", "--batch", "20", "--scale", "20x2x2", "--backup-shape", "2x5x4", "--no-send", "--no-experiments", "--no-sweep", "--no-profile", "--no-memory", "--out", out],
       { stdio: ["ignore", "pipe", "pipe"], timeout: 230_000 },
     );
     const report = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as Report;
+    // Decrypt pool modes (issue 18): 2 workers started and deciphered events (from the second sync on: 20 events per sync here).
+    for (const key of ["pool:1:200", "pool:2:200", "pool:auto:200", "pool:2:rooms20x2x2", "pool:1:skew", "pool:2:skew"]) {
+      const row = report.pool?.rows.find((r) => r.key === key);
+      assert.ok(row, `pool row ${key} is missing`);
+      assertMeasured(row.paired.ratio, 1, `${key} paired ratio`);
+      assertMeasured(row.rssMB, 1, `${key} RSS`);
+      if (key.startsWith("pool:2:")) {
+        assert.equal(row.size, 2, `${key}: 2 decrypt workers`);
+        assert.equal(row.decryptBusy.length, 2, `${key}: a busy share per decrypt worker`);
+        assert.ok(row.windowed, `${key}: busy over the window`);
+        assert.ok(row.decipheredShare.median > 0, `${key}: the pool deciphered events`);
+      }
+    }
     const runs = 1;
 
     // The run used the options it was given, on this machine.
