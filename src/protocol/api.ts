@@ -29,6 +29,8 @@ export interface SyncChangesOptions {
    * drops the oldest private keys beyond the 100 it keeps).
    */
   keyCountsStale?: boolean;
+  /** The client has a decrypt pool: return the sessions this sync stored, pickled, in `poolSessions`. */
+  exportSessions?: boolean;
 }
 
 /** Options the worker is started with (structured-cloneable). */
@@ -194,6 +196,8 @@ export interface SyncChangesResult {
   toDeviceFailures: { sender: string; type: string; code: string; message: string }[];
   /** New inbound sessions. */
   roomKeys: { roomId: string; sessionId: string; senderKey: string }[];
+  /** With `SyncChangesOptions.exportSessions`: the sessions of `roomKeys`, for the decrypt pool. */
+  poolSessions?: PoolSession[];
   /** Events that were waiting for these sessions and are now decrypted, per room. */
   redecrypted: { roomId: string; results: RoomDecryptResult[] }[];
   /** Rooms whose encryption state changed. */

@@ -42,11 +42,13 @@ async function timelines(alice: Peer, perRoom: number, extra: { roomId: string; 
 }
 
 /** One sync on each of Bob's devices: B1 alone, B2 with the pool. Returns both results and how many events the pool deciphered. */
-async function syncBoth(b1: Peer, b2: Peer, pool: DecryptPool, payload: DecryptPayload, hook?: () => void): Promise<{ plain: RoomDecryptResult[][]; pooled: RoomDecryptResult[][]; deciphered: number }> {
+async function syncBoth(b1: Peer, b2: Peer, pool: DecryptPool, payload: DecryptPayload, hook?: () => void): Promise<{ plain: RoomDecryptResult[][]; pooled: RoomDecryptResult[][]; deciphered: number; keys: number }> {
   const r1 = await b1.sync();
   const plain = b1.engine.decryptSyncTimelines(payload);
   await b1.engine.commitSyncToken(`t${seq}`, r1.batchId);
-  const r2 = await b2.sync();
+  // As the client does with a pool: the sync's room keys go to the workers, pickled.
+  const r2 = await b2.sync({}, { exportSessions: true });
+  if (r2.poolSessions?.length) pool.addSessions(r2.poolSessions);
   let deciphered = 0;
   const running = pool.decryptSync(payload, async (rooms) => {
     for (const r of rooms) deciphered += r.events.filter((e) => e.pre).length;
@@ -55,7 +57,7 @@ async function syncBoth(b1: Peer, b2: Peer, pool: DecryptPool, payload: DecryptP
   hook?.();
   const pooled = await running;
   await b2.engine.commitSyncToken(`t${seq}`, r2.batchId);
-  return { plain: plain.map((r) => r.results), pooled: pooled.map((r) => r.results), deciphered };
+  return { plain: plain.map((r) => r.results), pooled: pooled.map((r) => r.results), deciphered, keys: r2.poolSessions?.length ?? 0 };
 }
 
 /** Results without what differs between two receiving devices by design (none today). */
@@ -81,9 +83,11 @@ describe("decrypt pool", () => {
 
   it("two decrypt workers give the events, labels, failure codes and replay refusals one worker gives", async () => {
     const { alice, b1, b2 } = env;
-    // Sync 1: the pool holds no session yet; the crypto worker deciphers and hands them out.
+    // Sync 1: the room keys come with the events; handed to the workers at receipt, so the pool
+    // deciphers this sync already (the client does the same when a sync's decryption starts after them).
     const first = await syncBoth(b1, b2, pool, decryptPayload(await timelines(alice, 3))!);
-    assert.equal(first.deciphered, 0);
+    assert.equal(first.keys, ROOMS.length);
+    assert.equal(first.deciphered, 12);
     assert.deepEqual(comparable(first.pooled), comparable(first.plain));
     assert.ok(first.plain.flat().every((r) => r.ok));
 
@@ -112,6 +116,26 @@ describe("decrypt pool", () => {
     // them all; the crypto worker still refused the replay and the forgery.
     assert.equal(second.deciphered, 19);
     assert.ok(second.pooled.flat().filter((r) => r.ok).every((r) => r.ok && JSON.parse(r.plaintextJson).content.body.startsWith("!")));
+  });
+
+  it("a sync deciphered ahead (while the previous one finishes) is taken as deciphered then: events of keys that came later go to the crypto worker", async () => {
+    const { alice, b1, b2 } = env;
+    // New sessions in every room; their keys come in the same sync as their first events.
+    for (const r of ROOMS) await alice.engine.discardRoomKey(r);
+    const early = decryptPayload(await timelines(alice, 2))!;
+    pool.decipherAhead(early); // before the keys reached the workers: nothing deciphered ahead
+    const first = await syncBoth(b1, b2, pool, early);
+    assert.equal(first.keys, ROOMS.length);
+    assert.equal(first.deciphered, 0, "the ahead result was used (the keys arrived after it)");
+    assert.deepEqual(comparable(first.pooled), comparable(first.plain));
+    assert.ok(first.pooled.flat().every((r) => r.ok), "the crypto worker decrypted them all");
+    // The next sync, deciphered ahead once the workers hold the keys: all by the pool.
+    const next = decryptPayload(await timelines(alice, 2))!;
+    pool.decipherAhead(next);
+    const second = await syncBoth(b1, b2, pool, next);
+    assert.equal(second.deciphered, 2 * ROOMS.length);
+    assert.deepEqual(comparable(second.pooled), comparable(second.plain));
+    assert.ok(second.pooled.flat().every((r) => r.ok));
   });
 
   it("a decrypt worker killed in the middle of a sync loses nothing, and no replay gets through after its restart", async () => {

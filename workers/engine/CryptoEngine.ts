@@ -118,7 +118,7 @@ export class CryptoEngine {
     this.secretSharing = new SecretSharing(ctx, this.olm, this.identities, this.secrets, this.backup);
     this.toDevice = new ToDeviceHandler(ctx, this.olm, this.claims, this.devices, this.rooms, this.inbound, this.withheld, this.keySharing, this.secretSharing);
     this.verifications = new Verifications(ctx, this.devices, this.identities);
-    this.syncs = new SyncBatches(ctx, { rooms: this.rooms, devices: this.devices, account: this.account, toDevice: this.toDevice, decryptor: this.decryptor, keySharing: this.keySharing }, (fn) => this.write(fn));
+    this.syncs = new SyncBatches(ctx, { rooms: this.rooms, devices: this.devices, account: this.account, toDevice: this.toDevice, decryptor: this.decryptor, keySharing: this.keySharing, inbound: this.inbound }, (fn) => this.write(fn));
   }
 
   /** Run `fn` in a new transaction and commit it. */

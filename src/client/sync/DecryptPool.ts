@@ -62,6 +62,8 @@ export function shardOf(roomId: string, size: number): number {
 export class DecryptPool {
   private readonly slots: Slot[];
   private closed = false;
+  /** Syncs being deciphered ahead of their processing ({@link DecryptPool.decipherAhead}). */
+  private readonly ahead = new WeakMap<DecryptPayload, Promise<((PoolDeciphered | null)[] | undefined)[]>>();
   /** Events deciphered by the pool, and those left to the crypto worker, since the start. */
   readonly stats = { deciphered: 0, toCryptoWorker: 0 };
   /** Holds the pickle key: out of reach of `util.inspect` and `JSON.stringify`. */
@@ -87,23 +89,9 @@ export class DecryptPool {
    * decides everything. Results as `decryptSyncTimelines` gives them, plaintexts filled in.
    */
   async decryptSync(payload: DecryptPayload, crypto: PooledCryptoCall): Promise<RoomResults[]> {
-    const byShard = new Map<number, number[]>();
-    payload.forEach((r, i) => {
-      const s = shardOf(r.roomId, this.size);
-      const list = byShard.get(s) ?? [];
-      byShard.set(s, list);
-      list.push(i);
-    });
-    const deciphered: ((PoolDeciphered | null)[] | undefined)[] = new Array(payload.length);
-    await Promise.all(
-      [...byShard].map(async ([s, rooms]) => {
-        const got = await this.call(s, "decipher", [rooms.map((i) => payload[i]!)]).catch((err: unknown) => {
-          this.log.warn(`decrypt worker ${s}: ${String(err)}; its rooms are decrypted by the crypto worker`);
-          return null;
-        });
-        if (Array.isArray(got)) rooms.forEach((i, k) => (deciphered[i] = (got as (PoolDeciphered | null)[][])[k]));
-      }),
-    );
+    const ahead = this.ahead.get(payload);
+    this.ahead.delete(payload);
+    const deciphered = (await ahead) ?? (await this.decipher(payload));
     const withPre: DecryptPayload = payload.map((r, i) => {
       const d = deciphered[i];
       if (!d) {
@@ -125,7 +113,7 @@ export class DecryptPool {
       };
     });
     const { rooms, sessions } = await crypto(withPre);
-    this.handOut(sessions);
+    this.addSessions(sessions);
     rooms.forEach((room, i) => {
       const d = payload[i]?.roomId === room.roomId ? deciphered[i] : undefined;
       room.results.forEach((r, k) => {
@@ -139,8 +127,40 @@ export class DecryptPool {
     return rooms;
   }
 
+  /**
+   * Start deciphering a sync that is not processed yet (the prefetched next one), so that the
+   * workers run while the crypto worker and this thread finish the current one; its
+   * {@link DecryptPool.decryptSync} then takes the result. Events of sessions the workers get
+   * later go to the crypto worker, as always.
+   */
+  decipherAhead(payload: DecryptPayload): void {
+    if (!this.ahead.has(payload)) this.ahead.set(payload, this.decipher(payload));
+  }
+
+  /** Each room's events deciphered by its worker (undefined for a room whose worker failed). Never rejects. */
+  private async decipher(payload: DecryptPayload): Promise<((PoolDeciphered | null)[] | undefined)[]> {
+    const byShard = new Map<number, number[]>();
+    payload.forEach((r, i) => {
+      const s = shardOf(r.roomId, this.size);
+      const list = byShard.get(s) ?? [];
+      byShard.set(s, list);
+      list.push(i);
+    });
+    const deciphered: ((PoolDeciphered | null)[] | undefined)[] = new Array(payload.length);
+    await Promise.all(
+      [...byShard].map(async ([s, rooms]) => {
+        const got = await this.call(s, "decipher", [rooms.map((i) => payload[i]!)]).catch((err: unknown) => {
+          this.log.warn(`decrypt worker ${s}: ${String(err)}; its rooms are decrypted by the crypto worker`);
+          return null;
+        });
+        if (Array.isArray(got)) rooms.forEach((i, k) => (deciphered[i] = (got as (PoolDeciphered | null)[][])[k]));
+      }),
+    );
+    return deciphered;
+  }
+
   /** Give each session to the worker of its room (in order before that worker's next call). */
-  private handOut(sessions: PoolSession[]): void {
+  addSessions(sessions: PoolSession[]): void {
     if (!sessions.length) return;
     const byShard = new Map<number, PoolSession[]>();
     for (const s of sessions) {

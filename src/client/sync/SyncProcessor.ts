@@ -117,7 +117,10 @@ export class SyncProcessor {
   /** {@link SyncProcessor.prepare}, or undefined when the response is malformed ({@link SyncProcessor.process} reports it). */
   tryPrepare(res: unknown): SyncWork | undefined {
     try {
-      return this.prepare(res);
+      const work = this.prepare(res);
+      // With a decrypt pool, its workers start on this sync while the current one finishes.
+      if (work.decrypt) this.deps.pool?.()?.decipherAhead(work.decrypt);
+      return work;
     } catch {
       return undefined;
     }
@@ -166,12 +169,16 @@ export class SyncProcessor {
     if (crypto.ready) {
       // A /keys/upload answered since this sync was requested: its key counts may predate the upload.
       const keyCountsStale = uploadsBefore !== undefined && this.deps.keyUploadsAnswered() !== uploadsBefore;
-      const changes = crypto.api.receiveSyncChanges(work.cryptoInputJson ?? cryptoInputJson(work, this.deps.log), keyCountsStale ? { keyCountsStale } : undefined);
+      const pool = this.deps.pool?.() ?? null;
+      const opts = { ...(keyCountsStale ? { keyCountsStale } : {}), ...(pool ? { exportSessions: true } : {}) };
+      const changes = crypto.api.receiveSyncChanges(work.cryptoInputJson ?? cryptoInputJson(work, this.deps.log), Object.keys(opts).length ? opts : undefined);
       if (work.decrypt !== null) {
         early = this.decryptTimelines(work.decrypt);
         early.catch(() => undefined); // awaited below; if the crypto changes fail, nobody does
       }
       cryptoResult = await changes;
+      // The room keys of this sync, to the decrypt pool's workers before their next sync's events.
+      if (cryptoResult.poolSessions?.length) pool?.addSessions(cryptoResult.poolSessions);
       // Processed again: the to-device part was committed the first time (and is skipped now).
       if (!done.crypto) {
         done.crypto = cryptoResult;

@@ -4,6 +4,7 @@
  * @internal
  */
 import type { InboundGroupSessionRecord, InboundSessionSource, SenderData } from "../../../src/protocol/store.js";
+import type { PoolSession } from "../../../src/protocol/pool.js";
 import { InternalError } from "../../../src/protocol/errors.js";
 import type { EngineContext } from "../EngineContext.js";
 import type { Transaction } from "../Transaction.js";
@@ -154,6 +155,16 @@ export class InboundSessions {
     this.records.set(key, entry);
     if (this.records.size > RECORD_CACHE_SIZE) this.records.delete(this.records.keys().next().value as string);
     return entry;
+  }
+
+  /** The stored sessions among `keys`, pickled, for the decrypt pool (`protocol/pool.ts`). */
+  pickled(tx: Transaction, keys: { roomId: string; senderKey: string; sessionId: string }[]): PoolSession[] {
+    const out: PoolSession[] = [];
+    for (const k of keys) {
+      const rec = this.cachedOrRecord(tx, k.roomId, k.senderKey, k.sessionId)?.record;
+      if (rec) out.push({ roomId: rec.roomId, senderKey: rec.senderKey, sessionId: rec.sessionId, pickle: rec.pickle, firstKnownIndex: rec.firstKnownIndex });
+    }
+    return out;
   }
 
   /** The session exported at its first known index (for forwarding and key export). */

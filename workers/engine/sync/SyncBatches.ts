@@ -13,6 +13,7 @@ import type { AccountKeys } from "../account/AccountKeys.js";
 import { isObj, isStr, type EngineContext } from "../EngineContext.js";
 import type { KeySharing } from "../gossiping/KeySharing.js";
 import type { DeviceTracker } from "../identities/DeviceTracker.js";
+import type { InboundSessions } from "../megolm/InboundSessions.js";
 import { UNCONFIRMED_REDECRYPT, type PendingBudget, type RoomDecryptor, type RoomResults } from "../megolm/RoomDecryptor.js";
 import type { RoomState } from "../rooms/RoomState.js";
 import type { Transaction } from "../Transaction.js";
@@ -31,6 +32,7 @@ export interface SyncParts {
   toDevice: ToDeviceHandler;
   decryptor: RoomDecryptor;
   keySharing: KeySharing;
+  inbound: InboundSessions;
 }
 
 /** @internal */
@@ -83,6 +85,7 @@ export class SyncBatches {
       keySharing.saveQueued(tx);
     });
     this.batch = batch;
+    if (opts.exportSessions) result.poolSessions = this.parts.inbound.pickled(this.ctx.newTx(), result.roomKeys);
     return result;
   }
 
