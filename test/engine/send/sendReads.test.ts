@@ -7,7 +7,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { UnknownDevicesError } from "../../../src/protocol/errors.js";
+import { UnknownDevicesError, VerifiedUserChangedIdentityError } from "../../../src/protocol/errors.js";
 import { KeyServer, Peer, roomState } from "../helpers.js";
 
 const ROOM = "!send:example.org";
@@ -161,5 +161,29 @@ describe("engine: store reads of an encrypted send", () => {
     const after = await alice.encrypt(ROOM, "without bob", "$l");
     assert.notEqual((after.content as Json).session_id, (first.content as Json).session_id);
     assert.deepEqual([...inbox(server, b1.userId, "B1"), ...inbox(server, b1.userId, "B2")], []);
+  });
+
+  it("a verified user whose cross-signing identity changes between two sends blocks the very next send until the change is acknowledged", async () => {
+    const { server, alice, b1 } = await world();
+    const bootstrap = async (p: Peer): Promise<void> => {
+      const boot = await p.engine.prepareCrossSigning();
+      server.uploadCrossSigning(p.userId, boot.deviceSigningUpload, boot.signatureUpload);
+      await p.engine.commitCrossSigning(boot.masterKey);
+    };
+    await bootstrap(alice);
+    await bootstrap(b1);
+    await alice.sync({ deviceLists: { changed: [b1.userId] } });
+    await alice.flush();
+    await alice.engine.verifyUser(b1.userId);
+    assert.equal(alice.engine.getUserIdentity(b1.userId).verified, true);
+    await alice.encrypt(ROOM, "shares the key", "$0");
+    assert.ok(await fast(alice, "fast"));
+    await bootstrap(b1); // Bob's new identity, published
+    await alice.sync({ deviceLists: { changed: [b1.userId] } });
+    await alice.flush();
+    assert.equal(alice.engine.getUserIdentity(b1.userId).changed, true);
+    await assert.rejects(fast(alice, "to the changed identity"), (e: unknown) => e instanceof VerifiedUserChangedIdentityError && e.userIds.join() === b1.userId);
+    await alice.engine.acknowledgeIdentityChange(b1.userId);
+    assert.ok(await fast(alice, "after acknowledging"));
   });
 });
