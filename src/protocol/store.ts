@@ -238,7 +238,9 @@ export interface StoreChanges {
  *   {@link OutboundGroupSessionRecord.inUseBy} is ahead of its stored `pickle` until a clean close.)
  *   For the same reason a store changes nothing by itself (no expiry of rows behind the engine's
  *   back, to-device digests aside): the copies the engine keeps are exact because every change
- *   arrives through `saveChanges`.
+ *   arrives through `saveChanges`. (The engine keeps such copies, read once per process and
+ *   updated from each batch it commits, of rooms, memberships, devices, tracked users, outbound
+ *   session records, the per-user cross-signing settings and the count of waiting events.)
  * - **Account-scoped reads** (every read below {@link CryptoStore.deleteAccount}) apply to the
  *   account selected by the last {@link CryptoStore.useAccount}; before any `useAccount` they
  *   throw `StoreError`; while the selected account does not exist yet they return empty results

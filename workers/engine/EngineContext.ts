@@ -14,9 +14,8 @@ import { EncryptionDisabledError } from "../../src/protocol/errors.js";
 import type { CryptoStore } from "../../src/protocol/store.js";
 import type { Logger } from "../../src/pure/logger.js";
 import { inspectCustom, redactedInspect, Secret, type InspectFn } from "../../src/pure/secret.js";
-import { PendingMirror } from "./megolm/PendingMirror.js";
-import { RoomMirror } from "./rooms/RoomMirror.js";
-import { Transaction, type StoreMirrors } from "./Transaction.js";
+import { StoreMirrors } from "./StoreMirrors.js";
+import { Transaction } from "./Transaction.js";
 
 /** The libolm module. @internal */
 export type OlmModule = typeof Olm;
@@ -69,9 +68,10 @@ export class EngineContext {
   /** In-memory mirror of the tracked users (user → dirty), owned by the device tracker, read by every transaction. */
   tracked = new Map<string, boolean>();
   /**
-   * In-memory copies of the committed room records and of the waiting events' count, read by
-   * every transaction instead of the store and updated by {@link EngineContext.commit}; cleared
-   * with {@link EngineContext.clearMirrors} when an account is loaded.
+   * In-memory copies of committed store state (rooms, memberships, devices, outbound sessions,
+   * cross-signing settings, the waiting events' count), read by every transaction instead of the
+   * store and updated by {@link EngineContext.commit}; cleared with
+   * {@link EngineContext.clearMirrors} when an account is loaded.
    */
   readonly mirrors: StoreMirrors;
   private ids: AccountInfo | null = null;
@@ -84,7 +84,7 @@ export class EngineContext {
     this.log = deps.logger;
     this.now = deps.now;
     this.utility = new this.olm.Utility();
-    this.mirrors = { rooms: new RoomMirror(deps.store), pending: new PendingMirror(deps.store) };
+    this.mirrors = new StoreMirrors(deps.store);
   }
 
   /** Key that encrypts libolm pickles and our cross-signing seeds at rest (never log it). */
@@ -125,8 +125,7 @@ export class EngineContext {
 
   /** Forget the in-memory copies of store state (another account is loaded): read again on use. */
   clearMirrors(): void {
-    this.mirrors.rooms.clear();
-    this.mirrors.pending.clear();
+    this.mirrors.clear();
   }
 
   /** Commit a batch with one `saveChanges`, then let components update their caches from it. */
@@ -134,8 +133,7 @@ export class EngineContext {
     const changes = tx.toChanges();
     if (changes) {
       await this.store.saveChanges(changes);
-      this.mirrors.rooms.apply(changes);
-      this.mirrors.pending.apply(changes);
+      this.mirrors.apply(changes);
     }
     tx.applyTracked(this.tracked);
     for (const hook of this.commitHooks) hook(tx);

@@ -12,14 +12,7 @@ import type {
   TrackedUserRecord,
   AccountRecord,
 } from "../../src/protocol/store.js";
-import type { PendingMirror } from "./megolm/PendingMirror.js";
-import type { RoomMirror } from "./rooms/RoomMirror.js";
-
-/** The engine's in-memory copies of committed store state that reads consult instead of the store. @internal */
-export interface StoreMirrors {
-  rooms: RoomMirror;
-  pending: PendingMirror;
-}
+import type { StoreMirrors } from "./StoreMirrors.js";
 
 /**
  * The write batch of one engine call, with read-your-writes over the store: a read during the
@@ -44,9 +37,10 @@ export class Transaction {
   /**
    * @param trackedBase - the engine's in-memory mirror of the tracked users (user → dirty), so
    *   lookups do not scan the store; updated by {@link Transaction.applyTracked} after the commit.
-   * @param mirrors - the engine's copies of the room records and of the waiting events' count
-   *   (see `RoomMirror`, `PendingMirror`), updated by `EngineContext.commit`; without them, reads
-   *   go to the store.
+   * @param mirrors - the engine's copies of committed store state (rooms, memberships, devices,
+   *   outbound sessions, cross-signing settings, the waiting events' count; see `StoreMirrors`),
+   *   updated by `EngineContext.commit`; without them, reads go to the store. Records read
+   *   through them are frozen: never mutate a record read out.
    */
   constructor(
     private readonly store: CryptoStore,
@@ -109,13 +103,17 @@ export class Transaction {
   }
   getOutbound(roomId: string): OutboundGroupSessionRecord | null {
     const w = this.outbound.get(roomId);
-    return w !== undefined ? w : this.store.getOutboundGroupSession(roomId);
+    if (w !== undefined) return w;
+    return this.mirrors ? this.mirrors.outbound.get(roomId) : this.store.getOutboundGroupSession(roomId);
   }
   getDevice(userId: string, deviceId: string): DeviceRecord | null {
     return this.devices.get(`${userId}|${deviceId}`) ?? this.store.getDevice(userId, deviceId);
   }
   getUserDevices(userId: string): DeviceRecord[] {
-    const byId = new Map(this.store.getUserDevices(userId).map((d) => [d.deviceId, d]));
+    const stored = this.mirrors ? this.mirrors.devices.get(userId) : this.store.getUserDevices(userId);
+    if (this.devices.size === 0) return [...stored];
+    const byId = new Map<string, DeviceRecord>();
+    for (const d of stored) byId.set(d.deviceId, d);
     for (const d of this.devices.values()) if (d.userId === userId) byId.set(d.deviceId, d);
     return [...byId.values()];
   }
@@ -160,7 +158,10 @@ export class Transaction {
     return this.mirrors ? this.mirrors.rooms.get(roomId) : this.store.getRoom(roomId);
   }
   getMembers(roomId: string): RoomMemberRecord[] {
-    const byUser = new Map(this.store.getRoomMembers(roomId).map((m) => [m.userId, m]));
+    const stored = this.mirrors ? this.mirrors.members.get(roomId) : this.store.getRoomMembers(roomId);
+    if (this.members.size === 0) return [...stored];
+    const byUser = new Map<string, RoomMemberRecord>();
+    for (const m of stored) byUser.set(m.userId, m);
     for (const m of this.members.values()) if (m.roomId === roomId) byUser.set(m.userId, m);
     return [...byUser.values()];
   }
@@ -186,7 +187,8 @@ export class Transaction {
   }
   getValue(key: string): string | null {
     const v = this.values.get(key);
-    return v !== undefined ? v : this.store.getValue(key);
+    if (v !== undefined) return v;
+    return this.mirrors ? this.mirrors.values.get(key) : this.store.getValue(key);
   }
 
   /** The batch for `CryptoStore.saveChanges`, or null when nothing changed. */
