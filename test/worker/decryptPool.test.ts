@@ -152,6 +152,22 @@ describe("decrypt pool", () => {
   });
 });
 
+describe("the pool's deciphered marker cannot be forged", () => {
+  it("an event carrying `pre` outside the pooled sync call (history, a server's JSON) is deciphered for real: garbage ciphertext fails", async () => {
+    const { alice, b1 } = await setup();
+    const real = (await timelines(alice, 1))[0]!.events[0]!;
+    await b1.sync();
+    const ok = b1.engine.decryptSyncTimelines(decryptPayload([{ roomId: ROOMS[0]!, events: [real] }])!)[0]!.results[0]!;
+    assert.equal(ok.ok, true, "the session is known");
+    // The same session and sender, a fresh event ID, a ciphertext that is not one, and a forged marker.
+    const forged = { ...real, event_id: "$forged-pre", content: { ...(real.content as Json), ciphertext: "AAAA" }, pre: { messageIndex: 99, type: "m.room.message" } };
+    const [history] = await b1.engine.decryptRoomEvents(ROOMS[0]!, [forged]);
+    assert.equal(history!.ok, false, "history decryption ignores the marker");
+    const [sync] = b1.engine.decryptSyncTimelines([{ roomId: ROOMS[0]!, events: [forged as never] }])[0]!.results;
+    assert.equal(sync!.ok, false, "the plain sync call ignores the marker");
+  });
+});
+
 describe("decryptWorkers option", () => {
   it("1 by default (today's path), auto = cores − 1, at least 1; nonsense refused", () => {
     assert.equal(decryptWorkerCount({}), 1);

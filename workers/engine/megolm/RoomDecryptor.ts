@@ -63,9 +63,10 @@ export class RoomDecryptor {
    * count of waiting events, kept in memory by `PendingMirror`, is taken once, when an event has to
    * wait).
    *
-   * An event may come deciphered by the decrypt pool (`pre`): its result then has an empty
-   * `plaintextJson` (the caller holds the plaintext). With `exported`, every session this call
-   * deciphered with itself is added to it, for the pool.
+   * With `exported` (the pooled sync call only), an event may come deciphered by the decrypt pool
+   * (`pre`): its result then has an empty `plaintextJson` (the caller holds the plaintext), and
+   * every session this call deciphered with itself is added to `exported`, for the pool. Without
+   * it, a `pre` field (e.g. in events a server sent) is ignored.
    */
   decryptBatch(tx: Transaction, roomId: string, events: unknown[], keepPending: boolean, budget: PendingBudget = { left: null }, exported?: Map<string, PoolSession>): RoomDecryptResult[] {
     const out: RoomDecryptResult[] = [];
@@ -85,7 +86,8 @@ export class RoomDecryptor {
         if (mayArrive && code !== DecryptionFailureCode.Withheld && sessionId && isStr(content.sender_key) && content.algorithm === MEGOLM_ALGORITHM && isObj(ev) && isStr(ev.sender)) {
           this.onMissingKey(tx, roomId, content.sender_key, sessionId, ev.sender);
         }
-        if (mayArrive && keepPending && sessionId && eventId) {
+        // A pooled event crossed without its ciphertext (the pool holds it): it cannot wait for a key.
+        if (mayArrive && keepPending && sessionId && eventId && !(exported && isObj(ev) && isObj(ev.pre))) {
           const kept = this.ctx.mirrors.pending;
           budget.left ??= MAX_PENDING_EVENTS - kept.storedCount();
           // The kept count may be a little high (see PendingMirror): the store has the last word.
@@ -115,7 +117,9 @@ export class RoomDecryptor {
     }
     // Deciphered by the decrypt pool (its workers hold the session; see decipher.ts): only the
     // message index and type come from there; the session's record, replay and label from here.
-    const pre = preDeciphered(ev);
+    // Only the pooled sync call (the one that passes `exported`) may carry it: the main thread
+    // sets it from the pool's own results, never from what the server sent.
+    const pre = exported ? preDeciphered(ev) : null;
     const live = pre ? this.inbound.cachedOrRecord(tx, roomId, c.sender_key, c.session_id) : this.inbound.live(tx, roomId, c.sender_key, c.session_id);
     if (!live) {
       const w = this.withheld.lookup(tx, roomId, c.session_id, ev.sender, c.sender_key);
