@@ -243,3 +243,25 @@ export async function pairInRoom(roomId: string, opts: { alice?: PeerOptions; en
 export function wedgedOlmEvent(from: Peer, to: Peer): Json {
   return { type: "m.room.encrypted", sender: from.userId, content: { algorithm: "m.olm.v1.curve25519-aes-sha2", sender_key: from.curve25519, ciphertext: { [to.curve25519]: { type: 1, body: "AwogAAAA" } } } };
 }
+
+/** The reads of the `CryptoStore` interface. */
+export const STORE_READS = ["listAccounts", "getStoredDeviceId", "getOlmSessions", "getInboundGroupSession", "countInboundGroupSessions", "listInboundGroupSessions", "countInboundGroupSessionsToBackUp", "listInboundGroupSessionsToBackUp", "getOutboundGroupSession", "getUserDevices", "getDevice", "getDeviceByCurve25519", "getTrackedUsers", "getRoom", "getRoomMembers", "getReplayRecord", "getPendingEvents", "countPendingEvents", "hasToDeviceDigest", "getSyncToken", "getValue"] as const;
+
+/**
+ * Count every read of `store` through its interface, per method; with `perKey`, `getValue` is
+ * also counted per key (as `getValue:key`).
+ */
+export function countStoreReads(store: object, opts: { perKey?: boolean } = {}): Map<string, number> {
+  const counts = new Map<string, number>();
+  const target = store as Record<string, unknown>;
+  for (const name of STORE_READS) {
+    const fn = target[name] as (...a: unknown[]) => unknown;
+    if (typeof fn !== "function") throw new Error(`the store has no ${name}`);
+    target[name] = (...args: unknown[]): unknown => {
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+      if (opts.perKey && name === "getValue") counts.set(`getValue:${String(args[0])}`, (counts.get(`getValue:${String(args[0])}`) ?? 0) + 1);
+      return fn.apply(store, args);
+    };
+  }
+  return counts;
+}

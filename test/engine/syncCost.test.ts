@@ -4,7 +4,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { KeyServer, Peer, pairInRoom, roomState } from "./helpers.js";
+import { KeyServer, Peer, STORE_READS, countStoreReads, pairInRoom, roomState } from "./helpers.js";
 
 type Json = Record<string, unknown>;
 
@@ -42,24 +42,6 @@ describe("engine: per-sync store reads of decryption", () => {
   });
 });
 
-/** The reads of the `CryptoStore` interface. */
-const READS = ["listAccounts", "getStoredDeviceId", "getOlmSessions", "getInboundGroupSession", "countInboundGroupSessions", "listInboundGroupSessions", "countInboundGroupSessionsToBackUp", "listInboundGroupSessionsToBackUp", "getOutboundGroupSession", "getUserDevices", "getDevice", "getDeviceByCurve25519", "getTrackedUsers", "getRoom", "getRoomMembers", "getReplayRecord", "getPendingEvents", "countPendingEvents", "hasToDeviceDigest", "getSyncToken", "getValue"] as const;
-
-/** Counts every read of the store through its interface, per method (`getValue` also per key, as `getValue:key`). */
-function countReads(store: object): Map<string, number> {
-  const counts = new Map<string, number>();
-  const target = store as Record<string, unknown>;
-  for (const name of READS) {
-    const fn = target[name] as (...a: unknown[]) => unknown;
-    assert.equal(typeof fn, "function", name);
-    target[name] = (...args: unknown[]): unknown => {
-      counts.set(name, (counts.get(name) ?? 0) + 1);
-      if (name === "getValue") counts.set(`getValue:${String(args[0])}`, (counts.get(`getValue:${String(args[0])}`) ?? 0) + 1);
-      return fn.apply(store, args);
-    };
-  }
-  return counts;
-}
 
 describe("engine: store reads per sync do not grow with the number of rooms", () => {
   it("a sync with events in 40 rooms reads the store as often as one with events in 4 rooms (rooms and waiting counts come from memory)", async () => {
@@ -77,7 +59,7 @@ describe("engine: store reads per sync do not grow with the number of rooms", ()
     await bob.engine.commitSyncToken("s0", keys.batchId);
     assert.equal(keys.roomKeys.length, rooms.length);
 
-    const counts = countReads(bob.store);
+    const counts = countStoreReads(bob.store, { perKey: true });
     /** One sync as the client makes it: every room of the sync in `rooms` (no state), its events decrypted, the token committed. */
     const syncWith = async (n: number, tag: string): Promise<{ reads: number; byMethod: Record<string, number> }> => {
       const events: { roomId: string; events: Json[] }[] = [];
@@ -88,7 +70,7 @@ describe("engine: store reads per sync do not grow with the number of rooms", ()
       await bob.engine.commitSyncToken(tag, sync.batchId);
       assert.ok(out.every((o) => o.results.every((x) => x.ok)), "every event decrypts");
       const byMethod = Object.fromEntries(counts);
-      return { reads: READS.reduce((a, m) => a + (counts.get(m) ?? 0), 0), byMethod };
+      return { reads: STORE_READS.reduce((a, m) => a + (counts.get(m) ?? 0), 0), byMethod };
     };
     await syncWith(4, "warm"); // the first decryption of Alice's events reads her identity once
     const few = await syncWith(4, "few");

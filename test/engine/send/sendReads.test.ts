@@ -8,29 +8,12 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { UnknownDevicesError, VerifiedUserChangedIdentityError } from "../../../src/protocol/errors.js";
-import { KeyServer, Peer, roomState } from "../helpers.js";
+import { KeyServer, Peer, countStoreReads, roomState } from "../helpers.js";
 
 const ROOM = "!send:example.org";
 const ENCRYPTION = { algorithm: "m.megolm.v1.aes-sha2", rotation_period_msgs: 1000 };
 type Json = Record<string, unknown>;
 
-/** The reads of the `CryptoStore` interface. */
-const READS = ["listAccounts", "getStoredDeviceId", "getOlmSessions", "getInboundGroupSession", "countInboundGroupSessions", "listInboundGroupSessions", "countInboundGroupSessionsToBackUp", "listInboundGroupSessionsToBackUp", "getOutboundGroupSession", "getUserDevices", "getDevice", "getDeviceByCurve25519", "getTrackedUsers", "getRoom", "getRoomMembers", "getReplayRecord", "getPendingEvents", "countPendingEvents", "hasToDeviceDigest", "getSyncToken", "getValue"] as const;
-
-/** Counts every read of the store through its interface, per method. */
-function countReads(store: object): Map<string, number> {
-  const counts = new Map<string, number>();
-  const target = store as Record<string, unknown>;
-  for (const name of READS) {
-    const fn = target[name] as (...a: unknown[]) => unknown;
-    assert.equal(typeof fn, "function", name);
-    target[name] = (...args: unknown[]): unknown => {
-      counts.set(name, (counts.get(name) ?? 0) + 1);
-      return fn.apply(store, args);
-    };
-  }
-  return counts;
-}
 const total = (c: Map<string, number>): number => [...c.values()].reduce((a, n) => a + n, 0);
 
 /** Alice (A), Bob's devices B1 and B2, and `others` more users, all joined in ROOM; device lists fetched. */
@@ -69,7 +52,7 @@ describe("engine: store reads of an encrypted send", () => {
     for (const d of ["B1", "B2"]) await alice.engine.setDeviceFlags(BOB, d, { verified: true });
     for (let i = 0; i < 4; i++) await alice.engine.setDeviceFlags(`@u${i}:example.org`, `U${i}`, { verified: true });
     assert.ok(await fast(alice, "warm", true), "the key reached every device: one call");
-    const counts = countReads(alice.store);
+    const counts = countStoreReads(alice.store);
     const reads = async (n: number, verify: boolean): Promise<{ total: number; byMethod: Json }> => {
       counts.clear();
       for (let i = 0; i < n; i++) assert.ok(await fast(alice, `m${i}`, verify), `send ${i} needed a share`);
