@@ -5,6 +5,8 @@
  * (`engine/megolm/decipher.ts`); anything else is left to the crypto worker (null). Posts `ready`
  * once libolm is up. Prints nothing and logs nothing of what it holds.
  */
+import { readlinkSync } from "node:fs";
+import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import * as Comlink from "comlink/dist/esm/comlink.mjs";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
@@ -20,10 +22,26 @@ export type DecryptWorkerFacade = { [K in keyof DecryptWorkerApi]: (...args: Par
 
 const key = (roomId: string, senderKey: string, sessionId: string): string => `${roomId}\u0000${senderKey}\u0000${sessionId}`;
 
+/**
+ * Give this thread alone a lower priority (Linux: a thread's ID from `/proc/thread-self`,
+ * `setpriority` on it). Best effort: elsewhere, or when refused, the worker runs at the process's
+ * priority.
+ */
+function lowerPriority(niceness: number): void {
+  if (!(niceness > 0) || process.platform !== "linux") return;
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    if (Number.isSafeInteger(tid) && tid > 0) setPriority(tid, Math.min(19, Math.floor(niceness)));
+  } catch {
+    // no /proc, or not allowed: the process's priority
+  }
+}
+
 async function main(): Promise<void> {
   if (!parentPort) throw new Error("decrypt-worker must run in a worker thread");
   const port = parentPort;
   const opts = workerData as DecryptWorkerOptions;
+  lowerPriority(opts.niceness);
   await Olm.init();
   const sessions = new Map<string, { session: Olm.InboundGroupSession; firstKnownIndex: number }>();
 

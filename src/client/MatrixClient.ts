@@ -47,7 +47,7 @@ import { RoomSendQueue } from "./send/RoomSendQueue.js";
 import { ClientStateStore, type KeyValueStore } from "./state/ClientStateStore.js";
 import { SyncLoop } from "./sync/SyncLoop.js";
 import { QuietTime } from "../util/QuietTime.js";
-import { DecryptPool } from "./sync/DecryptPool.js";
+import { DECRYPT_WORKER_NICENESS, DecryptPool } from "./sync/DecryptPool.js";
 import { SyncProcessor } from "./sync/SyncProcessor.js";
 import { TimelineEmitter } from "./timeline.js";
 
@@ -270,7 +270,7 @@ export class MatrixClient extends EverydayApi {
     const poolSize = decryptWorkerCount(this.opts);
     if (poolSize >= 2 && !this.pool) {
       const opts = workerOptions(this.opts, this.#pickleKey.reveal());
-      this.pool = new DecryptPool(poolSize, { pickleKey: opts.pickleKey, cacheSize: opts.sessionCacheSize ?? 10_000 }, new URL("decrypt-worker.js", host.workerUrl), childLogger(this.log, "[decrypt]"));
+      this.pool = new DecryptPool(poolSize, { pickleKey: opts.pickleKey, cacheSize: opts.sessionCacheSize ?? 10_000, niceness: DECRYPT_WORKER_NICENESS }, new URL("decrypt-worker.js", host.workerUrl), childLogger(this.log, "[decrypt]"));
       await this.pool.start();
     }
     if (this.keySharing.keyRequestsEnabled) await host.api.setKeyRequestsEnabled(true);

@@ -29,6 +29,12 @@ export interface DecryptWorkerOptions {
   pickleKey: string;
   /** Sessions kept unpickled (LRU). */
   cacheSize: number;
+  /**
+   * Niceness the worker's thread takes (0–19; 0: as the process), where the platform lets one
+   * thread have its own (Linux): under CPU contention the main thread and the crypto worker run
+   * first, the decrypt workers take what is left.
+   */
+  niceness: number;
 }
 
 /** A decrypt worker's facade. Calls are independent; none writes anything durable. @internal */

@@ -13,6 +13,7 @@ import { decryptPayload, type DecryptPayload } from "../../src/client/sync/syncR
 import { decryptWorkerCount } from "../../src/client/options.js";
 import { noopLogger } from "../../src/pure/logger.js";
 import type { RoomDecryptResult } from "../../src/protocol/api.js";
+import { readFileSync, readdirSync } from "node:fs";
 
 type Json = Record<string, unknown>;
 const ROOMS = ["!a:example.org", "!b:example.org", "!c:example.org", "!d:example.org"];
@@ -70,11 +71,19 @@ describe("decrypt pool", () => {
   let pool: DecryptPool;
   before(async () => {
     env = await setup();
-    pool = new DecryptPool(2, { pickleKey: "test", cacheSize: 100 }, WORKER_URL, noopLogger);
+    pool = new DecryptPool(2, { pickleKey: "test", cacheSize: 100, niceness: 10 }, WORKER_URL, noopLogger);
     await pool.start();
   });
   after(async () => {
     await pool.close();
+  });
+
+  it("each decrypt worker's thread, and only those, runs at the niceness asked for (Linux)", { skip: process.platform !== "linux" && "per-thread priority is set on Linux only" }, () => {
+    // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value (after the parenthesised name).
+    const nice = (tid: string): number => Number(readFileSync(`/proc/${process.pid}/task/${tid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
+    const values = readdirSync(`/proc/${process.pid}/task`).map(nice);
+    assert.equal(values.filter((n) => n === 10).length, 2, `thread nice values: ${values.join(",")}`);
+    assert.equal(nice(String(process.pid)), 0, "the main thread keeps its priority");
   });
 
   it("the rooms are spread over both workers (else the test would prove nothing)", () => {

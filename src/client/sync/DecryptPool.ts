@@ -26,6 +26,15 @@ import { inspectCustom, redactedInspect, type InspectFn } from "../../pure/secre
 import type { DecryptWorkerFacade } from "../../../workers/decrypt-worker.js";
 import type { DecryptPayload } from "./syncResponse.js";
 
+/**
+ * The decrypt workers' niceness (Linux; elsewhere they run at the process's priority): when the
+ * cores are contended, the main thread and the crypto worker — on every sync's critical path —
+ * run first, and the decrypt workers take what is left. On the bench's 2 vCPUs this lowered the
+ * main thread's event-loop p99 with 2 decrypt workers and raised throughput (bench/README.md).
+ * @internal
+ */
+export const DECRYPT_WORKER_NICENESS = 10;
+
 /** Deaths in a row after which a decrypt worker is left alone for {@link REST_MS}. */
 const MAX_DEATHS = 3;
 const REST_MS = 30_000;
