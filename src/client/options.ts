@@ -52,6 +52,8 @@ export interface EncryptionConf {
    * each sync's events in parallel, sharded by room; the crypto worker still decides replay,
    * labels and every write. `"auto"`: the machine's cores minus one for the main thread (1 on a
    * 2-core machine). A room's events always go to the same worker, so one busy room uses one core.
+   * On Linux the decrypt workers' threads run at a lower priority (niceness 10) than the main
+   * thread and the crypto worker.
    */
   decryptWorkers?: number | "auto";
 }

@@ -40,6 +40,8 @@ const MAX_DEATHS = 3;
 const REST_MS = 30_000;
 
 type RoomResults = { roomId: string; results: RoomDecryptResult[] };
+/** Per room of a payload, per event, what the pool deciphered (null: left to the crypto worker); undefined for a room whose worker failed. */
+type Deciphered = ((PoolDeciphered | null)[] | undefined)[];
 /** The crypto worker's side of a pooled decryption (`decryptSyncTimelinesPooled`). @internal */
 export type PooledCryptoCall = (rooms: DecryptPayload) => Promise<{ rooms: RoomResults[]; sessions: PoolSession[] }>;
 
@@ -72,7 +74,10 @@ export class DecryptPool {
   private readonly slots: Slot[];
   private closed = false;
   /** Syncs being deciphered ahead of their processing ({@link DecryptPool.decipherAhead}). */
-  private readonly ahead = new WeakMap<DecryptPayload, Promise<((PoolDeciphered | null)[] | undefined)[]>>();
+  private readonly ahead = new WeakMap<DecryptPayload, { since: number; done: Promise<Deciphered> }>();
+  /** Counts {@link DecryptPool.addSessions} calls; each room's last one, by that count. */
+  private handOuts = 0;
+  private readonly roomHandOut = new Map<string, number>();
   /** Events deciphered by the pool, and those left to the crypto worker, since the start. */
   readonly stats = { deciphered: 0, toCryptoWorker: 0 };
   /** Holds the pickle key: out of reach of `util.inspect` and `JSON.stringify`. */
@@ -100,7 +105,7 @@ export class DecryptPool {
   async decryptSync(payload: DecryptPayload, crypto: PooledCryptoCall): Promise<RoomResults[]> {
     const ahead = this.ahead.get(payload);
     this.ahead.delete(payload);
-    const deciphered = (await ahead) ?? (await this.decipher(payload));
+    const deciphered = ahead ? await this.catchUp(payload, ahead.since, await ahead.done) : await this.decipher(payload);
     const withPre: DecryptPayload = payload.map((r, i) => {
       const d = deciphered[i];
       if (!d) {
@@ -143,11 +148,33 @@ export class DecryptPool {
    * later go to the crypto worker, as always.
    */
   decipherAhead(payload: DecryptPayload): void {
-    if (!this.ahead.has(payload)) this.ahead.set(payload, this.decipher(payload));
+    if (!this.ahead.has(payload)) this.ahead.set(payload, { since: this.handOuts, done: this.decipher(payload) });
+  }
+
+  /**
+   * A sync deciphered ahead, completed: the events it left to the crypto worker in rooms whose
+   * workers were handed sessions since (this sync's own room keys, typically) are deciphered
+   * again, so a key arriving in a sync serves that sync's events in the pool too.
+   */
+  private async catchUp(payload: DecryptPayload, since: number, deciphered: Deciphered): Promise<Deciphered> {
+    const again: { i: number; events: number[] }[] = [];
+    payload.forEach((r, i) => {
+      const d = deciphered[i];
+      if (!d || (this.roomHandOut.get(r.roomId) ?? 0) <= since) return;
+      const events = d.flatMap((x, k) => (x ? [] : [k]));
+      if (events.length) again.push({ i, events });
+    });
+    if (!again.length) return deciphered;
+    const more = await this.decipher(again.map(({ i, events }) => ({ roomId: payload[i]!.roomId, events: events.map((k) => payload[i]!.events[k]!) })));
+    again.forEach(({ i, events }, j) => {
+      const got = more[j];
+      if (got) events.forEach((k, n) => (deciphered[i]![k] = got[n] ?? null));
+    });
+    return deciphered;
   }
 
   /** Each room's events deciphered by its worker (undefined for a room whose worker failed). Never rejects. */
-  private async decipher(payload: DecryptPayload): Promise<((PoolDeciphered | null)[] | undefined)[]> {
+  private async decipher(payload: DecryptPayload): Promise<Deciphered> {
     const byShard = new Map<number, number[]>();
     payload.forEach((r, i) => {
       const s = shardOf(r.roomId, this.size);
@@ -155,7 +182,7 @@ export class DecryptPool {
       byShard.set(s, list);
       list.push(i);
     });
-    const deciphered: ((PoolDeciphered | null)[] | undefined)[] = new Array(payload.length);
+    const deciphered: Deciphered = new Array(payload.length);
     await Promise.all(
       [...byShard].map(async ([s, rooms]) => {
         const got = await this.call(s, "decipher", [rooms.map((i) => payload[i]!)]).catch((err: unknown) => {
@@ -172,7 +199,9 @@ export class DecryptPool {
   addSessions(sessions: PoolSession[]): void {
     if (!sessions.length) return;
     const byShard = new Map<number, PoolSession[]>();
+    this.handOuts++;
     for (const s of sessions) {
+      this.roomHandOut.set(s.roomId, this.handOuts);
       const k = shardOf(s.roomId, this.size);
       const list = byShard.get(k) ?? [];
       byShard.set(k, list);
