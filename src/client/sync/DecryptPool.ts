@@ -30,7 +30,8 @@ import type { DecryptPayload } from "./syncResponse.js";
  * The decrypt workers' niceness (Linux; elsewhere they run at the process's priority): when the
  * cores are contended, the main thread and the crypto worker — on every sync's critical path —
  * run first, and the decrypt workers take what is left. On the bench's 2 vCPUs this lowered the
- * main thread's event-loop p99 with 2 decrypt workers and raised throughput (bench/README.md).
+ * main thread's event-loop p99 and max with 2 decrypt workers, throughput unchanged within the
+ * noise (bench/README.md).
  * @internal
  */
 export const DECRYPT_WORKER_NICENESS = 10;
@@ -144,8 +145,8 @@ export class DecryptPool {
   /**
    * Start deciphering a sync that is not processed yet (the prefetched next one), so that the
    * workers run while the crypto worker and this thread finish the current one; its
-   * {@link DecryptPool.decryptSync} then takes the result. Events of sessions the workers get
-   * later go to the crypto worker, as always.
+   * {@link DecryptPool.decryptSync} then takes the result, after deciphering again the events
+   * left over in rooms whose workers got sessions since ({@link DecryptPool.catchUp}).
    */
   decipherAhead(payload: DecryptPayload): void {
     if (!this.ahead.has(payload)) this.ahead.set(payload, { since: this.handOuts, done: this.decipher(payload) });
