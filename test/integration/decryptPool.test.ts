@@ -55,6 +55,37 @@ describe("decrypt pool through a real Synapse", { timeout: 240_000 }, () => {
     for (const e of bob.rec.messages(rooms[0]!)) assert.equal(e.encryption?.verification, "unverified");
   });
 
+  it("room keys that arrive in the same sync as their events are deciphered by the pool in that sync", async () => {
+    const pool = bob.client.decryptPoolForTesting!;
+    // Two rooms whose Megolm session Alice replaces every 2 messages.
+    const fresh: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const room = await alice.client.createRoom({ encrypted: true, invite: [bob.client.userId!], encryptionSettings: { rotationPeriodMsgs: 2 } });
+      await bob.rec.waitFor(() => bob.client.getRooms().some((r) => r.roomId === room.roomId), "Bob's invite");
+      await bob.client.joinRoom(room.roomId);
+      fresh.push(room.roomId);
+    }
+    const joined = (r: string): boolean => alice.rec.events.some((e) => e.roomId === r && e.type === "m.room.member" && e.stateKey === bob.client.userId && e.content.membership === "join");
+    await alice.rec.waitFor(() => fresh.every(joined), "Alice seeing Bob in the new rooms", 60_000);
+    for (const r of fresh) await alice.client.getRoom(r).sendText("rot 0");
+    await bob.rec.waitFor(() => fresh.every((r) => bob.rec.bodies(r).includes("rot 0")), "Bob decrypting the first messages", 60_000);
+    // Bob stops syncing; Alice sends the second message of each session, then two of a new one:
+    // Bob's next sync carries the new sessions' keys (to-device) with their events.
+    await bob.client.stop();
+    for (let i = 1; i <= 3; i++) for (const r of fresh) await alice.client.getRoom(r).sendText(`rot ${i}`);
+    const before = { ...pool.stats };
+    await bob.client.syncOnce();
+    for (const r of fresh) assert.deepEqual(bob.rec.bodies(r), ["rot 0", "rot 1", "rot 2", "rot 3"], `Bob's messages in ${r}`);
+    for (const r of fresh) {
+      const sessions = bob.rec.messages(r).map((e) => e.encryption?.sessionId);
+      assert.equal(new Set(sessions).size, 2, `two sessions in ${r}: the second came with its events`);
+      assert.equal(sessions[1], sessions[0]);
+    }
+    assert.equal(pool.stats.deciphered - before.deciphered, 6, `deciphered by the pool: ${pool.stats.deciphered - before.deciphered}, by the crypto worker: ${pool.stats.toCryptoWorker - before.toCryptoWorker}`);
+    assert.equal(bob.rec.failures.length, 0);
+    bob.client.start();
+  });
+
   it("a decrypt worker killed between syncs loses nothing", async () => {
     const pool = bob.client.decryptPoolForTesting!;
     await pool.terminateForTesting(0);

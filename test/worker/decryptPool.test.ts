@@ -147,6 +147,40 @@ describe("decrypt pool", () => {
     assert.ok(second.pooled.flat().every((r) => r.ok));
   });
 
+  it("as the client orders it (deciphering starts while the crypto worker still takes the sync's keys): the sync's events of its new keys are deciphered by the pool once they are handed out", async () => {
+    const { alice, b1, b2 } = env;
+    for (const r of ROOMS) await alice.engine.discardRoomKey(r);
+    const payload = decryptPayload(await timelines(alice, 2))!;
+    const r1 = await b1.sync();
+    const plain = b1.engine.decryptSyncTimelines(payload);
+    await b1.engine.commitSyncToken(`t${seq}`, r1.batchId);
+    // The client's order: the pooled decryption is started before the sync's keys are known.
+    let deciphered = 0;
+    let release!: () => void;
+    const keysTaken = new Promise<void>((resolve) => (release = resolve));
+    const handedOut = keysTaken.then(() => b2.sync({}, { exportSessions: true })).then((r) => {
+      assert.equal(r.poolSessions?.length, ROOMS.length);
+      pool.addSessions(r.poolSessions!);
+      return r;
+    });
+    const running = pool.decryptSync(
+      payload,
+      async (rooms) => {
+        for (const r of rooms) deciphered += r.events.filter((e) => e.pre).length;
+        return b2.engine.decryptSyncTimelinesPooled(rooms);
+      },
+      handedOut,
+    );
+    // Let the first deciphering reach the workers (and come back empty) before the keys exist.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release();
+    const pooled = await running;
+    await b2.engine.commitSyncToken(`t${seq}`, (await handedOut).batchId);
+    assert.equal(deciphered, 2 * ROOMS.length);
+    assert.deepEqual(comparable(pooled.map((r) => r.results)), comparable(plain.map((r) => r.results)));
+    assert.ok(pooled.flat().every((r) => r.results.every((x) => x.ok)));
+  });
+
   it("a decrypt worker killed in the middle of a sync loses nothing, and no replay gets through after its restart", async () => {
     const { alice, b1, b2 } = env;
     const tl = await timelines(alice, 3);

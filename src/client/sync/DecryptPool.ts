@@ -102,11 +102,18 @@ export class DecryptPool {
   /**
    * Decrypt one sync's encrypted timeline events: the pool deciphers what it can, `crypto`
    * decides everything. Results as `decryptSyncTimelines` gives them, plaintexts filled in.
+   * `keysHandedOut` settles once this sync's room keys were given to the workers
+   * ({@link DecryptPool.addSessions}); the events they left in rooms that got sessions since the
+   * deciphering started are then deciphered again ({@link DecryptPool.catchUp}).
    */
-  async decryptSync(payload: DecryptPayload, crypto: PooledCryptoCall): Promise<RoomResults[]> {
+  async decryptSync(payload: DecryptPayload, crypto: PooledCryptoCall, keysHandedOut?: Promise<unknown>): Promise<RoomResults[]> {
     const ahead = this.ahead.get(payload);
     this.ahead.delete(payload);
-    const deciphered = ahead ? await this.catchUp(payload, ahead.since, await ahead.done) : await this.decipher(payload);
+    const since = ahead?.since ?? this.handOuts;
+    const first = await (ahead?.done ?? this.decipher(payload));
+    // This sync's own room keys: once they are with the workers, their events are deciphered too.
+    await keysHandedOut?.catch(() => undefined);
+    const deciphered = await this.catchUp(payload, since, first);
     const withPre: DecryptPayload = payload.map((r, i) => {
       const d = deciphered[i];
       if (!d) {
@@ -153,9 +160,9 @@ export class DecryptPool {
   }
 
   /**
-   * A sync deciphered ahead, completed: the events it left to the crypto worker in rooms whose
-   * workers were handed sessions since (this sync's own room keys, typically) are deciphered
-   * again, so a key arriving in a sync serves that sync's events in the pool too.
+   * A sync's deciphering, completed: the events it left to the crypto worker in rooms whose
+   * workers were handed sessions since it started (this sync's own room keys, typically) are
+   * deciphered again, so a key arriving in a sync serves that sync's events in the pool too.
    */
   private async catchUp(payload: DecryptPayload, since: number, deciphered: Deciphered): Promise<Deciphered> {
     const again: { i: number; events: number[] }[] = [];

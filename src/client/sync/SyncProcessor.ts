@@ -172,13 +172,20 @@ export class SyncProcessor {
       const pool = this.deps.pool?.() ?? null;
       const opts = { ...(keyCountsStale ? { keyCountsStale } : {}), ...(pool ? { exportSessions: true } : {}) };
       const changes = crypto.api.receiveSyncChanges(work.cryptoInputJson ?? cryptoInputJson(work, this.deps.log), Object.keys(opts).length ? opts : undefined);
+      // The room keys of this sync, to the decrypt pool's workers as soon as the crypto worker took
+      // them: this sync's events of those keys are deciphered by the pool once they are there.
+      const handedOut = pool
+        ? changes.then((r) => {
+            if (r.poolSessions?.length) pool.addSessions(r.poolSessions);
+          })
+        : undefined;
+      handedOut?.catch(() => undefined); // the same failure is `changes`', awaited below
       if (work.decrypt !== null) {
-        early = this.decryptTimelines(work.decrypt);
+        early = this.decryptTimelines(work.decrypt, handedOut);
         early.catch(() => undefined); // awaited below; if the crypto changes fail, nobody does
       }
       cryptoResult = await changes;
-      // The room keys of this sync, to the decrypt pool's workers before their next sync's events.
-      if (cryptoResult.poolSessions?.length) pool?.addSessions(cryptoResult.poolSessions);
+      await handedOut;
       // Processed again: the to-device part was committed the first time (and is skipped now).
       if (!done.crypto) {
         done.crypto = cryptoResult;
@@ -269,10 +276,10 @@ export class SyncProcessor {
   }
 
   /** One sync's encrypted timeline events through the crypto worker, with the decrypt pool's help when there is one. */
-  private decryptTimelines(payload: DecryptPayload): Promise<{ roomId: string; results: RoomDecryptResult[] }[]> {
+  private decryptTimelines(payload: DecryptPayload, keysHandedOut?: Promise<unknown>): Promise<{ roomId: string; results: RoomDecryptResult[] }[]> {
     const { crypto } = this.deps;
     const pool = this.deps.pool?.();
-    return pool ? pool.decryptSync(payload, (rooms) => crypto.api.decryptSyncTimelinesPooled(rooms)) : crypto.api.decryptSyncTimelines(payload);
+    return pool ? pool.decryptSync(payload, (rooms) => crypto.api.decryptSyncTimelinesPooled(rooms), keysHandedOut) : crypto.api.decryptSyncTimelines(payload);
   }
 
   /** Events between `from` (a limited timeline's prev_batch) and our last sync token, oldest first. */
