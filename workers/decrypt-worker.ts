@@ -6,7 +6,7 @@
  * once libolm is up. Prints nothing and logs nothing of what it holds.
  */
 import { readlinkSync } from "node:fs";
-import { setPriority } from "node:os";
+import { getPriority, setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import * as Comlink from "comlink/dist/esm/comlink.mjs";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
@@ -24,14 +24,15 @@ const key = (roomId: string, senderKey: string, sessionId: string): string => `$
 
 /**
  * Give this thread alone a lower priority (Linux: a thread's ID from `/proc/thread-self`,
- * `setpriority` on it). Best effort: elsewhere, or when refused, the worker runs at the process's
- * priority.
+ * `setpriority` on it); never a higher one (a process already niced further keeps its niceness).
+ * Best effort: elsewhere, or when refused, the worker runs at the process's priority.
  */
 function lowerPriority(niceness: number): void {
   if (!(niceness > 0) || process.platform !== "linux") return;
   try {
     const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
-    if (Number.isSafeInteger(tid) && tid > 0) setPriority(tid, Math.min(19, Math.floor(niceness)));
+    const target = Math.min(19, Math.floor(niceness));
+    if (Number.isSafeInteger(tid) && tid > 0 && getPriority(tid) < target) setPriority(tid, target);
   } catch {
     // no /proc, or not allowed: the process's priority
   }

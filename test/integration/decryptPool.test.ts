@@ -55,7 +55,7 @@ describe("decrypt pool through a real Synapse", { timeout: 240_000 }, () => {
     for (const e of bob.rec.messages(rooms[0]!)) assert.equal(e.encryption?.verification, "unverified");
   });
 
-  it("room keys that arrive in the same sync as their events are deciphered by the pool in that sync", async () => {
+  it("room keys that arrive in the same sync as their events are deciphered by the pool in that sync", async (t) => {
     const pool = bob.client.decryptPoolForTesting!;
     // Two rooms whose Megolm session Alice replaces every 2 messages.
     const fresh: string[] = [];
@@ -72,6 +72,7 @@ describe("decrypt pool through a real Synapse", { timeout: 240_000 }, () => {
     // Bob stops syncing; Alice sends the second message of each session, then two of a new one:
     // Bob's next sync carries the new sessions' keys (to-device) with their events.
     await bob.client.stop();
+    t.after(() => bob.client.start());
     for (let i = 1; i <= 3; i++) for (const r of fresh) await alice.client.getRoom(r).sendText(`rot ${i}`);
     const before = { ...pool.stats };
     await bob.client.syncOnce();
@@ -83,7 +84,6 @@ describe("decrypt pool through a real Synapse", { timeout: 240_000 }, () => {
     }
     assert.equal(pool.stats.deciphered - before.deciphered, 6, `deciphered by the pool: ${pool.stats.deciphered - before.deciphered}, by the crypto worker: ${pool.stats.toCryptoWorker - before.toCryptoWorker}`);
     assert.equal(bob.rec.failures.length, 0);
-    bob.client.start();
   });
 
   it("a decrypt worker killed between syncs loses nothing", async () => {

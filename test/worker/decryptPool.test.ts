@@ -78,12 +78,14 @@ describe("decrypt pool", () => {
     await pool.close();
   });
 
-  it("each decrypt worker's thread, and only those, runs at the niceness asked for (Linux)", { skip: process.platform !== "linux" && "per-thread priority is set on Linux only" }, () => {
+  it("each decrypt worker's thread, and only those, runs at the niceness asked for (Linux)", { skip: process.platform !== "linux" && "per-thread priority is set on Linux only" }, (t) => {
     // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value (after the parenthesised name).
     const nice = (tid: string): number => Number(readFileSync(`/proc/${process.pid}/task/${tid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
+    const main = nice(String(process.pid));
+    if (main >= 10) return t.skip(`this process already runs at niceness ${main}: the workers keep it`);
     const values = readdirSync(`/proc/${process.pid}/task`).map(nice);
     assert.equal(values.filter((n) => n === 10).length, 2, `thread nice values: ${values.join(",")}`);
-    assert.equal(nice(String(process.pid)), 0, "the main thread keeps its priority");
+    assert.equal(values.filter((n) => n !== 10 && n !== main).length, 0, "every other thread keeps the process's priority");
   });
 
   it("the rooms are spread over both workers (else the test would prove nothing)", () => {
@@ -178,7 +180,7 @@ describe("decrypt pool", () => {
     await b2.engine.commitSyncToken(`t${seq}`, (await handedOut).batchId);
     assert.equal(deciphered, 2 * ROOMS.length);
     assert.deepEqual(comparable(pooled.map((r) => r.results)), comparable(plain.map((r) => r.results)));
-    assert.ok(pooled.flat().every((r) => r.results.every((x) => x.ok)));
+    assert.ok(pooled.every((r) => r.results.every((x) => x.ok)));
   });
 
   it("a decrypt worker killed in the middle of a sync loses nothing, and no replay gets through after its restart", async () => {
