@@ -29,6 +29,7 @@ import type { TunedStoreOptions } from "./tunedStore.js";
 import { loadRawWork, rawPass, type RawWork } from "./rawLoop.js";
 import { PoolWindow, type DecryptWorkers, type PoolFigures } from "./pool.js";
 import { installClientProfile, installPoolProfile, profileSummary, type Profile } from "./profile.js";
+import { readProcess, threadCosts, type ProcessReading, type ThreadCosts } from "./threadCpu.js";
 
 /** What-if store flags (bench/tunedStore.ts). */
 export type TunedFlags = Omit<TunedStoreOptions, "path">;
@@ -105,6 +106,8 @@ export interface ClientResult {
   /** Process RSS at the last event, and its peak so far (MB; main thread + every worker). */
   rssMB?: number;
   maxRssMB?: number;
+  /** Steady state: each thread group's CPU and wait for a core per event (threadCpu.ts; Linux). */
+  threads?: ThreadCosts;
 }
 
 /** The key backup mode's figures. */
@@ -278,8 +281,12 @@ async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>):
     });
     let steadyT0 = 0;
     let steadyD0 = 0;
+    let threads0: ProcessReading = new Map();
+    let fixture0: ProcessReading = new Map();
     client.on("sync", () => {
       if (syncs++ === 0) {
+        threads0 = readProcess(process.pid);
+        fixture0 = fx.child.pid ? readProcess(fx.child.pid) : new Map();
         steadyT0 = performance.now();
         steadyD0 = decrypted;
       }
@@ -296,6 +303,8 @@ async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>):
     client.start();
     const timeout = setTimeout(() => doneResolve(NaN), 600_000);
     const t1 = await done;
+    const threads1 = readProcess(process.pid);
+    const fixture1 = fx.child.pid ? readProcess(fx.child.pid) : new Map<number, never>();
     clearTimeout(timeout);
     const loop = mon.stop();
     const workerElu = worker && wElu0 ? worker.performance.eventLoopUtilization(wElu0).utilization : null;
@@ -321,6 +330,8 @@ async function runClient(cfg: Extract<MeasureConfig, { mode: "sdk" | "main" }>):
       maxRssMB: process.resourceUsage().maxRSS / 1024,
       ...(pool ? { pool } : {}),
     };
+    const threads = threadCosts(process.pid, threads0, threads1, fixture0, fixture1, decrypted - steadyD0, (t1 - steadyT0) * 1e6);
+    if (threads) result.threads = threads;
     if (cfg.backup) result.backup = await waitForBackup(client, fx.call, manifest, t1, enableMs);
     if (rawWork) result.pairedRaw = { before: rawBefore, after: NaN };
     if (cfg.memory) {

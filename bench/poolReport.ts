@@ -35,6 +35,8 @@ export interface PoolRow {
   maxRssMB: Summary;
   /** With 2 workers: the largest shard's share of the events (what one worker must do alone). */
   shardMaxShare: number | null;
+  /** Kernel CPU per decrypted event, µs (steady state; `bench/threadCpu.ts`), and cores used; null where not read. */
+  cpu: { main: Summary; crypto: Summary; decrypt: Summary; helpers: Summary; fixture: Summary; total: Summary; cores: Summary; mainWait: Summary } | null;
 }
 
 /** Per-event costs (µs) of the instrumented run with 2 decrypt workers. */
@@ -67,6 +69,18 @@ function rowOf(key: string, workload: string, workers: string, runs: ClientResul
     rssMB: summarize(runs.map((r) => r.rssMB ?? NaN)),
     maxRssMB: summarize(runs.map((r) => r.maxRssMB ?? NaN)),
     shardMaxShare: (runs[0]?.pool?.size ?? 0) >= 2 ? shardMaxShare : null,
+    cpu: runs.some((r) => r.threads)
+      ? {
+          main: summarize(runs.map((r) => r.threads?.main.cpuUsPerEvent ?? NaN)),
+          crypto: summarize(runs.map((r) => r.threads?.cryptoWorker.cpuUsPerEvent ?? NaN)),
+          decrypt: summarize(runs.map((r) => r.threads?.decryptWorkers.cpuUsPerEvent ?? NaN)),
+          helpers: summarize(runs.map((r) => r.threads?.helpers.cpuUsPerEvent ?? NaN)),
+          fixture: summarize(runs.map((r) => r.threads?.fixture.cpuUsPerEvent ?? NaN)),
+          total: summarize(runs.map((r) => r.threads?.total.cpuUsPerEvent ?? NaN)),
+          cores: summarize(runs.map((r) => r.threads?.total.cores ?? NaN)),
+          mainWait: summarize(runs.map((r) => r.threads?.main.waitUsPerEvent ?? NaN)),
+        }
+      : null,
   };
 }
 
@@ -183,9 +197,10 @@ export interface ScalingRow {
  * worker are one thread each; `cores − 1` decrypt workers ("auto") share the deciphered events,
  * but no worker takes more than `maxShardShare` of them (a room is never split: 1/workers when
  * rooms are many and even, the hot room's share when one dominates); all threads together get
- * `cores` cores. The smallest bound is what saturates first. A projection, not a measurement.
+ * `cores` cores (with `helpers`, the CPU of V8's and libuv's threads, which no single thread
+ * bounds). The smallest bound is what saturates first. A projection, not a measurement.
  */
-export function projectScaling(c: { main: number; crypto: number; decrypt: number; decipheredShare: number; rawEps: number }, cores: number, maxShardShare?: number): ScalingRow {
+export function projectScaling(c: { main: number; crypto: number; decrypt: number; decipheredShare: number; rawEps: number; helpers?: number }, cores: number, maxShardShare?: number): ScalingRow {
   const k = Math.max(1, cores - 1);
   const share = Math.max(1 / k, maxShardShare ?? 0);
   const dPerEvent = c.decrypt * c.decipheredShare;
@@ -193,7 +208,7 @@ export function projectScaling(c: { main: number; crypto: number; decrypt: numbe
     mainThread: 1e6 / c.main,
     cryptoWorker: 1e6 / c.crypto,
     decryptWorkers: dPerEvent > 0 ? 1e6 / (dPerEvent * share) : Infinity,
-    cores: (cores * 1e6) / (c.main + c.crypto + dPerEvent),
+    cores: (cores * 1e6) / (c.main + c.crypto + dPerEvent + (c.helpers ?? 0)),
   };
   const [saturates, eps] = (Object.entries(bounds) as [ScalingRow["saturates"], number][]).reduce((a, b) => (b[1] < a[1] ? b : a));
   return { cores, decryptWorkers: k, bounds: Object.fromEntries(Object.entries(bounds).map(([key, v]) => [key, round(v, 0)])) as ScalingRow["bounds"], eps: round(eps, 0), overRaw: round(eps / c.rawEps, 2), saturates };
@@ -219,6 +234,20 @@ export function renderPool(rows: PoolRow[], costs: PerEventCosts | null, scaling
     `${fmt(r.rssMB.median)} (peak ${fmt(r.maxRssMB.median)})`,
   ]);
   out.push(table(["workload", "decryptWorkers", "pool", "÷ raw", "ev/s", "crypto busy", "decrypt busy", "pool deciphered", "largest shard", "loop p99/max ms", "RSS MB"], body), "");
+  const withCpu = rows.filter((r) => r.cpu);
+  if (withCpu.length) {
+    out.push("Kernel CPU per decrypted event (µs, steady state, median over runs; /proc schedstat: time on a core, not waiting for one); cores = all threads' CPU ÷ wall time");
+    out.push(
+      table(
+        ["workload", "decryptWorkers", "main", "crypto worker", "decrypt workers", "V8/libuv helpers", "fixture server", "total", "cores", "main waited"],
+        withCpu.map((r) => {
+          const c = r.cpu!;
+          return [r.workload, r.workers, fmt(c.main.median, 1), fmt(c.crypto.median, 1), r.size ? fmt(c.decrypt.median, 1) : "–", fmt(c.helpers.median, 1), fmt(c.fixture.median, 1), fmt(c.total.median, 1), fmt(c.cores.median, 2), fmt(c.mainWait.median, 1)];
+        }),
+      ),
+      "",
+    );
+  }
   if (costs) {
     const e = costs.crypto.engine;
     out.push(
@@ -231,7 +260,7 @@ export function renderPool(rows: PoolRow[], costs: PerEventCosts | null, scaling
     );
   }
   if (scaling.length) {
-    out.push("Scaling projection from those costs (not measured): decryptWorkers = cores − 1");
+    out.push("Scaling projection from the 2-worker row's kernel CPU per event (not measured; helpers count against the cores, the fixture server not): decryptWorkers = cores − 1");
     out.push(
       table(
         ["cores", "decrypt workers", "main bound", "crypto bound", "decrypt bound", "cores bound", "ev/s", "÷ raw", "saturates first"],

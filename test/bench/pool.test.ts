@@ -137,4 +137,14 @@ describe("per-event costs and the scaling projection", () => {
     assert.equal(projectScaling(c, 16, 0.5).bounds.decryptWorkers, 20_000);
     assert.equal(projectScaling(c, 16).bounds.decryptWorkers, 150_000);
   });
+
+  it("counts helper threads against the cores, not against any one thread", () => {
+    const c = { main: 10, crypto: 10, decrypt: 100, decipheredShare: 1, rawEps: 10_000 };
+    const plain = projectScaling(c, 4);
+    const more = projectScaling({ ...c, helpers: 40 }, 4);
+    assert.equal(plain.bounds.cores, 33_333);
+    assert.equal(more.bounds.cores, 25_000); // 4 cores / (10 + 10 + 100 + 40) µs
+    assert.equal(more.bounds.mainThread, plain.bounds.mainThread);
+    assert.equal(more.bounds.cryptoWorker, plain.bounds.cryptoWorker);
+  });
 });
