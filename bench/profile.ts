@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import Olm from "@matrix-org/olm";
 import type { MatrixClient } from "../src/client/MatrixClient.js";
+import { POOL_CELLS } from "../src/protocol/pool.js";
 import type { CryptoStore } from "../src/protocol/store.js";
 import type { Json } from "./common.js";
 import type { InProcessHost } from "./inProcessHost.js";
@@ -60,6 +61,8 @@ export function installPoolProfile(client: MatrixClient, prof: Profile): void {
   if (!pool) return;
   const acc: NonNullable<Profile["pool"]> = { sync: { n: 0, ms: 0, events: 0 }, decipher: {} };
   prof.pool = acc;
+  // A decrypt worker's rooms carry POOL_CELLS strings per event (src/protocol/pool.ts).
+  const cellEvents = (rooms: unknown): number => (Array.isArray(rooms) ? rooms.reduce((a: number, r: { cells?: unknown[] }) => a + Math.floor((r.cells?.length ?? 0) / POOL_CELLS), 0) : 0);
   const count = (rooms: unknown): number => (Array.isArray(rooms) ? rooms.reduce((a: number, r: { events?: unknown[] }) => a + (r.events?.length ?? 0), 0) : 0);
   const origSync = pool.decryptSync as (...a: unknown[]) => Promise<unknown>;
   pool.decryptSync = async (...a: unknown[]) => {
@@ -83,7 +86,7 @@ export function installPoolProfile(client: MatrixClient, prof: Profile): void {
       const e = (acc.decipher[String(shard)] ??= { n: 0, ms: 0, events: 0 });
       e.n++;
       e.ms += performance.now() - t0;
-      e.events += count(args[0]);
+      e.events += cellEvents(args[0]);
     }
   };
 }

@@ -29,6 +29,7 @@ export interface BenchResults {
   memoryManifest: Json | null;
   /** The skewed pool workload (issue 18), and how 2 decrypt workers shard each pool workload. */
   skewManifest?: Json | null;
+  longManifest?: Json | null;
   poolShards?: Record<string, { events: number[]; maxShare: number }>;
   coldStores: Record<string, ColdStoreInfo>;
   raw: Record<string, RawResult[]>;
@@ -239,7 +240,7 @@ export function buildReport(r: BenchResults): Report {
   }
   let pool: Report["pool"] = null;
   if (r.poolShards) {
-    const labels: Record<string, Json | null | undefined> = { "200": r.manifests["200"], ...Object.fromEntries(Object.entries(r.scaleManifests ?? {}).slice(0, 1)), skew: r.skewManifest };
+    const labels: Record<string, Json | null | undefined> = { "200": r.manifests["200"], ...Object.fromEntries(Object.entries(r.scaleManifests ?? {}).slice(0, 1)), skew: r.skewManifest, long: r.longManifest };
     const rows = poolRows(r.client, labels, r.poolShards);
     targets.push(...poolTargets(rows, r.client));
     const costs = perEventCosts(r.profiles["sdk:pool2:200"] as Json | undefined, r.profiles["main:pool2:200"] as Json | undefined, Number(r.machine.cpus) || 2);

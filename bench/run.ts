@@ -152,6 +152,16 @@ async function main(): Promise<void> {
     poolShards.skew = shardLoad(Object.fromEntries(skewManifest.rooms.map((r, i) => [r, perRoom[i]! * opts.senders])), 2);
     log(`skewed workload: ${skewManifest.totalEvents} events, 1 room × ${opts.senders} × ${perRoom[0]} + ${opts.pool.skewRooms} rooms × ${opts.senders} × ~${perRoom[1]}, ${skewManifest.sessions.length} sessions`);
   }
+  // The long pool workload: the 10-room shape with more messages (the JIT's warm-up amortised).
+  let longManifest: Manifest | null = null;
+  if (opts.pool?.longMessages && opts.payloads.includes(200)) {
+    longManifest = await generateWorkload(
+      { name: "long", rooms: opts.rooms, senders: opts.senders, messages: opts.pool.longMessages, payloadBytes: 200, batchSize: opts.batch, undecryptableFraction: 0.01, delayedFraction: 0.02, seed: 6000 },
+      join(work, "wlong"),
+    );
+    poolShards.long = shardLoad(uniform(longManifest), 2);
+    log(`long pool workload: ${longManifest.totalEvents} events (${opts.rooms} rooms × ${opts.senders} × ${opts.pool.longMessages}), generated in ${longManifest.generationSeconds.toFixed(1)} s`);
+  }
   let backupManifest: Manifest | null = null;
   if (opts.backup) {
     const sh = opts.backup;
@@ -238,6 +248,7 @@ async function main(): Promise<void> {
       }, Promise.resolve());
     const pooled = opts.pool && run <= opts.pool.runs ? opts.pool : null;
     if (pooled && opts.payloads.includes(200)) await poolRun("200", manifests["200"]!.dir, pooled.workers);
+    if (pooled && longManifest) await poolRun("long", longManifest.dir, [1, 2]);
     for (const [key, m] of Object.entries(scaleManifests)) {
       const r = await measure<ClientResult>(work, { mode: "sdk", manifestDir: m.dir, pairedRaw: true });
       push(client, `sdk:${key}`, r);
@@ -341,6 +352,7 @@ async function main(): Promise<void> {
     scaleManifests: Object.fromEntries(Object.entries(scaleManifests).map(([k, m]) => [k, strip(m)])),
     backupManifest: backupManifest ? strip(backupManifest) : null,
     skewManifest: skewManifest ? { ...strip(skewManifest), label: skewLabel } : null,
+    longManifest: longManifest ? { ...strip(longManifest), label: `long: ${opts.rooms} rooms × ${opts.senders} × ${opts.pool?.longMessages}, 200 B (3× the events: less JIT warm-up per event)` } : null,
     poolShards,
     backup,
     send,

@@ -11,9 +11,8 @@ import { parentPort, workerData } from "node:worker_threads";
 import * as Comlink from "comlink/dist/esm/comlink.mjs";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import Olm from "@matrix-org/olm";
-import { MEGOLM_ALGORITHM, type EncryptedEventInput } from "../src/protocol/api.js";
 import { serializeError } from "../src/protocol/errors.js";
-import { DECRYPT_POOL_PROTOCOL_VERSION, type DecryptWorkerApi, type DecryptWorkerOptions, type PoolDeciphered, type PoolSession } from "../src/protocol/pool.js";
+import { DECRYPT_POOL_PROTOCOL_VERSION, POOL_CELLS, type DecryptWorkerApi, type DecryptWorkerOptions, type PoolCipherRoom, type PoolDecipheredCells, type PoolSession } from "../src/protocol/pool.js";
 import { MAX_CIPHERTEXT_LENGTH } from "./engine/DecryptFailure.js";
 import { decipherRoomEvent } from "./engine/megolm/decipher.js";
 
@@ -66,29 +65,36 @@ async function main(): Promise<void> {
     }
   };
 
-  const decipherOne = (roomId: string, ev: EncryptedEventInput): PoolDeciphered | null => {
-    const c = ev.content;
-    if (!c || c.algorithm !== MEGOLM_ALGORITHM || typeof c.ciphertext !== "string" || typeof c.sender_key !== "string" || typeof c.session_id !== "string") return null;
-    if (c.ciphertext.length > MAX_CIPHERTEXT_LENGTH) return null;
-    const held = sessions.get(key(roomId, c.sender_key, c.session_id));
-    if (!held) return null;
-    try {
-      const d = decipherRoomEvent(held.session, roomId, c.ciphertext, held.firstKnownIndex);
-      return { plaintextJson: d.plaintext, messageIndex: d.messageIndex, type: d.type };
-    } catch {
-      return null; // the crypto worker tries again and reports the reason
+  /** One event's cells into `out`: its plaintext, index and type, or "", -1, "" (left to the crypto worker). */
+  const decipherOne = (roomId: string, senderKey: unknown, sessionId: unknown, ciphertext: unknown, out: PoolDecipheredCells): void => {
+    const held = typeof senderKey === "string" && typeof sessionId === "string" && typeof ciphertext === "string" && ciphertext && ciphertext.length <= MAX_CIPHERTEXT_LENGTH ? sessions.get(key(roomId, senderKey, sessionId)) : undefined;
+    if (held) {
+      try {
+        const d = decipherRoomEvent(held.session, roomId, ciphertext as string, held.firstKnownIndex);
+        out.push(d.plaintext, d.messageIndex, d.type);
+        return;
+      } catch {
+        // the crypto worker tries again and reports the reason
+      }
     }
+    out.push("", -1, "");
   };
 
   const api: DecryptWorkerApi = {
     addSessions: (list) => {
       for (const s of Array.isArray(list) ? list : []) add(s);
     },
-    decipher: (rooms) => (Array.isArray(rooms) ? rooms : []).map((r) => (Array.isArray(r.events) ? r.events.map((ev) => decipherOne(r.roomId, ev)) : [])),
+    decipher: (rooms) =>
+      (Array.isArray(rooms) ? rooms : []).map((r) => {
+        const out: PoolDecipheredCells = [];
+        const cells = Array.isArray(r.cells) ? r.cells : [];
+        for (let i = 0; i + POOL_CELLS <= cells.length; i += POOL_CELLS) decipherOne(r.roomId, cells[i], cells[i + 1], cells[i + 2], out);
+        return out;
+      }),
   };
   const facade: DecryptWorkerFacade = Object.freeze({
     addSessions: async (list: PoolSession[]) => api.addSessions(list),
-    decipher: async (rooms: { roomId: string; events: EncryptedEventInput[] }[]) => api.decipher(rooms),
+    decipher: async (rooms: PoolCipherRoom[]) => api.decipher(rooms),
   });
   Comlink.expose(facade, nodeEndpoint(port as unknown as Parameters<typeof nodeEndpoint>[0]));
   port.postMessage({ __sdk: "ready", protocolVersion: DECRYPT_POOL_PROTOCOL_VERSION });

@@ -18,9 +18,9 @@
 import { Worker } from "node:worker_threads";
 import * as Comlink from "comlink/dist/esm/comlink.mjs";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
-import type { EncryptedEventInput, RoomDecryptResult } from "../../protocol/api.js";
+import { MEGOLM_ALGORITHM, type EncryptedEventInput, type RoomDecryptResult } from "../../protocol/api.js";
 import { CryptoWorkerCrashedError, WorkerProtocolError } from "../../protocol/errors.js";
-import { DECRYPT_POOL_PROTOCOL_VERSION, type DecryptWorkerOptions, type PoolDeciphered, type PoolSession } from "../../protocol/pool.js";
+import { DECRYPT_POOL_PROTOCOL_VERSION, POOL_CELLS, type DecryptWorkerOptions, type PoolCipherRoom, type PoolDeciphered, type PoolSession } from "../../protocol/pool.js";
 import type { Logger } from "../../pure/logger.js";
 import { inspectCustom, redactedInspect, type InspectFn } from "../../pure/secret.js";
 import type { DecryptWorkerFacade } from "../../../workers/decrypt-worker.js";
@@ -58,6 +58,39 @@ interface Slot {
   starting: Promise<Running> | null;
   deaths: number;
   restingUntil: number;
+}
+
+/**
+ * A room's events as its decrypt worker takes them ({@link PoolCipherRoom}): the three strings
+ * it needs per event, "" for an event that is not Megolm-shaped (left to the crypto worker).
+ * @internal
+ */
+export function cipherRoom(roomId: string, events: EncryptedEventInput[]): PoolCipherRoom {
+  const cells: string[] = [];
+  for (const ev of events) {
+    const c = ev.content;
+    if (c && c.algorithm === MEGOLM_ALGORITHM && typeof c.sender_key === "string" && typeof c.session_id === "string" && typeof c.ciphertext === "string") cells.push(c.sender_key, c.session_id, c.ciphertext);
+    else cells.push("", "", "");
+  }
+  return { roomId, cells };
+}
+
+/**
+ * A decrypt worker's answer for one room of `events` events, as {@link PoolDeciphered} entries
+ * (null: left to the crypto worker); null when the answer is not of that shape (every event of
+ * the room then goes to the crypto worker).
+ * @internal
+ */
+export function decipheredOf(answer: unknown, events: number): (PoolDeciphered | null)[] | null {
+  if (!Array.isArray(answer) || answer.length !== events * POOL_CELLS) return null;
+  const out: (PoolDeciphered | null)[] = new Array(events);
+  for (let k = 0; k < events; k++) {
+    const plaintextJson: unknown = answer[k * POOL_CELLS];
+    const messageIndex: unknown = answer[k * POOL_CELLS + 1];
+    const type: unknown = answer[k * POOL_CELLS + 2];
+    out[k] = typeof plaintextJson === "string" && plaintextJson && typeof messageIndex === "number" && Number.isSafeInteger(messageIndex) && messageIndex >= 0 && typeof type === "string" ? { plaintextJson, messageIndex, type } : null;
+  }
+  return out;
 }
 
 /** Stable shard of a room: FNV-1a of its ID. @internal */
@@ -193,11 +226,11 @@ export class DecryptPool {
     const deciphered: Deciphered = new Array(payload.length);
     await Promise.all(
       [...byShard].map(async ([s, rooms]) => {
-        const got = await this.call(s, "decipher", [rooms.map((i) => payload[i]!)]).catch((err: unknown) => {
+        const got = await this.call(s, "decipher", [rooms.map((i) => cipherRoom(payload[i]!.roomId, payload[i]!.events))]).catch((err: unknown) => {
           this.log.warn(`decrypt worker ${s}: ${String(err)}; its rooms are decrypted by the crypto worker`);
           return null;
         });
-        if (Array.isArray(got)) rooms.forEach((i, k) => (deciphered[i] = (got as (PoolDeciphered | null)[][])[k]));
+        if (Array.isArray(got)) rooms.forEach((i, k) => (deciphered[i] = decipheredOf(got[k], payload[i]!.events.length) ?? undefined));
       }),
     );
     return deciphered;
