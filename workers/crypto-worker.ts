@@ -88,7 +88,7 @@ async function main(): Promise<void> {
     markRequestAsSent: (id, kind, responseJson) => run(() => engine.markRequestAsSent(id, kind, responseJson)),
     markRequestAsFailed: (id, kind, errcode, message) => run(() => engine.markRequestAsFailed(id, kind, errcode, message)),
     receiveSyncChanges: (inputJson: string, opts) => run(() => engine.receiveSyncChanges(JSON.parse(inputJson), opts ?? {})),
-    commitSyncToken: (token: string, batchId: string) => run(() => engine.commitSyncToken(token, batchId)),
+    commitSyncToken: (token: string, batchId: string, syncFirst?: string[]) => run(() => engine.commitSyncToken(token, batchId, syncFirst)),
     decryptSyncTimelines: (rooms) => run(() => engine.decryptSyncTimelines(rooms)),
     decryptSyncTimelinesPooled: (rooms) => run(() => engine.decryptSyncTimelinesPooled(rooms)),
     decryptRoomEvents: (roomId: string, eventsJson: string) => run(() => engine.decryptRoomEvents(roomId, JSON.parse(eventsJson) as unknown[])),

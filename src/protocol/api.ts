@@ -379,8 +379,12 @@ export interface CryptoWorkerApi {
    * Commit the sync token, with exactly the batch `batchId` (replay records, events kept for their
    * keys), once everything that sync carried was handled. Throws `SyncBatchUnknownError`, committing
    * nothing, when this worker does not have that batch (it restarted): process the sync again.
+   * `syncFirst`: files synced to disk before the commit (the client state store's WAL, written
+   * without a sync of its own), so that they are never behind the committed token; a file that
+   * cannot be synced throws `StoreError`, committing nothing (one already gone is not an error:
+   * SQLite removes the WAL only after checkpointing it into the synced database file).
    */
-  commitSyncToken(token: string, batchId: string): void;
+  commitSyncToken(token: string, batchId: string, syncFirst?: string[]): void;
   /**
    * Decrypt the encrypted timeline events of all rooms of one sync; the side effects are staged in
    * the batch opened by the `receiveSyncChanges` call just before (`SyncBatchUnknownError` when

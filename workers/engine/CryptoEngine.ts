@@ -285,8 +285,8 @@ export class CryptoEngine {
   }
 
   /** See {@link SyncBatches.commit}. */
-  async commitSyncToken(token: string, batchId: string): Promise<void> {
-    await this.syncs.commit(token, batchId);
+  async commitSyncToken(token: string, batchId: string, syncFirst?: string[]): Promise<void> {
+    await this.syncs.commit(token, batchId, syncFirst);
   }
 
   /** Decrypt a batch of `m.room.encrypted` events of one room (history, single events). */

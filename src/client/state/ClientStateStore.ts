@@ -55,6 +55,8 @@ export class ClientStateStore implements KeyValueStore {
   private constructor(
     private readonly db: Database.Database,
     private readonly userId: string,
+    /** The WAL file, when the store is in WAL mode (an in-memory one is not): only then can a write defer its sync. */
+    private readonly walFile: string | null,
   ) {}
 
   /**
@@ -77,10 +79,10 @@ export class ClientStateStore implements KeyValueStore {
     try {
       db = new Database(path, options);
       db.pragma("busy_timeout = 5000");
-      db.pragma("journal_mode = WAL");
+      const wal = db.pragma("journal_mode = WAL", { simple: true }) === "wal";
       db.pragma("synchronous = FULL");
       db.exec(SCHEMA);
-      return new ClientStateStore(db, userId);
+      return new ClientStateStore(db, userId, wal ? `${path}-wal` : null);
     } catch (e) {
       db?.close();
       throw new StoreError(sqliteOpenFailure(`Cannot open the client state store ${path}`, e), { path, ...sqliteOpenDetails(e) });
@@ -99,16 +101,40 @@ export class ClientStateStore implements KeyValueStore {
     return rows.map((r) => JSON.parse(r.state_json) as PersistedRoom);
   }
 
-  /** One transaction: the sync's joined rooms (replaced), the rooms it left (removed), its token. */
-  saveSync(token: string, joined: PersistedRoom[], left: string[]): void {
+  /**
+   * One transaction: the sync's joined rooms (replaced), the rooms it left (removed), its token.
+   * Durable when it returns, unless `deferSync`: then it is written to the file (it survives the
+   * process) without waiting for the disk, and is durable once the files of
+   * {@link ClientStateStore.durabilityFiles} were synced — the crypto worker does that before it
+   * commits the sync's token, so this thread never waits for the disk during sync processing.
+   */
+  saveSync(token: string, joined: PersistedRoom[], left: string[], opts: { deferSync?: boolean } = {}): void {
     const put = this.db.prepare("INSERT OR REPLACE INTO joined_rooms (user_id, room_id, state_json) VALUES (?, ?, ?)");
     const del = this.db.prepare("DELETE FROM joined_rooms WHERE user_id = ? AND room_id = ?");
     const tok = this.db.prepare("INSERT OR REPLACE INTO sync_state (user_id, token) VALUES (?, ?)");
-    this.db.transaction(() => {
+    const write = this.db.transaction(() => {
       for (const r of joined) put.run(this.userId, r.roomId, JSON.stringify(r));
       for (const roomId of left) del.run(this.userId, roomId);
       tok.run(this.userId, token);
-    })();
+    });
+    if (!opts.deferSync || this.walFile === null) return write();
+    // WAL with synchronous=NORMAL: the commit is appended to the WAL file, not synced.
+    this.db.pragma("synchronous = NORMAL");
+    try {
+      write();
+    } finally {
+      this.db.pragma("synchronous = FULL");
+    }
+  }
+
+  /**
+   * The files whose sync makes every write of {@link ClientStateStore.saveSync} with `deferSync`
+   * durable: the WAL file (none when the store is not in WAL mode, an in-memory one: its writes
+   * never defer their sync). SQLite syncs the database file itself whenever it checkpoints the WAL
+   * into it.
+   */
+  durabilityFiles(): string[] {
+    return this.walFile === null ? [] : [this.walFile];
   }
 
   get(key: string): string | undefined {

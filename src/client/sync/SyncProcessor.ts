@@ -262,14 +262,18 @@ export class SyncProcessor {
     }
 
     // Room state and token first (one transaction), then the crypto store's token: this store is
-    // never behind the token the client resumes from.
+    // never behind the token the client resumes from. With a crypto worker, the state store's write
+    // does not wait for the disk here: the worker syncs its file before committing the token, so
+    // this thread never blocks on the disk while processing a sync.
     const state = this.deps.state();
+    let syncFirst: string[] = [];
     if (state) {
       const { joined, left, saved } = rooms.persisted(work.cryptoRooms);
-      state.saveSync(nextBatch, joined, left);
+      state.saveSync(nextBatch, joined, left, { deferSync: cryptoResult !== null });
+      if (cryptoResult) syncFirst = state.durabilityFiles();
       saved();
     }
-    if (cryptoResult) await crypto.api.commitSyncToken(nextBatch, cryptoResult.batchId);
+    if (cryptoResult) await crypto.api.commitSyncToken(nextBatch, cryptoResult.batchId, ...(syncFirst.length ? [syncFirst] : []));
     this.token = nextBatch;
     events.emit("sync", { nextBatch, events: emitted });
     void this.deps.outgoing.trigger();

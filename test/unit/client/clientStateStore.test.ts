@@ -4,7 +4,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClientStateStore } from "../../../src/client/state/ClientStateStore.js";
@@ -40,5 +40,54 @@ describe("ClientStateStore", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  /** Records the store's pragma calls (its connection is private). */
+  const pragmas = (store: ClientStateStore): string[] => {
+    const db = (store as unknown as { db: { pragma: (s: string, o?: object) => unknown } }).db;
+    const seen: string[] = [];
+    const orig = db.pragma.bind(db);
+    db.pragma = (sql: string, o?: object) => {
+      seen.push(sql);
+      return orig(sql, o);
+    };
+    return seen;
+  };
+  const synchronous = (store: ClientStateStore): unknown => (store as unknown as { db: { pragma: (s: string, o?: object) => unknown } }).db.pragma("synchronous", { simple: true });
+
+  it("defers a sync's write to its WAL file without a sync of its own, readable at once and after reopening; the connection stays at FULL for everything else", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sdk-state-"));
+    const path = join(dir, "state.db");
+    try {
+      const a = ClientStateStore.open(path, "@a:x");
+      assert.deepEqual(a.durabilityFiles(), [`${path}-wal`]);
+      const seen = pragmas(a);
+      a.saveSync("t1", [{ roomId: "!r1:x", members: { "@a:x": "join" }, encryption: null }], [], { deferSync: true });
+      assert.deepEqual(seen, ["synchronous = NORMAL", "synchronous = FULL"]);
+      assert.equal(synchronous(a), 2, "FULL again after the deferred write");
+      const before = seen.length;
+      a.saveSync("t2", [], []);
+      assert.deepEqual(seen.slice(before), [], "a write without deferSync syncs as ever");
+      assert.ok(existsSync(`${path}-wal`));
+      const other = ClientStateStore.open(path, "@a:x");
+      assert.equal(other.syncToken(), "t2");
+      other.close();
+      a.close();
+      const again = ClientStateStore.open(path, "@a:x");
+      assert.deepEqual(again.rooms(), [{ roomId: "!r1:x", members: { "@a:x": "join" }, encryption: null }]);
+      again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("an in-memory store has no WAL: its writes never defer their sync and it names no file to sync", () => {
+    const m = ClientStateStore.open(":memory:", "@a:x");
+    const seen = pragmas(m);
+    m.saveSync("t1", [], [], { deferSync: true });
+    assert.deepEqual(seen, []);
+    assert.deepEqual(m.durabilityFiles(), []);
+    assert.equal(m.syncToken(), "t1");
+    m.close();
   });
 });

@@ -8,7 +8,8 @@
  */
 import type { SyncChangesInput, SyncChangesOptions, SyncChangesResult } from "../../../src/protocol/api.js";
 import type { PoolSession } from "../../../src/protocol/pool.js";
-import { InvalidArgumentError, SyncBatchUnknownError } from "../../../src/protocol/errors.js";
+import { closeSync, fsyncSync, openSync } from "node:fs";
+import { InvalidArgumentError, StoreError, SyncBatchUnknownError } from "../../../src/protocol/errors.js";
 import type { AccountKeys } from "../account/AccountKeys.js";
 import { isObj, isStr, type EngineContext } from "../EngineContext.js";
 import type { KeySharing } from "../gossiping/KeySharing.js";
@@ -115,10 +116,13 @@ export class SyncBatches {
    * {@link SyncBatchUnknownError}, committing nothing, when that batch is not the open one (the
    * engine restarted and lost it): the client processes the sync again, which recreates it.
    */
-  async commit(token: string, batchId: string): Promise<void> {
+  async commit(token: string, batchId: string, syncFirst: string[] = []): Promise<void> {
     if (!isStr(token)) throw new InvalidArgumentError("sync token must be a string");
     if (!isStr(batchId)) throw new InvalidArgumentError("sync batch ID must be a string");
+    if (!Array.isArray(syncFirst) || !syncFirst.every(isStr)) throw new InvalidArgumentError("the files to sync first must be paths");
     const { tx } = this.open(batchId);
+    // The client state store's writes of this sync reach the disk before the token does.
+    for (const path of syncFirst) syncFile(path);
     this.batch = null;
     // Key-request state may have moved on since the timelines were decrypted: write the current one.
     this.parts.keySharing.saveIfChanged(tx);
@@ -134,5 +138,27 @@ export class SyncBatches {
       throw new SyncBatchUnknownError(batch ? "the sync batch to commit is not the one in progress" : "no sync batch is in progress (the crypto worker restarted)", batchId !== undefined ? { batchId } : {});
     }
     return batch;
+  }
+}
+
+/**
+ * Sync one file to disk (see `CryptoWorkerApi.commitSyncToken`'s `syncFirst`). A file that is gone
+ * is not an error (SQLite removes a WAL file only after checkpointing it into its synced database);
+ * any other failure is `StoreError`.
+ */
+function syncFile(path: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw new StoreError(`Cannot open ${path} to sync it before the sync token: ${e instanceof Error ? e.message : String(e)}`, { path });
+  }
+  try {
+    fsyncSync(fd);
+  } catch (e) {
+    throw new StoreError(`Cannot sync ${path} before the sync token: ${e instanceof Error ? e.message : String(e)}`, { path });
+  } finally {
+    closeSync(fd);
   }
 }
