@@ -198,15 +198,16 @@ export interface ScalingRow {
  * but no worker takes more than `maxShardShare` of them (a room is never split: 1/workers when
  * rooms are many and even, the hot room's share when one dominates); all threads together get
  * `cores` cores (with `helpers`, the CPU of V8's and libuv's threads, which no single thread
- * bounds). The smallest bound is what saturates first. A projection, not a measurement.
+ * bounds). `mainBusy` / `cryptoBusy`, when given, bound those threads instead: their busy time
+ * per event, which also holds what they wait for besides a core (the fsync of each sync's commit). The smallest bound is what saturates first. A projection, not a measurement.
  */
-export function projectScaling(c: { main: number; crypto: number; decrypt: number; decipheredShare: number; rawEps: number; helpers?: number }, cores: number, maxShardShare?: number): ScalingRow {
+export function projectScaling(c: { main: number; crypto: number; decrypt: number; decipheredShare: number; rawEps: number; helpers?: number; mainBusy?: number; cryptoBusy?: number }, cores: number, maxShardShare?: number): ScalingRow {
   const k = Math.max(1, cores - 1);
   const share = Math.max(1 / k, maxShardShare ?? 0);
   const dPerEvent = c.decrypt * c.decipheredShare;
   const bounds = {
-    mainThread: 1e6 / c.main,
-    cryptoWorker: 1e6 / c.crypto,
+    mainThread: 1e6 / Math.max(c.main, c.mainBusy ?? 0),
+    cryptoWorker: 1e6 / Math.max(c.crypto, c.cryptoBusy ?? 0),
     decryptWorkers: dPerEvent > 0 ? 1e6 / (dPerEvent * share) : Infinity,
     cores: (cores * 1e6) / (c.main + c.crypto + dPerEvent + (c.helpers ?? 0)),
   };
@@ -260,7 +261,7 @@ export function renderPool(rows: PoolRow[], costs: PerEventCosts | null, scaling
     );
   }
   if (scaling.length) {
-    out.push("Scaling projection from the 2-worker row's kernel CPU per event (not measured; helpers count against the cores, the fixture server not): decryptWorkers = cores − 1");
+    out.push("Scaling projection (not measured): the cores bound from the 2-worker row's kernel CPU per event (helpers count, the fixture server not); the main thread's and crypto worker's bounds from their busy time in the profile run (it holds their waits for the disk); decryptWorkers = cores − 1");
     out.push(
       table(
         ["cores", "decrypt workers", "main bound", "crypto bound", "decrypt bound", "cores bound", "ev/s", "÷ raw", "saturates first"],

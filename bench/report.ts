@@ -249,7 +249,7 @@ export function buildReport(r: BenchResults): Report {
     const two = rows.find((x) => x.key === "pool:2:200");
     const k = two?.cpu;
     const c = k && Number.isFinite(k.main.median)
-      ? { main: k.main.median, crypto: k.crypto.median, decrypt: k.decrypt.median / Math.max(1e-9, two.decipheredShare.median), decipheredShare: two.decipheredShare.median, rawEps, helpers: k.helpers.median }
+      ? { main: k.main.median, crypto: k.crypto.median, decrypt: k.decrypt.median / Math.max(1e-9, two.decipheredShare.median), decipheredShare: two.decipheredShare.median, rawEps, helpers: k.helpers.median, ...(costs ? { mainBusy: costs.main.total, cryptoBusy: costs.crypto.total } : {}) }
       : costs && { main: costs.main.total, crypto: costs.crypto.total, decrypt: costs.decrypt.total, decipheredShare: costs.decipheredShare, rawEps };
     const hot = Number(r.options.pool && (r.options.pool as Json).hotShare) || 0.5;
     pool = { rows, costs, scaling: c ? [4, 8, 16].map((n) => projectScaling(c, n)) : [], skewScaling: c ? [4, 8, 16].map((n) => projectScaling(c, n, hot)) : [] };

@@ -146,5 +146,10 @@ describe("per-event costs and the scaling projection", () => {
     assert.equal(more.bounds.cores, 25_000); // 4 cores / (10 + 10 + 100 + 40) µs
     assert.equal(more.bounds.mainThread, plain.bounds.mainThread);
     assert.equal(more.bounds.cryptoWorker, plain.bounds.cryptoWorker);
+    // Busy time (CPU and waits for the disk) bounds a thread when it is longer than its CPU.
+    const busy = projectScaling({ ...c, mainBusy: 20, cryptoBusy: 5 }, 4);
+    assert.equal(busy.bounds.mainThread, 50_000);
+    assert.equal(busy.bounds.cryptoWorker, 100_000);
+    assert.equal(busy.bounds.cores, plain.bounds.cores);
   });
 });
