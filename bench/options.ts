@@ -39,9 +39,7 @@ export interface Options {
   /**
    * Pool modes (issue 18): `decryptWorkers` values on the 10-room 200 B workload, on the first
    * many-room workload (its decryptWorkers 1 figure is the plain sdk run's: the same path) and on
-   * the skewed one; the skewed workload's other rooms and hot room share; the runs they get.
-   */
-  /**
+   * the skewed one; the skewed workload's other rooms and hot room share; the runs they get;
    * `longMessages`: messages per sender of the long pool workload (the 10-room shape, 3× the
    * events; 0: none), so the JIT's warm-up weighs less than in the 10,000-event headline.
    */
