@@ -2,7 +2,7 @@
  * Entry point of a decrypt worker of the decrypt pool (see `src/protocol/pool.ts`): libolm only,
  * no store, no trust. It holds the inbound sessions the crypto worker handed it (unpickled, LRU)
  * and deciphers events of those sessions with the same checks as the crypto worker
- * (`engine/megolm/decipher.ts`); anything else is left to the crypto worker (null). Posts `ready`
+ * (`engine/megolm/decipher.ts`); anything else is left to the crypto worker (empty cells). Posts `ready`
  * once libolm is up. Prints nothing and logs nothing of what it holds.
  */
 import { readlinkSync } from "node:fs";

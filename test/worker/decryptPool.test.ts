@@ -13,7 +13,7 @@ import { decryptPayload, type DecryptPayload } from "../../src/client/sync/syncR
 import { decryptWorkerCount } from "../../src/client/options.js";
 import { noopLogger } from "../../src/pure/logger.js";
 import type { RoomDecryptResult } from "../../src/protocol/api.js";
-import { readFileSync, readdirSync } from "node:fs";
+import { readProcess } from "../../bench/threadCpu.js";
 
 type Json = Record<string, unknown>;
 const ROOMS = ["!a:example.org", "!b:example.org", "!c:example.org", "!d:example.org"];
@@ -79,11 +79,11 @@ describe("decrypt pool", () => {
   });
 
   it("each decrypt worker's thread, and only those, runs at the niceness asked for (Linux)", { skip: process.platform !== "linux" && "per-thread priority is set on Linux only" }, (t) => {
-    // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value (after the parenthesised name).
-    const nice = (tid: string): number => Number(readFileSync(`/proc/${process.pid}/task/${tid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
-    const main = nice(String(process.pid));
+    // Every thread's nice value, from /proc/<pid>/task/<tid>/stat (the bench's reader).
+    const threads = readProcess(process.pid);
+    const main = threads.get(process.pid)!.nice;
     if (main >= 10) return t.skip(`this process already runs at niceness ${main}: the workers keep it`);
-    const values = readdirSync(`/proc/${process.pid}/task`).map(nice);
+    const values = [...threads.values()].map((r) => r.nice);
     assert.equal(values.filter((n) => n === 10).length, 2, `thread nice values: ${values.join(",")}`);
     assert.equal(values.filter((n) => n !== 10 && n !== main).length, 0, "every other thread keeps the process's priority");
   });

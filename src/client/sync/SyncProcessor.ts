@@ -273,7 +273,7 @@ export class SyncProcessor {
       if (cryptoResult) syncFirst = state.durabilityFiles();
       saved();
     }
-    if (cryptoResult) await crypto.api.commitSyncToken(nextBatch, cryptoResult.batchId, ...(syncFirst.length ? [syncFirst] : []));
+    if (cryptoResult) await crypto.api.commitSyncToken(nextBatch, cryptoResult.batchId, syncFirst);
     this.token = nextBatch;
     events.emit("sync", { nextBatch, events: emitted });
     void this.deps.outgoing.trigger();
